@@ -1,0 +1,281 @@
+"""The preprocess cache: one TFRecord shard per recording plus a manifest.
+
+Layout of a cache folder::
+
+    CACHE/manifest.json
+    CACHE/<partition>/<recording>.tfrecord
+
+Each shard holds one `tf.train.Example` per 4 fps sample, in time order, with
+the features `image` (PNG bytes of the aligned face crop), `time` (seconds),
+`found` (1 if a face was found), `index` (sample number) and `target/<name>`
+(the label at that time, NaN where the recording is unlabeled). PNG keeps the
+crops lossless: the synthetic valence signal is a few pixels of mouth motion.
+
+The preprocess CLI writes this cache; the tf.data pipeline, evaluation and
+training read it. Shards and the manifest are written atomically, so a file
+that exists is complete.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import pathlib
+from typing import Any, Sequence
+
+import cv2
+import numpy as np
+import tensorflow as tf
+
+from recola_sta import io_utils
+
+MANIFEST_NAME = "manifest.json"
+FORMAT_VERSION = 1
+
+
+@dataclasses.dataclass
+class CacheEntry:
+    """One preprocessed recording.
+
+    Attributes:
+        name: recording name, e.g. `"dev_1"`.
+        partition: `"train"`, `"dev"` or `"test"`.
+        shard: path of the TFRecord shard, relative to the cache folder.
+        num_samples: number of 4 fps samples in the shard.
+        found_rate: share of samples where a face was found.
+        video: path of the source video.
+        targets: names of the label dimensions stored per sample.
+    """
+
+    name: str
+    partition: str
+    shard: str
+    num_samples: int
+    found_rate: float
+    video: str
+    targets: list[str]
+
+
+@dataclasses.dataclass
+class Manifest:
+    """Everything a reader needs to know about a cache folder.
+
+    Attributes:
+        corpus_root: folder of the corpus the cache was made from.
+        corpus_kind: kind passed to `corpora.load_corpus`.
+        size: side of the square aligned crops, pixels.
+        fps: sampling rate of the samples (4 in the paper).
+        entries: one per recording, in corpus order.
+    """
+
+    corpus_root: str
+    corpus_kind: str
+    size: int
+    fps: float
+    entries: list[CacheEntry]
+
+    def partition(self, name: str) -> list[CacheEntry]:
+        """Returns the entries of one partition, in corpus order."""
+        return [e for e in self.entries if e.partition == name]
+
+    def entry(self, name: str) -> CacheEntry:
+        """Returns the entry of the recording called `name`."""
+        for e in self.entries:
+            if e.name == name:
+                return e
+        raise KeyError(f"No recording named {name!r} in the cache.")
+
+
+def shard_path(partition: str, name: str) -> str:
+    """Relative path of a recording's shard inside the cache folder."""
+    return f"{partition}/{name}.tfrecord"
+
+
+def write_manifest(cache_dir: str | os.PathLike, manifest: Manifest) -> None:
+    """Writes `manifest.json` atomically."""
+    payload = {"format_version": FORMAT_VERSION, **dataclasses.asdict(manifest)}
+    io_utils.atomic_write_text(
+        pathlib.Path(cache_dir) / MANIFEST_NAME, json.dumps(payload, indent=2) + "\n"
+    )
+
+
+def read_manifest(cache_dir: str | os.PathLike) -> Manifest:
+    """Reads and checks `manifest.json`.
+
+    Raises:
+        FileNotFoundError: the folder or its manifest does not exist.
+        ValueError: the manifest is malformed or of another format version.
+    """
+    path = pathlib.Path(cache_dir) / MANIFEST_NAME
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"No preprocess cache at {cache_dir}: {path} is missing. "
+            "Run `python -m recola_sta.preprocess` first."
+        )
+    try:
+        payload: dict[str, Any] = json.loads(path.read_text())
+        version = payload.pop("format_version")
+        if version != FORMAT_VERSION:
+            raise ValueError(f"format_version {version}, expected {FORMAT_VERSION}")
+        entries = [CacheEntry(**e) for e in payload.pop("entries")]
+        manifest = Manifest(entries=entries, **payload)
+    except (KeyError, TypeError, ValueError, json.JSONDecodeError) as e:
+        raise ValueError(f"Malformed cache manifest {path}: {e}") from e
+    return manifest
+
+
+def _float_feature(value: float) -> tf.train.Feature:
+    return tf.train.Feature(float_list=tf.train.FloatList(value=[float(value)]))
+
+
+def _int_feature(value: int) -> tf.train.Feature:
+    return tf.train.Feature(int64_list=tf.train.Int64List(value=[int(value)]))
+
+
+def _bytes_feature(value: bytes) -> tf.train.Feature:
+    return tf.train.Feature(bytes_list=tf.train.BytesList(value=[value]))
+
+
+def encode_png(rgb: np.ndarray) -> bytes:
+    """Encodes an RGB uint8 image as PNG bytes."""
+    ok, buf = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    if not ok:
+        raise ValueError(f"Could not PNG-encode an image of shape {rgb.shape}.")
+    return buf.tobytes()
+
+
+def serialize_sample(
+    image: np.ndarray,
+    time: float,
+    found: bool,
+    index: int,
+    targets: dict[str, float],
+) -> bytes:
+    """Serializes one 4 fps sample as a `tf.train.Example`."""
+    feature = {
+        "image": _bytes_feature(encode_png(image)),
+        "time": _float_feature(time),
+        "found": _int_feature(bool(found)),
+        "index": _int_feature(index),
+    }
+    for name, value in targets.items():
+        feature[f"target/{name}"] = _float_feature(value)
+    example = tf.train.Example(features=tf.train.Features(feature=feature))
+    return example.SerializeToString()
+
+
+def write_shard(
+    path: str | os.PathLike,
+    track: Any,
+    targets: dict[str, np.ndarray],
+) -> None:
+    """Writes one recording's face track and labels as a TFRecord shard.
+
+    Args:
+        path: destination `.tfrecord` file; written atomically.
+        track: a `faces.FaceTrack` (`times`, `crops`, `found`).
+        targets: label name -> values at `track.times` (NaN if unlabeled).
+    """
+    n = len(track.times)
+    if track.crops.shape[0] != n or track.found.shape[0] != n:
+        raise ValueError(
+            f"Face track for {path} is inconsistent: {n} times, "
+            f"{track.crops.shape[0]} crops, {track.found.shape[0]} found flags."
+        )
+    for name, values in targets.items():
+        if len(values) != n:
+            raise ValueError(
+                f"Target {name!r} for {path} has {len(values)} values, expected {n}."
+            )
+    with io_utils.atomic_path(path) as tmp:
+        with tf.io.TFRecordWriter(str(tmp)) as writer:
+            for k in range(n):
+                writer.write(
+                    serialize_sample(
+                        track.crops[k],
+                        track.times[k],
+                        track.found[k],
+                        k,
+                        {name: values[k] for name, values in targets.items()},
+                    )
+                )
+
+
+def feature_spec(target_names: Sequence[str]) -> dict[str, tf.io.FixedLenFeature]:
+    """The `tf.io.parse_single_example` spec of one sample."""
+    spec = {
+        "image": tf.io.FixedLenFeature([], tf.string),
+        "time": tf.io.FixedLenFeature([], tf.float32),
+        "found": tf.io.FixedLenFeature([], tf.int64),
+        "index": tf.io.FixedLenFeature([], tf.int64),
+    }
+    for name in target_names:
+        spec[f"target/{name}"] = tf.io.FixedLenFeature([], tf.float32)
+    return spec
+
+
+def parse_example(
+    serialized: tf.Tensor, target_names: Sequence[str]
+) -> dict[str, tf.Tensor]:
+    """Parses and decodes one serialized sample (usable inside `tf.data`).
+
+    Returns:
+        A dict with `image` (uint8, (size, size, 3)), `time` (float32),
+        `found` (bool), `index` (int64) and one float32 entry per target name.
+    """
+    parsed = tf.io.parse_single_example(serialized, feature_spec(target_names))
+    out = {
+        "image": tf.io.decode_png(parsed["image"], channels=3),
+        "time": parsed["time"],
+        "found": tf.cast(parsed["found"], tf.bool),
+        "index": parsed["index"],
+    }
+    for name in target_names:
+        out[name] = parsed[f"target/{name}"]
+    return out
+
+
+@dataclasses.dataclass
+class CachedRecording:
+    """A whole recording read back from the cache, as NumPy arrays."""
+
+    times: np.ndarray  # (N,) float64 seconds
+    crops: np.ndarray  # (N, size, size, 3) uint8
+    found: np.ndarray  # (N,) bool
+    targets: dict[str, np.ndarray]  # name -> (N,) float32
+
+
+def load_entry(cache_dir: str | os.PathLike, entry: CacheEntry) -> CachedRecording:
+    """Reads one recording's shard into memory, in time order."""
+    path = pathlib.Path(cache_dir) / entry.shard
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"Shard {path} of recording {entry.name!r} is missing; "
+            "re-run preprocess to rebuild it."
+        )
+    ds = tf.data.TFRecordDataset(str(path)).map(
+        lambda s: parse_example(s, entry.targets)
+    )
+    times, crops, found = [], [], []
+    targets: dict[str, list[float]] = {name: [] for name in entry.targets}
+    try:
+        for sample in ds.as_numpy_iterator():
+            times.append(sample["time"])
+            crops.append(sample["image"])
+            found.append(sample["found"])
+            for name in entry.targets:
+                targets[name].append(sample[name])
+    except tf.errors.DataLossError as e:
+        raise ValueError(f"Corrupt cache shard {path}: {e.message}") from e
+    if len(times) != entry.num_samples:
+        raise ValueError(
+            f"Shard {path} holds {len(times)} samples, the manifest says "
+            f"{entry.num_samples}; re-run preprocess."
+        )
+    return CachedRecording(
+        times=np.asarray(times, np.float64),
+        crops=np.stack(crops) if crops else np.zeros((0, 0, 0, 3), np.uint8),
+        found=np.asarray(found, bool),
+        targets={k: np.asarray(v, np.float32) for k, v in targets.items()},
+    )
