@@ -1,0 +1,298 @@
+"""Evaluate a training run: predictions, AVEC post-processing, metrics, plots.
+
+    python -m recola_sta.evaluate --run_dir=runs/synthetic_sta
+
+For every recording of the requested partitions the model predicts one value
+per 4 fps sample; samples whose face was not found are filled by linear
+interpolation from their neighbours (paper, section 3.1), and the 4 fps
+predictions are resampled onto the corpus' own label grid (40 ms for RECOLA,
+100 ms for AV+EC 2017) so metrics are computed at the label rate. The AVEC
+post-processing chain is fitted on dev and applied unchanged to every
+partition. Metrics are computed on the concatenation of a partition's
+recordings (as the challenges do) and per recording.
+
+Writes into the run folder:
+    evaluation.json                  metrics per partition, raw and post-processed
+    postprocess.json                 the chain fitted on dev
+    predictions/<partition>/<name>.csv   time,gold,raw,post at the label rate
+    plots/<partition>/<name>.png     predicted vs gold valence (Figs. 3-4)
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+import json
+import os
+import pathlib
+import sys
+import time
+from typing import Callable, Sequence
+
+import numpy as np
+
+from recola_sta import cache, clips, corpora, io_utils, metrics, plots, postprocess
+
+PARTITIONS = ("train", "dev", "test")
+
+
+@dataclasses.dataclass
+class RecordingResult:
+    """One recording's predictions at the label rate."""
+
+    name: str
+    partition: str
+    times: np.ndarray  # label grid (or a grid at the label period if unlabeled)
+    gold: np.ndarray | None  # None when the recording has no labels
+    raw: np.ndarray  # prediction after face-gap interpolation and resampling
+    found: np.ndarray  # per grid time: nearest 4 fps sample had a face
+    post: np.ndarray | None = None  # after the post-processing chain
+
+
+def predict_recordings(
+    predict_fn: Callable[[np.ndarray], np.ndarray],
+    cache_dir: str | os.PathLike,
+    partitions: Sequence[str],
+    *,
+    target: str = "valence",
+    frames: int = 16,
+    batch_size: int = 16,
+    progress: bool = True,
+) -> list[RecordingResult]:
+    """Predicts every cached recording of `partitions` at its label rate.
+
+    Args:
+        predict_fn: float32 clips (B, T, S, S, 3) in [0, 1] -> (B, T[, 1]).
+        cache_dir: preprocess cache; its manifest names the corpus, whose
+            label grids and gold values are read again here.
+        partitions: partitions to predict.
+        target: label dimension compared with the predictions.
+        frames: clip length of the model.
+        batch_size: clips per model call.
+        progress: print a progress bar.
+    """
+    manifest = cache.read_manifest(cache_dir)
+    recordings = {r.name: r for r in corpora.load_corpus(manifest.corpus_root, manifest.corpus_kind)}
+    entries = [e for e in manifest.entries if e.partition in partitions]
+    if not entries:
+        raise ValueError(
+            f"The cache {cache_dir} holds no recordings of partitions {list(partitions)}."
+        )
+    results = []
+    iterator = entries
+    if progress:
+        from tqdm import tqdm
+
+        iterator = tqdm(entries, desc="predict", unit="rec", file=sys.stdout)
+    for entry in iterator:
+        cached = cache.load_entry(cache_dir, entry)
+        if not cached.found.any():
+            print(f"warning: no face found anywhere in {entry.name}; predictions are 0.")
+            preds = np.zeros(len(cached.times))
+            found = np.ones(len(cached.times), bool)
+        else:
+            preds = clips.predict_samples(predict_fn, cached.crops, frames, batch_size)
+            found = cached.found
+        recording = recordings.get(entry.name)
+        if recording is None:
+            raise ValueError(
+                f"Cached recording {entry.name!r} is not in the corpus at "
+                f"{manifest.corpus_root}; the cache is stale, re-run preprocess."
+            )
+        labeled = target in recording.targets and len(recording.times) > 0
+        if labeled:
+            grid = recording.times
+            gold = np.asarray(recording.targets[target], np.float64)
+        else:
+            grid = np.arange(0.0, cached.times[-1] + 1e-9, recording.label_period)
+            gold = None
+        raw, grid_found = clips.samples_to_grid(cached.times, preds, found, grid)
+        results.append(RecordingResult(entry.name, entry.partition, grid, gold, raw, grid_found))
+    return results
+
+
+def _csv_text(result: RecordingResult) -> str:
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(["time", "gold", "raw", "post", "face_found"])
+    nan = np.full(len(result.times), np.nan)
+    gold = result.gold if result.gold is not None else nan
+    post = result.post if result.post is not None else nan
+    for row in zip(result.times, gold, result.raw, post, result.found):
+        writer.writerow([f"{row[0]:.3f}", f"{row[1]:.6f}", f"{row[2]:.6f}", f"{row[3]:.6f}", int(row[4])])
+    return buf.getvalue()
+
+
+def score_results(
+    results: Sequence[RecordingResult], convention: str, which: str
+) -> dict[str, dict]:
+    """Metrics per labeled partition for `which` in {"raw", "post"}."""
+    scores = {}
+    for partition in PARTITIONS:
+        labeled = [r for r in results if r.partition == partition and r.gold is not None]
+        if not labeled:
+            continue
+        scores[partition] = metrics.score_partition(
+            [r.gold for r in labeled],
+            [getattr(r, which) for r in labeled],
+            names=[r.name for r in labeled],
+            convention=convention,
+        )
+    return scores
+
+
+def evaluate_predictions(
+    results: list[RecordingResult],
+    out_dir: str | os.PathLike,
+    *,
+    convention: str = metrics.DEFAULT_CONVENTION,
+    tune_partition: str = "dev",
+    time_shift: bool = False,
+    write_plots: bool = True,
+) -> dict:
+    """Post-processes, scores and writes everything for a set of predictions.
+
+    The chain is fitted on `tune_partition` (dev, as in the challenges) and
+    applied unchanged to every recording. Without labels there, predictions
+    are reported raw and the chain is skipped.
+
+    Returns:
+        The `evaluation.json` content.
+    """
+    out_dir = pathlib.Path(out_dir)
+    tune = [r for r in results if r.partition == tune_partition and r.gold is not None]
+    chain = None
+    if tune:
+        frame_period = float(np.median(np.diff(tune[0].times)))
+        chain = postprocess.PostProcessor.fit(
+            [r.gold for r in tune], [r.raw for r in tune],
+            frame_period=frame_period, time_shift=time_shift, convention=convention,
+        )
+        chain.save(out_dir / "postprocess.json")
+    for r in results:
+        r.post = chain.apply(r.raw) if chain is not None else r.raw.copy()
+    report = {
+        "convention": convention,
+        "tune_partition": tune_partition,
+        "postprocess_kept": chain.kept_steps if chain is not None else [],
+        "postprocess": chain.describe() if chain is not None else "not fitted (no labeled dev)",
+        "raw": score_results(results, convention, "raw"),
+        "post": score_results(results, convention, "post"),
+    }
+    for r in results:
+        io_utils.atomic_write_text(out_dir / "predictions" / r.partition / f"{r.name}.csv", _csv_text(r))
+        if write_plots:
+            title = r.name
+            if r.gold is not None:
+                s = metrics.score(r.gold, r.post, convention=convention)
+                title += f"   CCC {s['ccc']:.3f}   CC {s['cc']:.3f}   RMSE {s['rmse']:.3f}"
+            plots.plot_valence(
+                out_dir / "plots" / r.partition / f"{r.name}.png",
+                r.times, r.post, r.gold, found=r.found, title=title,
+            )
+    io_utils.atomic_write_text(out_dir / "evaluation.json", json.dumps(report, indent=2) + "\n")
+    return report
+
+
+def keras_predict_fn(model) -> Callable[[np.ndarray], np.ndarray]:
+    """Wraps a Keras model as a NumPy clip -> value function."""
+    return lambda batch: model.predict_on_batch(batch)
+
+
+def evaluate_run(
+    run_dir: str | os.PathLike,
+    *,
+    partitions: Sequence[str] = ("dev", "test"),
+    model_file: str = "best.keras",
+    convention: str | None = None,
+    write_plots: bool = True,
+    progress: bool = True,
+) -> dict:
+    """Evaluates the model a training run selected on dev.
+
+    Args:
+        run_dir: folder written by `recola_sta.train` (holds `config.json`).
+        partitions: partitions to predict; dev is always included because the
+            post-processing chain is fitted on it.
+        model_file: the `.keras` file inside `run_dir` to evaluate.
+        convention: CCC convention; the run's own when None.
+        write_plots: write one PNG per recording.
+        progress: show a progress bar.
+    """
+    import keras
+
+    from recola_sta import layers  # noqa: F401  (registers the custom layers)
+
+    run_dir = pathlib.Path(run_dir)
+    config_path = run_dir / "config.json"
+    if not config_path.is_file():
+        raise FileNotFoundError(f"{config_path} is missing: --run_dir must be a training run folder.")
+    config = json.loads(config_path.read_text())
+    model_path = run_dir / model_file
+    if not model_path.is_file():
+        raise FileNotFoundError(f"{model_path} is missing: the run has not finished an epoch yet.")
+    unknown = set(partitions) - set(PARTITIONS)
+    if unknown:
+        raise ValueError(f"Unknown partitions {sorted(unknown)}; choose from {PARTITIONS}.")
+    model = keras.models.load_model(model_path, compile=False)
+    wanted = list(dict.fromkeys(["dev", *partitions]))
+    results = predict_recordings(
+        keras_predict_fn(model), config["cache_dir"], wanted,
+        target=config["target"], frames=config["frames"],
+        batch_size=config["batch_size"], progress=progress,
+    )
+    return evaluate_predictions(
+        results, run_dir, convention=convention or config["convention"], write_plots=write_plots,
+    )
+
+
+def format_report(report: dict) -> str:
+    """A few human-readable lines of an `evaluation.json`."""
+    lines = [f"post-processing kept: {', '.join(report['postprocess_kept']) or 'nothing'}"]
+    for stage in ("raw", "post"):
+        for partition, scores in report[stage].items():
+            s = scores["all"]
+            lines.append(
+                f"{partition:>5} {stage:>4}: RMSE {s['rmse']:.3f}  CC {s['cc']:.3f}  CCC {s['ccc']:.3f}"
+            )
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str]) -> None:
+    from absl import flags
+
+    FLAGS = flags.FLAGS
+    if len(argv) > 1:
+        raise SystemExit(f"Unexpected arguments: {argv[1:]}")
+    partitions = [p.strip() for p in FLAGS.partitions if p.strip()]
+    start = time.time()
+    try:
+        report = evaluate_run(
+            FLAGS.run_dir, partitions=partitions, model_file=FLAGS.model_file,
+            convention=FLAGS.convention, write_plots=FLAGS.plots,
+        )
+    except (FileNotFoundError, ValueError) as e:
+        raise SystemExit(f"evaluate: {e}") from None
+    print(format_report(report))
+    print(f"Wrote evaluation.json, predictions/ and plots/ under {FLAGS.run_dir} "
+          f"in {time.time() - start:.0f} s.")
+
+
+def define_flags() -> None:
+    from absl import flags
+
+    flags.DEFINE_string("run_dir", None, "Training run folder (written by recola_sta.train).")
+    flags.DEFINE_list("partitions", ["dev", "test"], "Partitions to predict (dev is always included).")
+    flags.DEFINE_string("model_file", "best.keras", "Model file inside --run_dir.")
+    flags.DEFINE_enum("convention", None, list(metrics.CONVENTIONS),
+                      "CCC convention; default: the run's.")
+    flags.DEFINE_bool("plots", True, "Write a valence plot per recording.")
+    flags.mark_flag_as_required("run_dir")
+
+
+if __name__ == "__main__":
+    from absl import app
+
+    define_flags()
+    app.run(main)

@@ -1,0 +1,112 @@
+"""Figures a person looks at: valence over time (paper Figs. 3-4) and
+attention heatmaps over the aligned faces (paper Fig. 5).
+
+Every figure is written atomically as PNG with the non-interactive Agg
+backend, so plotting works on servers without a display.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from recola_sta import io_utils  # noqa: E402
+
+
+def _save(fig: plt.Figure, path: str | os.PathLike) -> None:
+    with io_utils.atomic_path(path, suffix=".png") as tmp:
+        fig.savefig(tmp, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+
+
+def plot_valence(
+    path: str | os.PathLike,
+    times: np.ndarray,
+    predicted: np.ndarray,
+    gold: np.ndarray | None = None,
+    *,
+    found: np.ndarray | None = None,
+    title: str = "",
+    ylabel: str = "valence",
+) -> None:
+    """Plots predicted (and gold) valence against time, like Figs. 3-4.
+
+    Args:
+        path: PNG to write.
+        times: (N,) seconds.
+        predicted: (N,) predicted values.
+        gold: optional (N,) gold standard on the same grid.
+        found: optional (N,) bool; spans without a face are shaded grey.
+        title: figure title, e.g. the recording name and its CCC.
+        ylabel: axis label.
+    """
+    fig, ax = plt.subplots(figsize=(10, 3.2))
+    if gold is not None:
+        ax.plot(times, gold, color="black", lw=1.2, label="gold standard")
+    ax.plot(times, predicted, color="tab:red", lw=1.2, label="predicted")
+    if found is not None and not np.all(found):
+        missing = ~np.asarray(found, bool)
+        ax.fill_between(
+            times, 0, 1, where=missing, transform=ax.get_xaxis_transform(),
+            color="0.85", label="no face found", step="mid",
+        )
+    ax.set_xlabel("time (s)")
+    ax.set_ylabel(ylabel)
+    ax.set_xlim(times[0], times[-1]) if len(times) > 1 else None
+    ax.grid(alpha=0.3)
+    ax.legend(loc="upper right", fontsize=8)
+    if title:
+        ax.set_title(title)
+    _save(fig, path)
+
+
+def overlay_attention(face: np.ndarray, attention: np.ndarray, alpha: float = 0.5) -> np.ndarray:
+    """Blends a jet-coloured attention map over an RGB face (uint8 result).
+
+    The map is normalised to its own [min, max] so the colours show where
+    the model looked in this frame: red high, blue low (Fig. 5's colouring).
+    """
+    a = np.asarray(attention, np.float64)
+    span = a.max() - a.min()
+    a = (a - a.min()) / span if span > 0 else np.zeros_like(a)
+    heat = plt.get_cmap("jet")(a)[..., :3] * 255.0
+    blended = (1.0 - alpha) * face.astype(np.float64) + alpha * heat
+    return np.clip(blended, 0, 255).astype(np.uint8)
+
+
+def plot_attention_grid(
+    path: str | os.PathLike,
+    faces: np.ndarray,
+    attention: np.ndarray,
+    times: Sequence[float],
+    *,
+    columns: int = 8,
+    title: str = "",
+) -> None:
+    """Writes a grid of aligned faces with their attention overlaid (Fig. 5).
+
+    Args:
+        path: PNG to write.
+        faces: (N, S, S, 3) uint8 aligned faces.
+        attention: (N, S, S) attention maps (spatial softmax, sum 1 per frame).
+        times: (N,) sample times, printed under each frame.
+        columns: frames per row.
+        title: figure title.
+    """
+    n = len(faces)
+    rows = max(1, -(-n // columns))
+    fig, axes = plt.subplots(rows, columns, figsize=(1.6 * columns, 1.75 * rows + 0.4), squeeze=False)
+    for k, ax in enumerate(axes.flat):
+        ax.axis("off")
+        if k < n:
+            ax.imshow(overlay_attention(faces[k], attention[k]))
+            ax.set_title(f"{times[k]:.2f} s", fontsize=7)
+    if title:
+        fig.suptitle(title, fontsize=9)
+    _save(fig, path)

@@ -1,0 +1,245 @@
+"""Run an exported model on any face video: valence over time and attention.
+
+    python -m recola_sta.predict --model=runs/synthetic_3d_cnn_sta/saved_model \\
+        --video=face.mp4 --out=out/face
+
+Only the SavedModel is loaded (`tf.saved_model.load`): no training code and
+no Keras custom objects. The video may have any frame rate and size. Frames
+are sampled at the model's rate (4 fps) by timestamp, faces are detected and
+aligned exactly as in training, 16-frame clips are predicted (the last one,
+or a video shorter than one clip, is padded by repeating its last frame),
+samples without a face are interpolated from their neighbours, and the
+result is resampled to the video's own frame times.
+
+Writes into --out:
+    valence.csv       time,valence,face_found at the video's frame rate
+    valence.png       valence over time (grey where no face was found)
+    attention.png     for the attention model: aligned faces with the
+                      attention overlaid (paper Fig. 5)
+    attention.mp4     with --attention_video: every 4 fps sample, overlaid
+    summary.json      video facts, face-found rate, timing
+Exit codes: 0 success, 2 bad input (missing/corrupt file, not a model),
+3 no face found anywhere in the video.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import pathlib
+import sys
+import time
+from typing import Any, Sequence
+
+import numpy as np
+
+from recola_sta import clips, export, faces, io_utils, plots
+
+EXIT_BAD_INPUT = 2
+EXIT_NO_FACE = 3
+
+
+class NoFaceError(RuntimeError):
+    """No face was found in any sampled frame of a video."""
+
+
+def _load_chain(model_dir: pathlib.Path):
+    """The post-processing chain stored beside the model, if any."""
+    path = model_dir / export.POSTPROCESS_NAME
+    if not path.is_file():
+        return None
+    from recola_sta import postprocess
+
+    return postprocess.PostProcessor.load(path)
+
+
+def run_model(serve, crops: np.ndarray, frames: int, batch_size: int) -> tuple[np.ndarray, np.ndarray | None]:
+    """Per-sample valence (N,) and attention maps (N, S, S) or None."""
+    import tensorflow as tf
+
+    clip_batch = clips.split_into_clips(crops, frames)
+    valence, attention = [], []
+    for start in range(0, len(clip_batch), batch_size):
+        batch = clip_batch[start : start + batch_size].astype(np.float32) / 255.0
+        out = serve(tf.constant(batch))
+        valence.append(np.asarray(out["valence"]).reshape(-1))
+        if "attention" in out:
+            attention.append(np.asarray(out["attention"]).reshape((-1,) + crops.shape[1:3]))
+    n = crops.shape[0]
+    att = np.concatenate(attention)[:n] if attention else None
+    return np.concatenate(valence)[:n].astype(np.float64), att
+
+
+def predict_video(
+    model_dir: str | os.PathLike,
+    video: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    *,
+    apply_postprocess: bool = True,
+    attention_video: bool = False,
+    attention_columns: int = 8,
+    batch_size: int = 16,
+    upsample: int = 0,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Predicts valence (and attention) for one video; see the module doc.
+
+    Raises:
+        FileNotFoundError: the model folder or video does not exist.
+        ValueError: the video cannot be decoded.
+        NoFaceError: no face in any sampled frame.
+    """
+    import tensorflow as tf
+
+    start = time.time()
+    model_dir = pathlib.Path(model_dir)
+    out_dir = pathlib.Path(out_dir)
+    meta = export.read_metadata(model_dir)
+    info = faces.probe_video(video)
+    loaded = tf.saved_model.load(str(model_dir))
+    serve = loaded.serve
+
+    sample_times = faces.sample_times(info.duration, fps=meta["fps"])
+    aligner = faces.FaceAligner(size=meta["size"], upsample=upsample)
+    track = faces.track_video(video, sample_times, aligner, progress=progress)
+    if not track.found.any():
+        raise NoFaceError(
+            f"No face was found in any of the {len(track.times)} frames sampled from {video}; "
+            "nothing to predict. Is the face frontal and at least ~80 px wide? "
+            "Try --upsample=1 for small faces."
+        )
+    valence, attention = run_model(serve, track.crops, meta["frames"], batch_size)
+    kept = "none"
+    chain = _load_chain(model_dir) if apply_postprocess else None
+    if chain is not None:
+        # The chain was fitted at the corpus label rate; apply it on that grid.
+        period = chain.frame_period
+        grid = np.arange(0.0, track.times[-1] + 1e-9, period)
+        on_grid, grid_found = clips.samples_to_grid(track.times, valence, track.found, grid)
+        series_t, series_v = grid, chain.apply(on_grid)
+        kept = ", ".join(chain.kept_steps) or "nothing"
+    else:
+        series_t = track.times
+        series_v = clips.samples_to_grid(track.times, valence, track.found, track.times)[0]
+    frame_count = info.frame_count or int(round(info.duration * info.fps))
+    frame_times = np.arange(frame_count) / info.fps
+    frame_values, _ = clips.samples_to_grid(series_t, series_v, np.ones(len(series_t), bool), frame_times)
+    _, frame_found = clips.samples_to_grid(track.times, valence, track.found, frame_times)
+
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(["time", "valence", "face_found"])
+    for t, v, f in zip(frame_times, frame_values, frame_found):
+        writer.writerow([f"{t:.4f}", f"{v:.6f}", int(f)])
+    io_utils.atomic_write_text(out_dir / "valence.csv", buf.getvalue())
+    name = pathlib.Path(video).name
+    plots.plot_valence(
+        out_dir / "valence.png", frame_times, frame_values, found=frame_found,
+        title=f"{name}: predicted {meta.get('target', 'valence')} ({meta['variant']})",
+        ylabel=meta.get("target", "valence"),
+    )
+    written = ["valence.csv", "valence.png"]
+    if attention is not None:
+        found_idx = np.flatnonzero(track.found)
+        count = min(len(found_idx), 2 * attention_columns)
+        pick = found_idx[np.linspace(0, len(found_idx) - 1, count).round().astype(int)]
+        plots.plot_attention_grid(
+            out_dir / "attention.png", track.crops[pick], attention[pick], track.times[pick],
+            columns=attention_columns, title=f"{name}: spatiotemporal attention (red: high)",
+        )
+        written.append("attention.png")
+        if attention_video:
+            write_attention_video(out_dir / "attention.mp4", track.crops, attention, track.found, meta["fps"])
+            written.append("attention.mp4")
+    seconds = time.time() - start
+    summary = {
+        "video": str(video),
+        "model": str(model_dir),
+        "variant": meta["variant"],
+        "video_fps": info.fps,
+        "video_frames": frame_count,
+        "duration_s": info.duration,
+        "samples": int(len(track.times)),
+        "face_found_rate": float(track.found.mean()),
+        "postprocess_kept": kept,
+        "wall_time_s": round(seconds, 2),
+        "real_time_factor": round(info.duration / seconds, 2) if seconds > 0 else None,
+        "files": written,
+    }
+    io_utils.atomic_write_text(out_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
+    return summary
+
+
+def write_attention_video(
+    path: pathlib.Path, crops: np.ndarray, attention: np.ndarray, found: np.ndarray, fps: float
+) -> None:
+    """Writes every sample's face with its attention overlaid as an mp4."""
+    import cv2
+
+    size = crops.shape[1]
+    scale = max(1, 256 // size)
+    with io_utils.atomic_path(path, suffix=".mp4") as tmp:
+        writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"mp4v"), fps, (size * scale, size * scale))
+        if not writer.isOpened():
+            raise ValueError(f"OpenCV cannot write {path} (no mp4v encoder).")
+        try:
+            for crop, att, ok in zip(crops, attention, found):
+                frame = plots.overlay_attention(crop, att) if ok else crop
+                frame = cv2.resize(frame, None, fx=scale, fy=scale, interpolation=cv2.INTER_NEAREST)
+                writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+        finally:
+            writer.release()
+
+
+def define_flags() -> None:
+    from absl import flags
+
+    flags.DEFINE_string("model", None, "Exported SavedModel folder (RUN_DIR/saved_model).")
+    flags.DEFINE_string("video", None, "Face video to analyse (any frame rate and size).")
+    flags.DEFINE_string("out", None, "Output folder.")
+    flags.DEFINE_bool("postprocess", True, "Apply the post-processing chain fitted on dev.")
+    flags.DEFINE_bool("attention_video", False, "Also write attention.mp4 (attention model only).")
+    flags.DEFINE_integer("batch_size", 16, "Clips per model call.")
+    flags.DEFINE_integer("upsample", 0, "dlib detector upsampling (1 finds smaller faces, slower).")
+    flags.DEFINE_bool("progress", True, "Show a progress bar.")
+    for name in ("model", "video", "out"):
+        flags.mark_flag_as_required(name)
+
+
+def main(argv: Sequence[str]) -> int:
+    from absl import flags
+
+    FLAGS = flags.FLAGS
+    if len(argv) > 1:
+        print(f"predict: unexpected arguments {argv[1:]}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    if FLAGS.batch_size <= 0:
+        print(f"predict: --batch_size={FLAGS.batch_size} must be positive.", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    try:
+        summary = predict_video(
+            FLAGS.model, FLAGS.video, FLAGS.out, apply_postprocess=FLAGS.postprocess,
+            attention_video=FLAGS.attention_video, batch_size=FLAGS.batch_size,
+            upsample=FLAGS.upsample, progress=FLAGS.progress,
+        )
+    except NoFaceError as e:
+        print(f"predict: {e}", file=sys.stderr)
+        return EXIT_NO_FACE
+    except (FileNotFoundError, ValueError) as e:
+        print(f"predict: {e}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    print(
+        f"{summary['samples']} samples, faces found in {summary['face_found_rate']:.0%}; "
+        f"{summary['wall_time_s']:.1f} s ({summary['real_time_factor']}x real time). "
+        f"Wrote {', '.join(summary['files'])} to {FLAGS.out}"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    from absl import app
+
+    define_flags()
+    app.run(main)

@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# Reproduce the paper's Tables 1-3: preprocess, train and evaluate every row the
+# project implements, then write RESULTS/tables.md beside the paper's numbers.
+#
+#   tools/reproduce.sh --recola_dir=/data/RECOLA --avec2017_dir=/data/AVEC2017
+#   tools/reproduce.sh --synthetic            # 2-core CPU, synthetic corpus
+#
+# Options:
+#   --recola_dir=DIR      RECOLA, AVEC 2016 layout (Tables 1 and 2)
+#   --avec2017_dir=DIR    AV+EC 2017 (Table 3)
+#   --synthetic           run Tables 1-2's rows on the generated synthetic corpus
+#   --out=DIR             results folder (default: results)
+#   anything else         passed to every `recola_sta.train` call (e.g. --epochs=2)
+# Every stage resumes: re-running after an interruption continues where it stopped.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+recola_dir="" avec_dir="" synthetic=0 out="results"
+extra=()
+for arg in "$@"; do
+  case "$arg" in
+    --recola_dir=*) recola_dir="${arg#*=}" ;;
+    --avec2017_dir=*) avec_dir="${arg#*=}" ;;
+    --synthetic) synthetic=1 ;;
+    --out=*) out="${arg#*=}" ;;
+    -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
+    *) extra+=("$arg") ;;
+  esac
+done
+if [[ -z "$recola_dir" && -z "$avec_dir" && "$synthetic" == 0 ]]; then
+  echo "reproduce.sh: give --recola_dir=DIR and/or --avec2017_dir=DIR, or --synthetic" >&2
+  exit 2
+fi
+for dir in "$recola_dir" "$avec_dir"; do
+  if [[ -n "$dir" && ! -d "$dir" ]]; then
+    echo "reproduce.sh: corpus folder $dir does not exist" >&2
+    exit 2
+  fi
+done
+python="${PYTHON:-python}"
+train() {  # train CONFIG CORPUS_DIR RUN_NAME
+  echo "=== $3 ($1) ==="
+  local corpus=()
+  [[ -n "$2" ]] && corpus=(--corpus_dir="$2")
+  "$python" -m recola_sta.train --flagfile="experiments/$1" "${corpus[@]}" \
+    --run_dir="$out/runs/$3" "${extra[@]+"${extra[@]}"}"
+}
+
+corpora=()
+if [[ "$synthetic" == 1 ]]; then
+  train synthetic_2dcnn.cfg "" synthetic_2d_cnn
+  train synthetic_3dcnn.cfg "" synthetic_3d_cnn
+  train synthetic.cfg "" synthetic_3d_cnn_sta
+  corpora+=(recola=synthetic)
+fi
+if [[ -n "$recola_dir" ]]; then
+  train recola_2dcnn.cfg "$recola_dir" recola_2d_cnn
+  train recola_3dcnn.cfg "$recola_dir" recola_3d_cnn
+  train recola.cfg "$recola_dir" recola_3d_cnn_sta
+  corpora=(recola=recola)
+fi
+if [[ -n "$avec_dir" ]]; then
+  train avec2017_2dcnn.cfg "$avec_dir" avec2017_2d_cnn
+  train avec2017.cfg "$avec_dir" avec2017_3d_cnn_sta
+  corpora+=(avec2017=avec2017)
+fi
+IFS=, ; corpora_flag="${corpora[*]}" ; unset IFS
+"$python" -m recola_sta.tables --results_dir="$out" --corpora="$corpora_flag"
