@@ -33,7 +33,7 @@ def _serving_model(model):
 
     from recola_sta import models
 
-    valence = keras.layers.Reshape(model.output.shape[1:2], name="valence")(model.output)
+    valence = keras.layers.Reshape(model.output.shape[1:2], name="serving_valence")(model.output)
     outputs = {"valence": valence}
     try:
         outputs["attention"] = models.attention_model(model).output

@@ -27,6 +27,11 @@ def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[pathlib.P
                                                           dir=path.parent)
     os.close(fd)
     tmp_path = pathlib.Path(tmp)
+    # mkstemp creates files readable by the owner only; give the final file
+    # the permissions an ordinary open() would (0666 minus the umask).
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp_path, 0o666 & ~umask)
     try:
         yield tmp_path
         os.replace(tmp_path, path)

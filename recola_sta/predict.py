@@ -101,7 +101,9 @@ def predict_video(
     loaded = tf.saved_model.load(str(model_dir))
     serve = loaded.serve
 
-    sample_times = faces.sample_times(info.duration, fps=meta["fps"])
+    # Sample up to the last frame's own time, not past the end of the video.
+    last_frame_time = max(0.0, info.duration - 1.0 / info.fps)
+    sample_times = faces.sample_times(info.duration, fps=meta["fps"], end=last_frame_time)
     aligner = faces.FaceAligner(size=meta["size"], upsample=upsample)
     track = faces.track_video(video, sample_times, aligner, progress=progress)
     if not track.found.any():

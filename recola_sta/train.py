@@ -55,7 +55,10 @@ from recola_sta import (
 
 LOSSES = ("mse", "ccc")
 # Settings that change the network; a run folder cannot be resumed with others.
-ARCHITECTURE_KEYS = ("variant", "size", "frames", "fc_units", "dropout", "target", "corpus_kind")
+ARCHITECTURE_KEYS = (
+    "variant", "size", "frames", "fc_units", "dropout", "peephole_mode", "upsampling",
+    "attention_scale", "target", "corpus_kind",
+)
 
 
 @dataclasses.dataclass
@@ -78,7 +81,10 @@ class TrainConfig:
     max_steps_per_epoch: int = 0  # 0: every training clip once per epoch
     loss: str = "mse"
     dropout: float = 0.5
-    fc_units: int = 256
+    fc_units: int = models.DEFAULT_OPTIONS["fc_units"]
+    peephole_mode: str = "conv"  # "conv" (eq. 1 as printed), "hadamard" (Shi et al.), "none"
+    upsampling: str = models.DEFAULT_OPTIONS["upsampling"]
+    attention_scale: str = models.DEFAULT_OPTIONS["attention_scale"]
     target: str = "valence"
     convention: str = metrics.DEFAULT_CONVENTION
     augment: bool = True
@@ -116,6 +122,11 @@ class TrainConfig:
             (self.learning_rate > 0, "learning_rate", "positive"),
             (0.0 <= self.dropout < 1.0, "dropout", "in [0, 1)"),
             (self.fc_units > 0, "fc_units", "positive"),
+            (self.peephole_mode in ("conv", "hadamard", "none"), "peephole_mode",
+             "conv, hadamard or none"),
+            (self.upsampling in ("transposed", "bilinear", "nearest"), "upsampling",
+             "transposed, bilinear or nearest"),
+            (self.attention_scale in ("hw", "none"), "attention_scale", "hw or none"),
             (self.max_steps_per_epoch >= 0, "max_steps_per_epoch", "0 (all) or positive"),
             (self.workers > 0, "workers", "positive"),
             (bool(self.corpus_dir), "corpus_dir", "a corpus folder"),
@@ -213,11 +224,16 @@ def _validation_dataset(cache_dir: str, config: TrainConfig):
 
 
 def _build_and_compile(config: TrainConfig) -> keras.Model:
+    peephole_options = (
+        {"peepholes": False} if config.peephole_mode == "none"
+        else {"peepholes": True, "peephole_mode": config.peephole_mode}
+    )
     model = models.build_model(
         config.variant, frames=config.frames, size=config.size,
-        fc_units=config.fc_units, dropout=config.dropout,
+        fc_units=config.fc_units, dropout=config.dropout, upsampling=config.upsampling,
+        attention_scale=config.attention_scale, **peephole_options,
     )
-    loss = "mean_squared_error" if config.loss == "mse" else metrics.ccc_loss
+    loss = "mean_squared_error" if config.loss == "mse" else metrics.CCCLoss()
     model.compile(
         optimizer=keras.optimizers.Adam(learning_rate=config.learning_rate),
         loss=loss,
@@ -253,8 +269,12 @@ def run_training(config: TrainConfig) -> dict[str, Any]:
         cache_dir, target=config.target, frames=config.frames, batch_size=config.batch_size,
         augment=config.augment, shuffle=True, seed=config.seed,
     )
+    steps_per_epoch = None
     if config.max_steps_per_epoch:
-        train_ds = train_ds.take(config.max_steps_per_epoch)
+        # Repeat rather than take(): a truncated pass would never complete the
+        # pipeline's in-memory cache, which TF then discards every epoch.
+        train_ds = train_ds.repeat()
+        steps_per_epoch = config.max_steps_per_epoch
     val_ds = _validation_dataset(cache_dir, config)
 
     state = _read_state(run_dir)
@@ -278,7 +298,8 @@ def run_training(config: TrainConfig) -> dict[str, Any]:
         ]
         model.fit(
             train_ds, validation_data=val_ds, epochs=config.epochs,
-            initial_epoch=initial_epoch, callbacks=callbacks,
+            steps_per_epoch=steps_per_epoch, initial_epoch=initial_epoch, callbacks=callbacks,
+            shuffle=False,  # the tf.data pipeline shuffles clips itself
             verbose=(1 if sys.stdout.isatty() else 2) if config.progress else 0,
         )
         best_epoch = callbacks[0].best_epoch
@@ -368,6 +389,11 @@ def define_flags() -> None:
     flags.DEFINE_string("loss", d.loss, f"One of {LOSSES} (paper: mse).")
     flags.DEFINE_float("dropout", d.dropout, "Dropout between the fully connected layers (paper: 0.5).")
     flags.DEFINE_integer("fc_units", d.fc_units, "Width of the first fully connected layer.")
+    flags.DEFINE_string("peephole_mode", d.peephole_mode,
+                        "ConvLSTM peepholes: conv (eq. 1 as printed), hadamard (Shi et al.), none.")
+    flags.DEFINE_string("upsampling", d.upsampling, "Decoder x2 stages: transposed, bilinear, nearest.")
+    flags.DEFINE_string("attention_scale", d.attention_scale,
+                        "hw: attention times H*W (uniform = 1); none: raw softmax (eq. 3 literally).")
     flags.DEFINE_string("target", d.target, "Label dimension to learn (valence, arousal).")
     flags.DEFINE_string("convention", d.convention, "CCC convention: avec (challenge) or population.")
     flags.DEFINE_bool("augment", d.augment, "Flip/contrast/colour augmentation (paper: on).")

@@ -1,0 +1,568 @@
+"""Face alignment and timestamp-based frame sampling (paper section 3.1).
+
+The paper detects the face in each frame with dlib, finds the landmarks, and
+"mapped the detected landmark points to pre-defined pixel locations in order to
+normalize the eye and nose coordinates between adjacent frames". Here:
+
+* `FaceAligner` runs dlib's HOG frontal face detector (on a downscaled copy of
+  large frames, for speed), keeps one face per video (the one that continues
+  the previous frame's face), fits dlib's 68-point shape predictor at full
+  resolution, and warps the frame with the least-squares similarity transform
+  that maps the two eye centres and the nose tip onto a fixed template in a
+  `size x size` crop.
+* `iter_frames_at` decodes a video once, sequentially, and returns the frame
+  whose presentation timestamp is nearest to each requested time, so the 4 fps
+  samples line up with the label grid whatever the video's frame rate.
+* `track_video` combines the two into a `FaceTrack`: sample times, crops and a
+  found-mask. A frame without a face is flagged and its crop left at zero; it
+  is never replaced by a neighbour (evaluation interpolates predictions there,
+  as the paper does).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+import os
+import pathlib
+from typing import Iterator, Sequence
+
+import cv2
+import dlib
+import numpy as np
+
+# Landmark indices of dlib's 68-point (iBUG 300-W) markup.
+RIGHT_EYE = tuple(range(36, 42))  # the subject's right eye: image left
+LEFT_EYE = tuple(range(42, 48))   # the subject's left eye: image right
+NOSE_TIP = 30
+
+# Template positions of (image-left eye centre, image-right eye centre, nose
+# tip) as fractions of the crop side, in continuous pixel coordinates (pixel i
+# spans [i, i+1)). Inter-ocular distance 0.30 of the crop; nose tip 0.60
+# inter-ocular distances below the eye line, the ratio of dlib's mean face
+# shape (0.595), so the least-squares residual is small for typical faces.
+# In units of the inter-ocular distance d, dlib's mean shape spans about
+# +-1.17 d horizontally (jaw) and -0.38 d (brows) to +1.92 d (chin) around the
+# eye midpoint: with d = 0.30 and eyes at 0.36 the whole face, brows to chin,
+# lies inside the crop (x 0.15-0.85, y 0.25-0.94).
+DEFAULT_TEMPLATE: tuple[tuple[float, float], ...] = (
+    (0.35, 0.36),
+    (0.65, 0.36),
+    (0.50, 0.54),
+)
+
+# Detection boxes overlapping the tracked face by at least this IoU are taken
+# as the same face; otherwise the nearest box centre wins.
+_MIN_TRACK_IOU = 1e-6
+# Without a tracked face, detections scoring below this share of the best
+# detection's score are ignored (see FaceAligner._choose).
+_MIN_RELATIVE_SCORE = 0.5
+
+
+class VideoError(ValueError):
+    """A video file cannot be opened or decoded; the message names the file."""
+
+
+class TruncatedVideoError(VideoError):
+    """A video's decodable frames end before a requested sample time."""
+
+
+def default_predictor_path() -> str:
+    """Path of `shape_predictor_68_face_landmarks.dat` from face-recognition-models."""
+    import face_recognition_models  # imported lazily: only needed for the default
+
+    return face_recognition_models.pose_predictor_model_location()
+
+
+@functools.lru_cache(maxsize=4)
+def _load_predictor(path: str) -> dlib.shape_predictor:
+    """Loads (once per process and path) a dlib shape predictor."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(
+            f"dlib shape predictor not found: {path}. Pass predictor_path= "
+            "(--predictor_path) pointing at shape_predictor_68_face_landmarks.dat, "
+            "or install the face-recognition-models package."
+        )
+    try:
+        return dlib.shape_predictor(path)
+    except RuntimeError as e:
+        raise ValueError(f"Cannot load dlib shape predictor {path}: {e}") from e
+
+
+@functools.lru_cache(maxsize=1)
+def _load_detector() -> dlib.fhog_object_detector:
+    return dlib.get_frontal_face_detector()
+
+
+def similarity_transform(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+    """Least-squares similarity transform (rotation, uniform scale, shift).
+
+    Closed-form solution of Umeyama (1991), without reflection.
+
+    Args:
+        src: (K, 2) points, K >= 2.
+        dst: (K, 2) target points.
+
+    Returns:
+        (2, 3) float64 matrix M with dst ~= M @ [src, 1].
+    """
+    src = np.asarray(src, np.float64)
+    dst = np.asarray(dst, np.float64)
+    if src.shape != dst.shape or src.ndim != 2 or src.shape[1] != 2 or len(src) < 2:
+        raise ValueError(
+            f"similarity_transform needs two (K, 2) arrays with K >= 2; "
+            f"received src {src.shape}, dst {dst.shape}."
+        )
+    mu_s, mu_d = src.mean(0), dst.mean(0)
+    sc, dc = src - mu_s, dst - mu_d
+    var_s = (sc**2).sum() / len(src)
+    if var_s <= 0:
+        raise ValueError("similarity_transform: the source points coincide.")
+    u, s, vt = np.linalg.svd(dc.T @ sc / len(src))
+    d = np.diag([1.0, np.sign(np.linalg.det(u) * np.linalg.det(vt)) or 1.0])
+    rot = u @ d @ vt
+    scale = np.trace(np.diag(s) @ d) / var_s
+    shift = mu_d - scale * rot @ mu_s
+    return np.hstack([scale * rot, shift[:, None]])
+
+
+def key_points(landmarks: np.ndarray) -> np.ndarray:
+    """(3, 2) image-left eye centre, image-right eye centre, nose tip.
+
+    The eye centres are the means of the six contour landmarks of each eye
+    (36-41 and 42-47), which are steadier than any single landmark; the nose
+    tip is landmark 30.
+    """
+    landmarks = np.asarray(landmarks, np.float64)
+    return np.stack([
+        landmarks[list(RIGHT_EYE)].mean(0),
+        landmarks[list(LEFT_EYE)].mean(0),
+        landmarks[NOSE_TIP],
+    ])
+
+
+def _area(box: np.ndarray) -> float:
+    return float((box[2] - box[0]) * (box[3] - box[1]))
+
+
+def _centre(box: np.ndarray) -> np.ndarray:
+    return np.array([(box[0] + box[2]) / 2, (box[1] + box[3]) / 2])
+
+
+def _iou(a: np.ndarray, b: np.ndarray) -> float:
+    """IoU of two [left, top, right, bottom) boxes."""
+    w = min(a[2], b[2]) - max(a[0], b[0])
+    h = min(a[3], b[3]) - max(a[1], b[1])
+    if w <= 0 or h <= 0:
+        return 0.0
+    inter = w * h
+    return float(inter / (_area(a) + _area(b) - inter))
+
+
+class FaceAligner:
+    """Detects, tracks and aligns one face per video with dlib.
+
+    Args:
+        size: side of the square output crop, pixels.
+        upsample: times dlib's detector upsamples the (possibly downscaled)
+            image; each step halves the smallest detectable face (about 80 px
+            without upsampling) and costs about 4x the time.
+        detect_width: frames wider than this are downscaled to this width for
+            face detection only (landmarks and the warp use the full frame);
+            0 or None detects at full resolution.
+        predictor_path: dlib 68-landmark model; default: the one shipped by
+            the `face-recognition-models` package.
+        template: three (x, y) positions, as fractions of `size`, for the
+            image-left eye centre, image-right eye centre and nose tip.
+
+    Raises:
+        ValueError: bad size, upsample, detect_width or template.
+        FileNotFoundError: the predictor file does not exist.
+    """
+
+    def __init__(
+        self,
+        size: int = 96,
+        *,
+        upsample: int = 0,
+        detect_width: int | None = 320,
+        predictor_path: str | os.PathLike | None = None,
+        template: Sequence[Sequence[float]] = DEFAULT_TEMPLATE,
+    ):
+        if int(size) != size or size < 16:
+            raise ValueError(f"size must be an integer >= 16. Received: size={size!r}")
+        if int(upsample) != upsample or upsample < 0:
+            raise ValueError(
+                f"upsample must be a non-negative integer. Received: upsample={upsample!r}"
+            )
+        if detect_width is not None and (int(detect_width) != detect_width or
+                                         (detect_width != 0 and detect_width < 80)):
+            raise ValueError(
+                "detect_width must be 0/None (no downscaling) or an integer >= 80. "
+                f"Received: detect_width={detect_width!r}"
+            )
+        template = np.asarray(template, np.float64)
+        if (template.shape != (3, 2) or not np.all((template > 0) & (template < 1))
+                or template[0, 0] >= template[1, 0]):
+            raise ValueError(
+                "template must be three (x, y) fractions in (0, 1): image-left eye "
+                "centre, image-right eye centre (further right), nose tip. "
+                f"Received: template={template.tolist()}"
+            )
+        self.size = int(size)
+        self.upsample = int(upsample)
+        self.detect_width = int(detect_width or 0)
+        self.predictor_path = str(predictor_path or default_predictor_path())
+        self.template = template
+        self._predictor = _load_predictor(self.predictor_path)
+        self._detector = _load_detector()
+        self._last_box: np.ndarray | None = None
+
+    @property
+    def template_points(self) -> np.ndarray:
+        """(3, 2) template positions in crop pixel coordinates (pixel centres
+        at integers, as OpenCV and dlib use)."""
+        return self.template * self.size - 0.5
+
+    def reset(self) -> None:
+        """Forgets the tracked face; call between videos."""
+        self._last_box = None
+
+    def detect(self, rgb: np.ndarray) -> tuple[list[np.ndarray], list[float]]:
+        """All face boxes [left, top, right, bottom) in full-frame pixels, and
+        the detector's confidence score of each."""
+        rgb = _check_rgb(rgb)
+        h, w = rgb.shape[:2]
+        small = rgb
+        if self.detect_width and w > self.detect_width:
+            sh = max(1, round(h * self.detect_width / w))
+            small = cv2.resize(rgb, (self.detect_width, sh), interpolation=cv2.INTER_AREA)
+        sx, sy = small.shape[1] / w, small.shape[0] / h
+        rects, scores, _ = self._detector.run(small, self.upsample, 0.0)
+        boxes = [
+            np.array([r.left() / sx, r.top() / sy, (r.right() + 1) / sx,
+                      (r.bottom() + 1) / sy])
+            for r in rects
+        ]
+        return boxes, [float(s) for s in scores]
+
+    def _choose(self, boxes: list[np.ndarray], scores: list[float]) -> np.ndarray:
+        """The face that continues the tracked one; else the largest confident one.
+
+        Without a tracked face, detections scoring below half the best score
+        are ignored before taking the largest: HOG false positives (a badge,
+        a helmet) are often large but weak. A tracked face is continued by
+        overlap (IoU), or the nearest box centre when nothing overlaps,
+        whatever its score, so a turning head is not swapped for a stronger
+        false positive.
+        """
+        if self._last_box is None:
+            best = max(scores)
+            confident = [b for b, s in zip(boxes, scores) if s >= _MIN_RELATIVE_SCORE * best]
+            return max(confident, key=_area)
+        if len(boxes) == 1:
+            return boxes[0]
+        last = self._last_box
+        ious = [_iou(b, last) for b in boxes]
+        if max(ious) >= _MIN_TRACK_IOU:
+            return boxes[int(np.argmax(ious))]
+        return min(boxes, key=lambda b: float(np.linalg.norm(_centre(b) - _centre(last))))
+
+    def landmarks(self, rgb: np.ndarray) -> np.ndarray | None:
+        """68 landmarks (x, y) of the tracked face, or None without a face.
+
+        Updates the tracked face. Landmarks are fitted on the full-resolution
+        frame even when detection ran on a downscaled copy.
+        """
+        rgb = _check_rgb(rgb)
+        boxes, scores = self.detect(rgb)
+        if not boxes:
+            return None
+        box = self._choose(boxes, scores)
+        self._last_box = box
+        rect = dlib.rectangle(int(round(box[0])), int(round(box[1])),
+                              int(round(box[2])) - 1, int(round(box[3])) - 1)
+        shape = self._predictor(rgb, rect)
+        return np.array([(p.x, p.y) for p in shape.parts()], np.float64)
+
+    def transform(self, landmarks: np.ndarray) -> np.ndarray:
+        """(2, 3) similarity matrix mapping the frame onto the crop."""
+        return similarity_transform(key_points(landmarks), self.template_points)
+
+    def align(self, rgb: np.ndarray) -> np.ndarray | None:
+        """Aligned (size, size, 3) uint8 RGB crop of the tracked face, or None."""
+        rgb = _check_rgb(rgb)
+        pts = self.landmarks(rgb)
+        if pts is None:
+            return None
+        return cv2.warpAffine(rgb, self.transform(pts), (self.size, self.size),
+                              flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+
+
+def _check_rgb(rgb: np.ndarray) -> np.ndarray:
+    if not isinstance(rgb, np.ndarray) or rgb.dtype != np.uint8 or rgb.ndim != 3 \
+            or rgb.shape[2] != 3:
+        raise ValueError(
+            "Expected an RGB uint8 image of shape (H, W, 3). Received: "
+            f"{getattr(rgb, 'dtype', type(rgb))} {getattr(rgb, 'shape', '')}"
+        )
+    return np.ascontiguousarray(rgb)
+
+
+# --------------------------------------------------------------------------
+# Video sampling.
+
+
+@dataclasses.dataclass(frozen=True)
+class VideoInfo:
+    """What `probe_video` learns about a video.
+
+    Attributes:
+        path: the video file.
+        fps: nominal frame rate reported by the container.
+        frame_count: frame count reported by the container; None where it
+            reports none (raw streams), in which case `duration` comes from
+            counting the frames.
+        duration: frame count / fps, seconds: the end of the last frame.
+        width, height: frame size, pixels.
+    """
+
+    path: pathlib.Path
+    fps: float
+    frame_count: int | None
+    duration: float
+    width: int
+    height: int
+
+
+@dataclasses.dataclass
+class FaceTrack:
+    """Aligned faces of one video at the requested sample times.
+
+    Attributes:
+        times: (N,) float64 seconds, the requested sample times.
+        crops: (N, size, size, 3) uint8 RGB, zeros where no face was found.
+        found: (N,) bool, False where the detector found no face.
+    """
+
+    times: np.ndarray
+    crops: np.ndarray
+    found: np.ndarray
+
+    @property
+    def found_rate(self) -> float:
+        """Share of samples with a face (1.0 for an empty track)."""
+        return float(self.found.mean()) if len(self.found) else 1.0
+
+
+def _open(path: str | os.PathLike) -> tuple[pathlib.Path, cv2.VideoCapture]:
+    path = pathlib.Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"Video not found: {path}")
+    if not path.is_file():
+        raise VideoError(f"Not a video file: {path}")
+    cap = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG)
+    if not cap.isOpened():
+        raise VideoError(
+            f"Cannot open video {path}: corrupt, truncated, or in a format "
+            "OpenCV's FFmpeg backend cannot read."
+        )
+    return path, cap
+
+
+def _fps(path: pathlib.Path, cap: cv2.VideoCapture) -> float:
+    fps = cap.get(cv2.CAP_PROP_FPS)
+    if not math.isfinite(fps) or not 0 < fps <= 1000:
+        cap.release()
+        raise VideoError(f"Video {path} reports no usable frame rate (fps={fps}).")
+    return float(fps)
+
+
+def probe_video(path: str | os.PathLike) -> VideoInfo:
+    """Reads frame rate, frame count, duration and size of a video.
+
+    Decodes the first frame to make sure the file is readable. Where the
+    container reports no frame count, counts the frames in one pass.
+
+    Raises:
+        FileNotFoundError: `path` does not exist.
+        VideoError: the file cannot be opened or holds no decodable frame.
+    """
+    path, cap = _open(path)
+    try:
+        fps = _fps(path, cap)
+        count = cap.get(cv2.CAP_PROP_FRAME_COUNT)
+        ok, frame = cap.read()
+        if not ok or frame is None:
+            raise VideoError(f"Video {path} has no decodable frame (corrupt or empty).")
+        height, width = frame.shape[:2]
+        frame_count: int | None
+        if math.isfinite(count) and 0 < count < 1e9:
+            frame_count = int(round(count))
+            duration = frame_count / fps
+        else:
+            frame_count = None
+            n = 1
+            while cap.grab():
+                n += 1
+            duration = n / fps
+    finally:
+        cap.release()
+    return VideoInfo(path=path, fps=fps, frame_count=frame_count, duration=duration,
+                     width=int(width), height=int(height))
+
+
+def sample_times(duration: float, fps: float = 4.0, end: float | None = None) -> np.ndarray:
+    """Sample times t_k = k / fps, k = 0, 1, ..., while t_k <= min(duration, end).
+
+    Args:
+        duration: video duration, seconds.
+        fps: sampling rate (4 in the paper).
+        end: optional further limit, e.g. the last label time.
+
+    Returns:
+        (N,) float64 seconds; empty if the limit is negative.
+    """
+    if not math.isfinite(duration) or duration < 0:
+        raise ValueError(f"duration must be finite and >= 0. Received: duration={duration!r}")
+    if not math.isfinite(fps) or fps <= 0:
+        raise ValueError(f"fps must be finite and > 0. Received: fps={fps!r}")
+    limit = duration if end is None else min(duration, float(end))
+    if limit < 0:
+        return np.zeros(0, np.float64)
+    # The small epsilon keeps t_k == limit despite float round-off (e.g. 0.1*3).
+    n = int(math.floor(limit * fps + 1e-9)) + 1
+    return np.arange(n, dtype=np.float64) / fps
+
+
+def iter_frames_at(
+    path: str | os.PathLike,
+    times: Sequence[float] | np.ndarray,
+    *,
+    tail_tolerance: float = 0.25,
+) -> Iterator[tuple[float, np.ndarray]]:
+    """Yields `(t, frame)` with the frame nearest to each requested time.
+
+    The video is decoded once, sequentially (`grab`), and only frames that are
+    returned are converted (`retrieve`); there is no seeking. A frame's time is
+    its presentation timestamp (`CAP_PROP_POS_MSEC`), falling back to
+    index / fps where the backend reports none. A time t is given the first
+    frame i with t <= ts_i + 0.5 / fps, i.e. the nearest frame under the
+    nominal frame period (ties go to the earlier frame).
+
+    Times after the last decodable frame get that frame while they lie within
+    its display interval [ts, ts + 1 / fps) plus `tail_tolerance` seconds,
+    which absorbs containers whose frame count is a few frames too high. Later
+    times raise `TruncatedVideoError` rather than silently repeating a stale
+    frame; the frames before them have been yielded by then.
+
+    Args:
+        path: video file.
+        times: non-decreasing, non-negative times in seconds.
+        tail_tolerance: seconds past the end of the last frame still served.
+
+    Yields:
+        (t, RGB uint8 frame) per requested time, in order. Consecutive times
+        that map to one frame share the same array.
+
+    Raises:
+        FileNotFoundError, VideoError, TruncatedVideoError (naming the file).
+        ValueError: times are negative, not finite or not sorted.
+    """
+    times = np.asarray(times, np.float64).reshape(-1)
+    if len(times) and (not np.all(np.isfinite(times)) or times[0] < 0
+                       or np.any(np.diff(times) < 0)):
+        raise ValueError(
+            "times must be finite, non-negative and non-decreasing; received "
+            f"{len(times)} times starting {times[:5].tolist()} for video {path}."
+        )
+    if tail_tolerance < 0:
+        raise ValueError(f"tail_tolerance must be >= 0. Received: {tail_tolerance!r}")
+    if not len(times):
+        return
+    path, cap = _open(path)
+    try:
+        fps = _fps(path, cap)
+        period = 1.0 / fps
+        count = cap.get(cv2.CAP_PROP_FRAME_COUNT)
+        # A frame that is not needed now is still kept if it might be the
+        # video's last one and serve the tail: near the reported end (a few
+        # frames of slack for wrong counts), or throughout when the count is
+        # unknown.
+        spare_from = (count - 3 - math.ceil(tail_tolerance * fps)
+                      if math.isfinite(count) and 0 < count < 1e9 else 0)
+        k = 0              # next time to serve
+        i = -1             # index of the last grabbed frame
+        last_ts = -math.inf
+        spare: tuple[float, np.ndarray] | None = None  # last retrieved frame
+        while k < len(times) and cap.grab():
+            i += 1
+            ms = cap.get(cv2.CAP_PROP_POS_MSEC)
+            ts = ms / 1000.0 if math.isfinite(ms) and (ms > 0 or i == 0) else i * period
+            if ts <= last_ts:  # a backend without usable timestamps
+                ts = last_ts + period
+            last_ts = ts
+            needed = times[k] <= ts + 0.5 * period
+            if not needed and (i < spare_from or
+                               times[k] > ts + period + tail_tolerance):
+                continue
+            ok, bgr = cap.retrieve()
+            if not ok or bgr is None:
+                raise VideoError(f"Cannot decode frame {i} (t={ts:.3f} s) of video {path}.")
+            frame = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+            spare = (ts, frame)
+            while k < len(times) and times[k] <= ts + 0.5 * period:
+                yield float(times[k]), frame
+                k += 1
+        if k == len(times):
+            return
+        if i < 0:
+            raise VideoError(f"Video {path} has no decodable frame (corrupt or empty).")
+        if spare is not None and spare[0] == last_ts:
+            while k < len(times) and times[k] <= last_ts + period + tail_tolerance:
+                yield float(times[k]), spare[1]
+                k += 1
+        if k < len(times):
+            raise TruncatedVideoError(
+                f"Video {path} is truncated or shorter than its header says: its "
+                f"decodable frames end at {last_ts + period:.3f} s (frame {i}), but "
+                f"a sample at {times[k]:.3f} s was requested "
+                f"({len(times) - k} of {len(times)} samples have no frame)."
+            )
+    finally:
+        cap.release()
+
+
+def track_video(
+    path: str | os.PathLike,
+    times: Sequence[float] | np.ndarray,
+    aligner: FaceAligner,
+    progress: bool = False,
+) -> FaceTrack:
+    """Aligned face crops of one video at the requested times.
+
+    Resets `aligner` first, so the face tracked in another video is not
+    carried over. Samples without a face have `found` False and a zero crop.
+
+    Raises:
+        FileNotFoundError, VideoError, TruncatedVideoError: see
+        `iter_frames_at`.
+    """
+    times = np.asarray(times, np.float64).reshape(-1)
+    n = len(times)
+    crops = np.zeros((n, aligner.size, aligner.size, 3), np.uint8)
+    found = np.zeros(n, bool)
+    aligner.reset()
+    frames = iter_frames_at(path, times)
+    if progress:
+        from tqdm import tqdm  # imported lazily: only for interactive use
+
+        frames = tqdm(frames, total=n, desc=pathlib.Path(path).name, unit="sample",
+                      leave=False)
+    for k, (_, frame) in enumerate(frames):
+        crop = aligner.align(frame)
+        if crop is not None:
+            crops[k] = crop
+            found[k] = True
+    return FaceTrack(times=times, crops=crops, found=found)

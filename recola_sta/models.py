@@ -1,0 +1,207 @@
+"""The three networks of the paper's Table 1, as Keras functional models.
+
+- `"2d_cnn"`: the emotion network with 2D (1x3x3) kernels, every frame on its
+  own (the paper's 2D-CNN row, Khorrami et al.'s CNN).
+- `"3d_cnn"`: the emotion network of section 2.3 with 3x3x3 kernels.
+- `"3d_cnn_sta"`: the 3D-CNN whose first feature maps X' are multiplied by the
+  spatiotemporal attention of section 2.2 (encoder -> ConvLSTM decoder ->
+  spatial softmax), eq. (3).
+
+All take float32 clips `(batch, frames, size, size, 3)` in [0, 1] (the first
+layer standardises each clip) and return float32 `(batch, frames, 1)`: one
+valence per frame. Every kernel is Xavier (glorot_uniform) initialised.
+
+Emotion network (section 2.3): conv1 (32) -> [attention] -> pool -> conv2 (64)
+-> pool -> conv3 (128) -> pool -> conv4 (256), "same" padding, ReLU, the
+max-pools (1, 2, 2) so time is kept; then each frame's final feature map is
+flattened (not averaged: averaging hides where a feature fired, and a
+prototype then predicted the label mean) -> Dense(fc_units, ReLU) ->
+Dropout(0.5) -> Dense(1, linear).
+
+Layer names other code relies on: `"standardize"`, `"conv1"` (X'),
+`"temporal_decoder"`, `"attention"` (the maps A), `"attend"` (X''),
+`"valence"` (the output).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import keras
+
+from recola_sta import layers
+
+VARIANTS = ("2d_cnn", "3d_cnn", "3d_cnn_sta")
+
+DEFAULT_OPTIONS: dict[str, Any] = {
+    "fc_units": 128,
+    "dropout": 0.5,
+    "conv_filters": (32, 64, 128, 256),
+    # Only used by "3d_cnn_sta" (accepted and ignored by the others, so one
+    # set of training flags serves every variant).
+    "encoder_filters": (16, 32),
+    "decoder_filters": (16, 8),
+    "upsampling": "transposed",
+    "peepholes": True,
+    "peephole_mode": "conv",
+    "unit_forget_bias": True,
+    "attention_scale": "hw",
+    "use_previous_state": True,
+}
+
+_POOL = (1, 2, 2)  # pool space only: one valence per frame needs T kept.
+
+
+def _check_filters(value, name: str, length: int | None = None) -> tuple[int, ...]:
+    ok = isinstance(value, Sequence) and not isinstance(value, str) and len(value) > 0
+    ok = ok and all(
+        isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value
+    )
+    if ok and length is not None:
+        ok = len(value) == length
+    if not ok:
+        expected = f"{length} positive integers" if length else "positive integers"
+        if name == "decoder_filters":
+            expected += " (one per encoder stage)"
+        raise ValueError(f"Option `{name}` must be {expected}. Received: {name}={value!r}")
+    return tuple(value)
+
+
+def _options(variant: str, frames: int, size: int, options: dict) -> dict:
+    """Validates build_model's arguments; returns the full option dict."""
+    if variant not in VARIANTS:
+        raise ValueError(f"Unknown variant {variant!r}; expected one of {VARIANTS}.")
+    unknown = sorted(set(options) - set(DEFAULT_OPTIONS))
+    if unknown:
+        raise ValueError(
+            f"Unknown model option(s) {unknown}; known: {sorted(DEFAULT_OPTIONS)}."
+        )
+    opts = {**DEFAULT_OPTIONS, **options}
+    for name, value in (("frames", frames), ("size", size), ("fc_units", opts["fc_units"])):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"`{name}` must be a positive integer. Received: {name}={value!r}")
+    dropout = opts["dropout"]
+    if not isinstance(dropout, (int, float)) or not 0 <= dropout < 1:
+        raise ValueError(f"Option `dropout` must be in [0, 1). Received: dropout={dropout!r}")
+    opts["conv_filters"] = _check_filters(opts["conv_filters"], "conv_filters", 4)
+    opts["encoder_filters"] = _check_filters(opts["encoder_filters"], "encoder_filters")
+    opts["decoder_filters"] = _check_filters(
+        opts["decoder_filters"], "decoder_filters", len(opts["encoder_filters"])
+    )
+    for name, choices in (
+        ("upsampling", layers.UPSAMPLING_MODES),
+        ("peephole_mode", layers.PEEPHOLE_MODES),
+        ("attention_scale", layers.ATTENTION_SCALES),
+    ):
+        if opts[name] not in choices:
+            raise ValueError(
+                f"Option `{name}` must be one of {choices}. Received: {name}={opts[name]!r}"
+            )
+    pools = max(3, len(opts["encoder_filters"]) if variant == "3d_cnn_sta" else 3)
+    if size % 2**pools:
+        raise ValueError(
+            f"`size` must be divisible by {2**pools} (the network halves it "
+            f"{pools} times). Received: size={size}"
+        )
+    return opts
+
+
+def _attention(x, opts: dict):
+    """Spatial encoder -> temporal decoder -> spatial softmax (section 2.2)."""
+    for k, filters in enumerate(opts["encoder_filters"]):
+        # A (1, 3, 3) kernel is a 2D convolution with weights shared by all
+        # frames (the paper's Siamese encoder).
+        x = keras.layers.Conv3D(
+            filters, (1, 3, 3), padding="same", activation="relu",
+            name=f"encoder_conv{k + 1}",
+        )(x)
+        x = keras.layers.MaxPool3D(_POOL, name=f"encoder_pool{k + 1}")(x)
+    x = layers.TemporalDecoder(
+        opts["decoder_filters"],
+        opts["upsampling"],
+        peepholes=opts["peepholes"],
+        peephole_mode=opts["peephole_mode"],
+        unit_forget_bias=opts["unit_forget_bias"],
+        name="temporal_decoder",
+    )(x)
+    return layers.SpatialSoftmax(opts["use_previous_state"], name="attention")(x)
+
+
+def build_model(
+    variant: str, *, frames: int = 16, size: int = 96, **options: Any
+) -> keras.Model:
+    """Builds one of the paper's Table-1 networks (not compiled).
+
+    Args:
+        variant: one of `VARIANTS`.
+        frames: clip length T (static: the ConvLSTM unrolls over it).
+        size: height and width of the square face crops; divisible by 8 (and
+            by 2**len(encoder_filters) for the STA variant).
+        **options: overrides of `DEFAULT_OPTIONS`:
+            fc_units: width of the first fully connected layer (128).
+            dropout: dropout rate between the two FC layers (paper: 0.5).
+            conv_filters: the four 3D convolutions (paper: 32, 64, 128, 256).
+            encoder_filters: spatial encoder conv + pool stages (16, 32).
+            decoder_filters: ConvLSTM channels of each decoder stage, one per
+                encoder stage (16, 8).
+            upsampling: x2 enlargement, "transposed" | "bilinear" | "nearest".
+            peepholes, peephole_mode, unit_forget_bias: ConvLSTM settings.
+            attention_scale: "hw" (uniform attention = 1) | "none".
+            use_previous_state: attention of frame t from H_{t-1} (eq. 2).
+
+    Returns:
+        A functional `keras.Model` named after the variant, input
+        `(batch, frames, size, size, 3)`, output `(batch, frames, 1)`.
+
+    Raises:
+        ValueError: unknown variant or option, or a bad value (named).
+    """
+    opts = _options(variant, frames, size, options)
+    kernel = (1, 3, 3) if variant == "2d_cnn" else (3, 3, 3)
+    inputs = keras.Input((frames, size, size, 3), name="clip")
+    x = layers.ClipStandardization(name="standardize")(inputs)
+    features = keras.layers.Conv3D(
+        opts["conv_filters"][0], kernel, padding="same", activation="relu", name="conv1"
+    )(x)
+    if variant == "3d_cnn_sta":
+        attention = _attention(x, opts)
+        features = layers.AttentionMultiply(opts["attention_scale"], name="attend")(
+            [attention, features]
+        )
+    x = features
+    for k, filters in enumerate(opts["conv_filters"][1:], start=2):
+        x = keras.layers.MaxPool3D(_POOL, name=f"pool{k - 1}")(x)
+        x = keras.layers.Conv3D(
+            filters, kernel, padding="same", activation="relu", name=f"conv{k}"
+        )(x)
+    x = keras.layers.Reshape((frames, -1), name="flatten_frames")(x)
+    x = keras.layers.Dense(opts["fc_units"], activation="relu", name="fc1")(x)
+    x = keras.layers.Dropout(opts["dropout"], name="dropout")(x)
+    outputs = keras.layers.Dense(1, name="valence", dtype="float32")(x)
+    return keras.Model(inputs, outputs, name=variant)
+
+
+def attention_model(model: keras.Model) -> keras.Model:
+    """Maps a STA model's input clips to its attention maps.
+
+    Args:
+        model: a `"3d_cnn_sta"` model from `build_model` (or loaded from a
+            `.keras` file), sharing its weights with the returned model.
+
+    Returns:
+        A `keras.Model` from the same input to `(batch, frames, size, size)`
+        maps, each frame summing to 1.
+
+    Raises:
+        ValueError: the model has no layer named "attention".
+    """
+    names = {layer.name for layer in model.layers}
+    if "attention" not in names:
+        raise ValueError(
+            f"attention_model needs a '3d_cnn_sta' model; model {model.name!r} "
+            "has no layer named 'attention'."
+        )
+    return keras.Model(
+        model.input, model.get_layer("attention").output, name=f"{model.name}_attention"
+    )

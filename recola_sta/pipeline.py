@@ -1,0 +1,396 @@
+"""tf.data input pipelines over the preprocess cache (paper, section 3.1).
+
+Training: each recording's 4 fps samples are cut into consecutive,
+non-overlapping clips of `frames` samples (16 in the paper: 4 s); a
+recording's last incomplete clip is dropped. Clips are decoded once and kept
+in memory (`cache()`), shuffled over the whole training set each epoch,
+augmented at random with one parameter set per clip (the same flip and colour
+change for all its frames, so augmentation never creates motion), batched and
+prefetched.
+
+Evaluation: every sample of one recording, in time order, in clips of
+`frames`; the last clip is padded by repeating its last frame, with weight 0
+on the padding, so clip `i`, frame `j` is sample `i * frames + j`.
+
+Both yield `(clips, labels, weights)`:
+
+* `clips`: float32 (B, T, S, S, 3), RGB in [0, 1];
+* `labels`: float32 (B, T, 1), the label at each sample's time (0 where
+  unknown);
+* `weights`: float32 (B, T), 1 for frames that count in the loss, 0 where the
+  face was not found, the label is NaN (unlabeled) or the frame is padding.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import pathlib
+from typing import Sequence
+
+import tensorflow as tf
+
+from recola_sta import cache
+
+AUTOTUNE = tf.data.AUTOTUNE
+PARTITIONS = ("train", "dev", "test")
+
+
+@dataclasses.dataclass(frozen=True)
+class Augmentation:
+    """Ranges of the per-clip random augmentation (paper: "flips, contrast,
+    and color changes"; the ranges are ours, see notes/data.md).
+
+    Each clip draws one value per field, uniformly in the range, and applies
+    it to all its frames, in this order: horizontal flip, brightness,
+    contrast, saturation, hue; the result is clipped to [0, 1].
+
+    Attributes:
+        flip_probability: chance of mirroring the clip left-right.
+        max_brightness: brightness offset in [-max, max] (pixel values in [0, 1]).
+        contrast: range of the contrast factor about the clip's mean colour.
+        saturation: range of the factor scaling the chroma (YIQ's I and Q);
+            0 gives grey.
+        max_hue: rotation of the chroma about the luma axis in [-max, max],
+            as a fraction of a full turn.
+    """
+
+    flip_probability: float = 0.5
+    max_brightness: float = 0.1
+    contrast: tuple[float, float] = (0.8, 1.25)
+    saturation: tuple[float, float] = (0.8, 1.25)
+    max_hue: float = 0.03
+
+    def __post_init__(self):
+        if not 0.0 <= self.flip_probability <= 1.0:
+            raise ValueError(f"flip_probability must be in [0, 1]. Received: {self.flip_probability}")
+        for name in ("contrast", "saturation"):
+            lo, hi = getattr(self, name)
+            if not 0.0 <= lo <= hi:
+                raise ValueError(f"{name} must be a range 0 <= lo <= hi. Received: {(lo, hi)}")
+        if not 0.0 <= self.max_hue <= 0.5 or self.max_brightness < 0.0:
+            raise ValueError(
+                f"max_hue must be in [0, 0.5] and max_brightness >= 0. Received: "
+                f"max_hue={self.max_hue}, max_brightness={self.max_brightness}"
+            )
+
+
+# RGB -> YIQ. Saturation scales the chroma (I, Q) and hue rotates it, both
+# about the luma axis (Y), so a colour change is one 3x3 matrix per clip.
+_RGB_TO_YIQ = (
+    (0.299, 0.587, 0.114),
+    (0.595716, -0.274453, -0.321263),
+    (0.211456, -0.522591, 0.311135),
+)
+
+
+def augment_clip(clip: tf.Tensor, seed: tf.Tensor, params: Augmentation = Augmentation()) -> tf.Tensor:
+    """Applies one random flip and colour change to every frame of a clip.
+
+    The colour change (brightness offset, contrast about the clip's mean
+    colour, saturation and hue about the luma axis) is affine in RGB, so it
+    is composed into one 3x3 matrix and offset per clip and applied in one
+    pass: the same pixel-value mapping for every frame, and ~2.5x cheaper than
+    `tf.image.adjust_saturation` / `adjust_hue`, which go through HSV.
+
+    Args:
+        clip: float32 (T, H, W, 3) in [0, 1], or uint8 (T, H, W, 3) (the
+            conversion to [0, 1] is then folded into the colour matrix).
+        seed: int (2,) stateless seed; equal seeds give equal augmentations.
+        params: ranges to draw from.
+
+    Returns:
+        The augmented clip, float32 (T, H, W, 3) in [0, 1].
+    """
+    scale = 1.0 / 255.0 if clip.dtype == tf.uint8 else 1.0
+    clip = tf.cast(clip, tf.float32)
+    seeds = tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), 5)
+
+    def uniform(k: int, lo: float, hi: float) -> tf.Tensor:
+        return tf.random.stateless_uniform([], seeds[k], lo, hi)
+
+    flip = uniform(0, 0.0, 1.0) < params.flip_probability
+    clip = tf.cond(flip, lambda: tf.reverse(clip, axis=[2]), lambda: clip)
+    brightness = uniform(1, -params.max_brightness, params.max_brightness)
+    contrast = uniform(2, *params.contrast)
+    saturation = uniform(3, *params.saturation)
+    angle = 2.0 * math.pi * uniform(4, -params.max_hue, params.max_hue)
+
+    # x -> contrast * (x + brightness - m) + m, m = the clip's mean colour after
+    # the brightness offset; then chroma scaled by `saturation`, rotated by `angle`.
+    yiq = tf.constant(_RGB_TO_YIQ, tf.float32)
+    cos, sin = saturation * tf.cos(angle), saturation * tf.sin(angle)
+    chroma = tf.stack([
+        tf.stack([1.0, 0.0, 0.0]),
+        tf.stack([0.0, cos, -sin]),
+        tf.stack([0.0, sin, cos]),
+    ])
+    color = tf.linalg.inv(yiq) @ chroma @ yiq  # acts on column vectors
+    mean = tf.reduce_mean(clip, axis=[0, 1, 2]) * scale + brightness
+    offset = tf.linalg.matvec(color, (1.0 - contrast) * mean + contrast * brightness)
+    clip = tf.einsum("thwc,dc->thwd", clip, (contrast * scale) * color) + offset
+    return tf.clip_by_value(clip, 0.0, 1.0)
+
+
+def _select_entries(
+    manifest: cache.Manifest, cache_dir: pathlib.Path, partitions: Sequence[str], target: str
+) -> list[cache.CacheEntry]:
+    if isinstance(partitions, str):
+        partitions = (partitions,)
+    unknown = [p for p in partitions if p not in PARTITIONS]
+    if unknown or not partitions:
+        raise ValueError(f"partitions must be a non-empty subset of {PARTITIONS}. Received: {partitions}")
+    entries = [e for p in partitions for e in manifest.partition(p)]
+    if not entries:
+        raise ValueError(
+            f"The cache {cache_dir} has no recordings in partitions {tuple(partitions)} "
+            f"(it has: {sorted({e.partition for e in manifest.entries})})."
+        )
+    _check_target(manifest, cache_dir, target)
+    lacking = [e.name for e in entries if target not in e.targets]
+    if lacking:
+        raise ValueError(
+            f"Target {target!r} is not stored for recordings {lacking} of the cache {cache_dir}."
+        )
+    return entries
+
+
+def _check_target(manifest: cache.Manifest, cache_dir: pathlib.Path, target: str) -> None:
+    known = sorted({t for e in manifest.entries for t in e.targets})
+    if target not in known:
+        raise ValueError(f"Unknown target {target!r}: the cache {cache_dir} stores {known}.")
+
+
+def _shard_file(cache_dir: pathlib.Path, entry: cache.CacheEntry) -> str:
+    path = cache_dir / entry.shard
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"Shard {path} of recording {entry.name!r} is missing; re-run preprocess."
+        )
+    return str(path)
+
+
+def _check_sizes(frames: int, batch_size: int) -> None:
+    if frames < 1:
+        raise ValueError(f"frames must be >= 1. Received: frames={frames}")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1. Received: batch_size={batch_size}")
+
+
+def _parse_fn(target_names: list[str], target: str | None):
+    """Serialized sample -> (image uint8, label float32, found bool)."""
+
+    def parse(serialized: tf.Tensor):
+        sample = cache.parse_example(serialized, target_names)
+        label = sample[target] if target is not None else tf.constant(math.nan, tf.float32)
+        return sample["image"], label, sample["found"]
+
+    return parse
+
+
+def _to_clip(images: tf.Tensor, labels: tf.Tensor, found: tf.Tensor):
+    """(T,...) samples -> (uint8 clip, labels (T, 1) with NaN -> 0, weights (T,))."""
+    known = tf.math.is_finite(labels)
+    weights = tf.cast(tf.logical_and(found, known), tf.float32)
+    labels = tf.where(known, labels, tf.zeros_like(labels))[:, None]
+    return images, labels, weights
+
+
+def _to_float(images: tf.Tensor, labels: tf.Tensor, weights: tf.Tensor):
+    return tf.image.convert_image_dtype(images, tf.float32), labels, weights
+
+
+def num_clips(manifest: cache.Manifest, partitions: Sequence[str], frames: int) -> int:
+    """Training clips per epoch: whole clips of `frames` samples per recording."""
+    if isinstance(partitions, str):
+        partitions = (partitions,)
+    return sum(e.num_samples // frames for p in partitions for e in manifest.partition(p))
+
+
+def train_steps_per_epoch(
+    manifest: cache.Manifest,
+    partitions: Sequence[str] = ("train",),
+    frames: int = 16,
+    batch_size: int = 16,
+    drop_remainder: bool = False,
+) -> int:
+    """Batches per epoch that `train_dataset` yields with the same arguments."""
+    _check_sizes(frames, batch_size)
+    n = num_clips(manifest, partitions, frames)
+    return n // batch_size if drop_remainder else -(-n // batch_size)
+
+
+def train_dataset(
+    cache_dir: str | os.PathLike,
+    *,
+    partitions: Sequence[str] = ("train",),
+    target: str = "valence",
+    frames: int = 16,
+    batch_size: int = 16,
+    augment: bool = True,
+    shuffle: bool = True,
+    seed: int | None = None,
+    deterministic: bool = False,
+    augmentation: Augmentation | None = None,
+    drop_remainder: bool = False,
+    cache_in_memory: bool = True,
+) -> tf.data.Dataset:
+    """Batches of non-overlapping training clips from the preprocess cache.
+
+    Args:
+        cache_dir: preprocess cache folder (`manifest.json` + shards).
+        partitions: partitions whose recordings are used.
+        target: label dimension (`"valence"`, `"arousal"`, ...).
+        frames: samples per clip T (16 in the paper).
+        batch_size: clips per batch.
+        augment: apply `augmentation` (random, per clip).
+        shuffle: shuffle clips over the whole set each epoch.
+        seed: seed of shuffling and augmentation; with `deterministic` (or
+            any fixed seed and `deterministic`), two datasets built alike
+            yield identical batches, epoch after epoch.
+        deterministic: keep tf.data's element order reproducible (slower
+            parallel reads); seed 0 when `seed` is None.
+        augmentation: ranges of the augmentation (defaults: `Augmentation()`).
+        drop_remainder: drop the last incomplete batch of each epoch.
+        cache_in_memory: keep the decoded uint8 clips in memory after the
+            first epoch (decode once); turn off for caches that do not fit.
+
+    Returns:
+        A `tf.data.Dataset` of one epoch of `(clips, labels, weights)`, see
+        the module docstring; repeat it (or call `fit` per epoch) for more.
+
+    Raises:
+        FileNotFoundError: the cache or a shard is missing.
+        ValueError: unknown partition or target, bad sizes, no clips.
+    """
+    _check_sizes(frames, batch_size)
+    cache_dir = pathlib.Path(cache_dir)
+    manifest = cache.read_manifest(cache_dir)
+    entries = _select_entries(manifest, cache_dir, partitions, target)
+    total = sum(e.num_samples // frames for e in entries)
+    if total == 0:
+        longest = max(e.num_samples for e in entries)
+        raise ValueError(
+            f"No clip of {frames} samples in partitions {tuple(partitions)} of the cache "
+            f"{cache_dir}: the longest recording has {longest} samples."
+        )
+    files = [_shard_file(cache_dir, e) for e in entries if e.num_samples >= frames]
+    if deterministic and seed is None:
+        seed = 0
+    shuffle_seed = None if seed is None else seed
+    augment_seed = None if seed is None else seed + 1
+    params = augmentation or Augmentation()
+    size = manifest.size
+    parse = _parse_fn([target], target)
+
+    def clips_of_shard(path: tf.Tensor) -> tf.data.Dataset:
+        # The order of a recording's samples is the order of its frames:
+        # this map stays deterministic whatever `deterministic` says.
+        return (
+            tf.data.TFRecordDataset(path)
+            .map(parse, num_parallel_calls=AUTOTUNE, deterministic=True)
+            .batch(frames, drop_remainder=True)
+            .map(_to_clip)
+        )
+
+    ds = tf.data.Dataset.from_tensor_slices(files)
+    if shuffle and not cache_in_memory:
+        ds = ds.shuffle(len(files), seed=shuffle_seed, reshuffle_each_iteration=True)
+    ds = ds.interleave(
+        clips_of_shard,
+        cycle_length=min(len(files), 8),
+        num_parallel_calls=AUTOTUNE,
+        deterministic=deterministic,
+    )
+    ds = ds.map(
+        lambda x, y, w: (
+            tf.ensure_shape(x, [frames, size, size, 3]),
+            tf.ensure_shape(y, [frames, 1]),
+            tf.ensure_shape(w, [frames]),
+        )
+    )
+    if cache_in_memory:
+        ds = ds.cache()
+    if shuffle:
+        # A buffer of the whole set is a uniform permutation per epoch; clips
+        # are small (T x S x S x 3 uint8), so the set fits where the cache does.
+        buffer = total if cache_in_memory else min(total, 1024)
+        ds = ds.shuffle(buffer, seed=shuffle_seed, reshuffle_each_iteration=True)
+    if augment:
+        seeds = tf.data.Dataset.random(seed=augment_seed, rerandomize_each_iteration=True).batch(2)
+        ds = tf.data.Dataset.zip(ds, seeds).map(
+            lambda clip, s: (augment_clip(clip[0], s, params), clip[1], clip[2]),
+            num_parallel_calls=AUTOTUNE,
+            deterministic=deterministic,
+        )
+    else:
+        ds = ds.map(_to_float, num_parallel_calls=AUTOTUNE, deterministic=deterministic)
+    ds = ds.batch(batch_size, drop_remainder=drop_remainder).prefetch(AUTOTUNE)
+    options = tf.data.Options()
+    options.deterministic = deterministic
+    return ds.with_options(options)
+
+
+def eval_dataset(
+    cache_dir: str | os.PathLike,
+    entry: cache.CacheEntry | str,
+    *,
+    target: str = "valence",
+    frames: int = 16,
+    batch_size: int = 16,
+) -> tf.data.Dataset:
+    """Every sample of one recording, in time order, as padded clips.
+
+    The last clip is completed by repeating the recording's last frame (black
+    padding would shift the model's per-clip standardisation of the real
+    frames), with label 0 and weight 0. Clip `i`, frame `j` is sample
+    `i * frames + j`; there are `ceil(entry.num_samples / frames)` clips.
+
+    Args:
+        cache_dir: preprocess cache folder.
+        entry: the recording's `cache.CacheEntry`, or its name.
+        target: label dimension; a recording stored without it (unlabeled)
+            gets label 0 and weight 0 everywhere, ready for prediction.
+        frames: samples per clip T.
+        batch_size: clips per batch.
+
+    Raises:
+        FileNotFoundError: the cache or the shard is missing.
+        ValueError: unknown target (stored for no recording of the cache),
+            empty recording, bad sizes.
+    """
+    _check_sizes(frames, batch_size)
+    cache_dir = pathlib.Path(cache_dir)
+    manifest = cache.read_manifest(cache_dir)
+    if isinstance(entry, str):
+        entry = manifest.entry(entry)
+    _check_target(manifest, cache_dir, target)
+    if entry.num_samples == 0:
+        raise ValueError(f"Recording {entry.name!r} of the cache {cache_dir} has no samples.")
+    path = _shard_file(cache_dir, entry)
+    size = manifest.size
+    parse = _parse_fn(list(entry.targets), target if target in entry.targets else None)
+
+    def pad(images: tf.Tensor, labels: tf.Tensor, found: tf.Tensor):
+        images, labels, weights = _to_clip(images, labels, found)
+        missing = frames - tf.shape(images)[0]
+        images = tf.concat([images, tf.repeat(images[-1:], missing, axis=0)], axis=0)
+        labels = tf.pad(labels, [[0, missing], [0, 0]])
+        weights = tf.pad(weights, [[0, missing]])
+        return (
+            tf.ensure_shape(images, [frames, size, size, 3]),
+            tf.ensure_shape(labels, [frames, 1]),
+            tf.ensure_shape(weights, [frames]),
+        )
+
+    ds = (
+        tf.data.TFRecordDataset(path)
+        .map(parse, num_parallel_calls=AUTOTUNE, deterministic=True)
+        .batch(frames)
+        .map(pad)
+        .map(_to_float, num_parallel_calls=AUTOTUNE, deterministic=True)
+        .batch(batch_size)
+        .prefetch(AUTOTUNE)
+    )
+    return ds

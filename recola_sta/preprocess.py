@@ -1,0 +1,421 @@
+r"""Preprocess a corpus: aligned 4 fps face crops and labels -> TFRecord cache.
+
+For every recording of the corpus (`corpora.load_corpus`), samples the video
+at t_k = k * 0.25 s while t_k <= min(video duration, last label time) (the
+video duration alone for unlabeled recordings), detects and aligns the face
+at each sample time (`faces.track_video`), linearly interpolates every label
+dimension at the sample times, and writes one TFRecord shard per recording
+plus `manifest.json` (`recola_sta.cache`).
+
+The run is resumable: shards and the manifest are written atomically, the
+manifest is rewritten after every finished recording, and a re-run skips the
+recordings whose manifest entry and complete shard are already there. The
+settings that change the crops are stored in `preprocess.json`; re-using a
+cache folder with other settings is refused.
+
+Usage:
+
+    python -m recola_sta.preprocess --corpus_dir=data/synthetic \
+        --corpus_kind=synthetic --cache_dir=data/cache/synthetic_96 \
+        --size=96 --workers=2
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import dataclasses
+import json
+import multiprocessing
+import os
+import pathlib
+import sys
+from typing import TYPE_CHECKING, Any, Sequence
+
+import cv2
+import numpy as np
+from absl import app, flags, logging
+
+from recola_sta import corpora, faces, io_utils
+
+if TYPE_CHECKING:  # the module itself is imported lazily, see preprocess_corpus
+    from recola_sta.cache import Manifest
+
+SAMPLE_FPS = 4.0
+SETTINGS_NAME = "preprocess.json"
+
+
+class PreprocessError(RuntimeError):
+    """Some recordings could not be preprocessed; the others are cached."""
+
+
+@dataclasses.dataclass(frozen=True)
+class _Job:
+    """What a worker needs to track one recording."""
+
+    name: str
+    video: str
+    label_end: float | None
+
+
+def preprocess_corpus(
+    corpus_dir: str | os.PathLike,
+    corpus_kind: str,
+    cache_dir: str | os.PathLike,
+    *,
+    size: int = 96,
+    workers: int = 1,
+    partitions: Sequence[str] | None = None,
+    upsample: int = 0,
+    detect_width: int = 320,
+    predictor_path: str | None = None,
+    min_found_rate: float = 0.8,
+    progress: bool = True,
+) -> Manifest:
+    """Preprocesses every recording not yet in the cache.
+
+    Args:
+        corpus_dir: corpus root folder.
+        corpus_kind: one of `corpora.CORPUS_KINDS`.
+        cache_dir: output folder (created if missing).
+        size: side of the aligned crops, pixels.
+        workers: recordings processed in parallel (one process each).
+        partitions: subset of ("train", "dev", "test"); default all.
+        upsample, detect_width, predictor_path: see `faces.FaceAligner`.
+        min_found_rate: recordings whose face-found rate is lower are logged
+            as warnings.
+        progress: show progress bars.
+
+    Returns:
+        The `cache.Manifest` of every finished recording.
+
+    Raises:
+        FileNotFoundError: the corpus folder or a file of it is missing.
+        ValueError: a bad argument, or a cache folder made with other settings.
+        PreprocessError: some recordings failed (unreadable or truncated
+            video); the others are cached and listed in the manifest.
+    """
+    _check_args(size, workers, partitions, min_found_rate, corpus_kind)
+    root = pathlib.Path(corpus_dir)
+    if not root.is_dir():
+        raise FileNotFoundError(f"Corpus folder {root} (--corpus_dir) does not exist.")
+    recordings = corpora.load_corpus(root, corpus_kind)
+    wanted = tuple(partitions) if partitions else corpora.PARTITIONS
+    selected = [r for r in recordings if r.partition in wanted]
+    if not selected:
+        raise ValueError(
+            f"The {corpus_kind} corpus at {root} has no recordings in partitions "
+            f"{list(wanted)} (--partitions)."
+        )
+    aligner_kwargs = dict(size=size, upsample=upsample, detect_width=detect_width,
+                          predictor_path=str(predictor_path or faces.default_predictor_path()))
+    # Fails early, in this process, on a bad predictor path or argument.
+    faces.FaceAligner(**aligner_kwargs)
+    # Imported here, not at module level: worker processes are spawned and
+    # re-import this module; keeping TensorFlow out of them saves seconds of
+    # start-up and hundreds of MB per worker (they only run dlib and OpenCV).
+    from recola_sta import cache
+
+    cache_dir = pathlib.Path(cache_dir)
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    _check_settings(cache_dir, {
+        "corpus_root": str(root.resolve()), "corpus_kind": corpus_kind, "fps": SAMPLE_FPS,
+        "template": [list(p) for p in faces.DEFAULT_TEMPLATE], **aligner_kwargs,
+        # The packaged model is recorded as None, so a moved venv is no change.
+        "predictor_path": str(predictor_path) if predictor_path else None,
+    })
+    done = _finished_entries(cache_dir, recordings)
+    todo = [r for r in selected if r.name not in done]
+    by_name = {r.name: r for r in recordings}
+
+    def save(recording: corpora.Recording, track: faces.FaceTrack) -> None:
+        targets = labels_at(recording, track.times)
+        shard = cache.shard_path(recording.partition, recording.name)
+        cache.write_shard(cache_dir / shard, track, targets)
+        done[recording.name] = cache.CacheEntry(
+            name=recording.name, partition=recording.partition, shard=shard,
+            num_samples=len(track.times), found_rate=track.found_rate,
+            video=str(recording.video.resolve()), targets=list(targets),
+        )
+        cache.write_manifest(cache_dir, cache.Manifest(
+            corpus_root=str(root.resolve()), corpus_kind=corpus_kind, size=size,
+            fps=SAMPLE_FPS, entries=[done[r.name] for r in recordings if r.name in done],
+        ))
+        if track.found_rate < min_found_rate:
+            logging.warning("%s: face found in %.1f%% of %d samples (< %.0f%%).",
+                            recording.name, 100 * track.found_rate, len(track.times),
+                            100 * min_found_rate)
+
+    if len(todo) < len(selected):
+        logging.info("%d of %d recordings already in %s; skipping them.",
+                     len(selected) - len(todo), len(selected), cache_dir)
+    jobs = [_Job(r.name, str(r.video), float(r.times[-1]) if r.labeled else None)
+            for r in todo]
+    failures: dict[str, str] = {}
+    bar = _progress_bar(len(jobs), progress)
+    try:
+        if workers == 1 or len(jobs) <= 1:
+            for job in jobs:
+                try:
+                    track = _track_recording(job, aligner_kwargs, progress)
+                except (OSError, ValueError) as e:
+                    failures[job.name] = str(e)
+                else:
+                    save(by_name[job.name], track)
+                _advance(bar, job.name, done, failures)
+        else:
+            pool = concurrent.futures.ProcessPoolExecutor(
+                max_workers=min(workers, len(jobs)),
+                mp_context=multiprocessing.get_context("spawn"),
+                initializer=_init_worker,
+            )
+            try:
+                futures = {pool.submit(_track_recording, job, aligner_kwargs, False): job
+                           for job in jobs}
+                for future in concurrent.futures.as_completed(futures):
+                    job = futures[future]
+                    try:
+                        track = future.result()
+                    except (OSError, ValueError) as e:
+                        failures[job.name] = str(e)
+                    else:
+                        save(by_name[job.name], track)
+                    _advance(bar, job.name, done, failures)
+            finally:
+                # On an interruption, drop the queued recordings instead of
+                # finishing them; the finished ones are in the manifest.
+                pool.shutdown(wait=True, cancel_futures=True)
+    finally:
+        if bar is not None:
+            bar.close()
+    if failures:
+        raise PreprocessError(
+            f"{len(failures)} of {len(jobs)} recordings failed and are not in the "
+            f"cache {cache_dir} (the others are; a re-run retries only these):\n"
+            + "\n".join(f"  {name}: {msg}" for name, msg in failures.items())
+        )
+    return cache.read_manifest(cache_dir)
+
+
+def labels_at(recording: corpora.Recording, times: np.ndarray) -> dict[str, np.ndarray]:
+    """Every label dimension linearly interpolated (`np.interp`) at `times`.
+
+    Times before the first label take the first label; a NaN label spreads
+    NaN to the samples on either side of it. Unlabeled recordings get NaN.
+    """
+    out = {}
+    for name, values in recording.targets.items():
+        if recording.labeled and len(values):
+            out[name] = np.interp(times, recording.times, values).astype(np.float32)
+        else:
+            out[name] = np.full(len(times), np.nan, np.float32)
+    return out
+
+
+def summarize(manifest: Manifest, min_found_rate: float = 0.8) -> str:
+    """A table of samples and face-found rate per recording, low ones marked."""
+    lines = [f"{'recording':<16} {'partition':<9} {'samples':>7} {'found':>7}"]
+    low = 0
+    for e in manifest.entries:
+        flag = ""
+        if e.found_rate < min_found_rate:
+            flag = f"  WARNING: below {min_found_rate:.0%}"
+            low += 1
+        lines.append(f"{e.name:<16} {e.partition:<9} {e.num_samples:>7d} "
+                     f"{e.found_rate:>7.1%}{flag}")
+    if low:
+        lines.append(
+            f"{low} recording(s) with a face in fewer than {min_found_rate:.0%} of the "
+            "samples: check the videos, or try --upsample=1 / --detect_width=0 for small faces."
+        )
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------
+# Internals.
+
+_WORKER_ALIGNERS: dict[tuple, faces.FaceAligner] = {}
+
+
+def _init_worker() -> None:
+    """Runs in each worker process: parallelism comes from the processes."""
+    cv2.setNumThreads(1)
+
+
+def _track_recording(job: _Job, aligner_kwargs: dict[str, Any],
+                     progress: bool) -> faces.FaceTrack:
+    """Probes, samples and tracks one recording (runs in a worker process).
+
+    Each process builds its FaceAligner once and reuses it across recordings
+    (`track_video` resets the tracked face per video).
+    """
+    key = tuple(sorted(aligner_kwargs.items()))
+    aligner = _WORKER_ALIGNERS.get(key)
+    if aligner is None:
+        aligner = _WORKER_ALIGNERS[key] = faces.FaceAligner(**aligner_kwargs)
+    info = faces.probe_video(job.video)
+    times = faces.sample_times(info.duration, SAMPLE_FPS, end=job.label_end)
+    return faces.track_video(job.video, times, aligner, progress=progress)
+
+
+def _check_args(size: int, workers: int, partitions: Sequence[str] | None,
+                min_found_rate: float, corpus_kind: str) -> None:
+    if corpus_kind not in corpora.CORPUS_KINDS:
+        raise ValueError(
+            f"Unknown corpus kind {corpus_kind!r} (--corpus_kind); expected one of "
+            f"{corpora.CORPUS_KINDS}."
+        )
+    if int(size) != size or size < 16:
+        raise ValueError(f"size (--size) must be an integer >= 16. Received: {size!r}")
+    if int(workers) != workers or workers < 1:
+        raise ValueError(f"workers (--workers) must be an integer >= 1. Received: {workers!r}")
+    if partitions is not None:
+        bad = [p for p in partitions if p not in corpora.PARTITIONS]
+        if bad:
+            raise ValueError(
+                f"Unknown partitions {bad} (--partitions); expected a subset of "
+                f"{corpora.PARTITIONS}."
+            )
+    if not 0.0 <= min_found_rate <= 1.0:
+        raise ValueError(
+            f"min_found_rate (--min_found_rate) must lie in [0, 1]. Received: {min_found_rate!r}"
+        )
+
+
+def _check_settings(cache_dir: pathlib.Path, settings: dict[str, Any]) -> None:
+    """Writes `preprocess.json`, or checks that the cached recordings match it.
+
+    Settings only bind once a recording is in the manifest; before that (a
+    first run interrupted early) they are simply replaced.
+    """
+    from recola_sta import cache
+
+    path = cache_dir / SETTINGS_NAME
+    settings = json.loads(json.dumps(settings))  # tuples -> lists, as read back
+    if path.is_file() and (cache_dir / cache.MANIFEST_NAME).is_file():
+        try:
+            old = json.loads(path.read_text())
+        except json.JSONDecodeError as e:
+            raise ValueError(f"Malformed preprocess settings {path}: {e}") from e
+        diff = {k: (old.get(k), v) for k, v in settings.items() if old.get(k) != v}
+        if diff:
+            raise ValueError(
+                f"The cache {cache_dir} was made with other settings; pass another "
+                "--cache_dir or the same settings. Differences (cache, now): "
+                + "; ".join(f"{k}: {a!r} vs {b!r}" for k, (a, b) in diff.items())
+            )
+        return
+    io_utils.atomic_write_text(path, json.dumps(settings, indent=2) + "\n")
+
+
+def _finished_entries(cache_dir: pathlib.Path,
+                      recordings: Sequence[corpora.Recording]) -> dict[str, Any]:
+    """Manifest entries whose complete shard exists, for recordings of the corpus.
+
+    A shard without a manifest entry (interrupted between the two writes) is
+    redone; so is an entry whose shard is missing, unreadable, or holds a
+    different number of samples than the manifest says.
+    """
+    from recola_sta import cache
+
+    if not (cache_dir / cache.MANIFEST_NAME).is_file():
+        return {}
+    manifest = cache.read_manifest(cache_dir)
+    videos = {r.name: str(r.video.resolve()) for r in recordings}
+    done = {}
+    for entry in manifest.entries:
+        if videos.get(entry.name) != entry.video:
+            continue
+        if _count_records(cache_dir / entry.shard) == entry.num_samples:
+            done[entry.name] = entry
+    return done
+
+
+def _count_records(path: pathlib.Path) -> int | None:
+    """Number of records in a TFRecord file; None if missing or corrupt."""
+    import tensorflow as tf  # see preprocess_corpus: only the main process needs it
+
+    if not path.is_file():
+        return None
+    try:
+        return sum(1 for _ in tf.data.TFRecordDataset(str(path)))
+    except tf.errors.OpError:
+        return None
+
+
+def _progress_bar(total: int, enabled: bool):
+    if not enabled or total == 0:
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc="preprocess", unit="rec", file=sys.stdout)
+
+
+def _advance(bar, name: str, done: dict, failures: dict) -> None:
+    if bar is None:
+        return
+    if name in failures:
+        bar.set_postfix_str(f"{name}: FAILED")
+    else:
+        bar.set_postfix_str(f"{name}: face {done[name].found_rate:.0%}")
+    bar.update(1)
+
+
+# --------------------------------------------------------------------------
+# Command line.
+
+
+def _define_flags() -> None:
+    flags.DEFINE_string("corpus_dir", None, "Corpus root folder.")
+    flags.DEFINE_enum("corpus_kind", "synthetic", list(corpora.CORPUS_KINDS),
+                      "Corpus layout (see recola_sta.corpora).")
+    flags.DEFINE_string("cache_dir", None, "Output cache folder (TFRecord shards + manifest).")
+    flags.DEFINE_integer("size", 96, "Side of the aligned face crops, pixels.", lower_bound=16)
+    flags.DEFINE_integer("workers", 2, "Recordings processed in parallel.", lower_bound=1)
+    flags.DEFINE_list("partitions", list(corpora.PARTITIONS),
+                      "Partitions to preprocess (comma-separated).")
+    flags.DEFINE_integer("upsample", 0, "dlib detector upsampling; 1 finds faces down to "
+                         "~40 px at 4x the detection time.", lower_bound=0)
+    flags.DEFINE_integer("detect_width", 320, "Detect faces on a copy downscaled to this "
+                         "width (0: full resolution); landmarks use the full frame.",
+                         lower_bound=0)
+    flags.DEFINE_string("predictor_path", None, "dlib 68-landmark model; default: the one "
+                        "in the face-recognition-models package.")
+    flags.DEFINE_float("min_found_rate", 0.8, "Warn about recordings with a face in fewer "
+                       "samples than this.", lower_bound=0.0, upper_bound=1.0)
+    flags.DEFINE_bool("progress", True, "Show progress bars.")
+    flags.mark_flags_as_required(["corpus_dir", "cache_dir"])
+
+    def partitions_ok(value: list[str]) -> bool:
+        return bool(value) and all(p in corpora.PARTITIONS for p in value)
+
+    flags.register_validator(
+        "partitions", partitions_ok,
+        message=f"--partitions must be a non-empty subset of {','.join(corpora.PARTITIONS)}.")
+
+
+def main(argv: Sequence[str]) -> None:
+    if len(argv) > 1:
+        raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
+    FLAGS = flags.FLAGS
+    try:
+        manifest = preprocess_corpus(
+            FLAGS.corpus_dir, FLAGS.corpus_kind, FLAGS.cache_dir, size=FLAGS.size,
+            workers=FLAGS.workers, partitions=FLAGS.partitions, upsample=FLAGS.upsample,
+            detect_width=FLAGS.detect_width, predictor_path=FLAGS.predictor_path,
+            min_found_rate=FLAGS.min_found_rate, progress=FLAGS.progress,
+        )
+    except PreprocessError as e:
+        from recola_sta import cache
+
+        if (pathlib.Path(FLAGS.cache_dir) / cache.MANIFEST_NAME).is_file():
+            print(summarize(cache.read_manifest(FLAGS.cache_dir), FLAGS.min_found_rate))
+        sys.exit(f"preprocess: error: {e}")
+    except (FileNotFoundError, ValueError) as e:
+        sys.exit(f"preprocess: error: {e}")
+    print(summarize(manifest, FLAGS.min_found_rate))
+    print(f"Cache: {FLAGS.cache_dir} ({len(manifest.entries)} recordings)")
+
+
+if __name__ == "__main__":
+    _define_flags()
+    app.run(main)

@@ -1,0 +1,240 @@
+"""Tests for recola_sta.corpora: tiny fixture corpora in every layout."""
+
+from __future__ import annotations
+
+import pathlib
+
+import numpy as np
+import pytest
+
+from recola_sta import corpora
+
+
+def _touch(path: pathlib.Path) -> pathlib.Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"not a real video")
+    return path
+
+
+def _arff_text(name: str, times, values, relation="GOLDSTANDARD", newline="\n",
+               time_first=True) -> str:
+    """A RECOLA-style ARFF with comments and blank lines."""
+    attrs = ["@attribute Instance_name string"]
+    if time_first:
+        attrs += ["@attribute frameTime numeric", "@attribute GoldStandard numeric"]
+    else:
+        attrs += ["@attribute 'GoldStandard' numeric", "@attribute frameTime numeric"]
+    lines = [f"@relation {relation}", "", "% a comment", *attrs, "", "@data", ""]
+    for t, v in zip(times, values):
+        row = f"{name},{t:g},{v:.6f}" if time_first else f"'{name}',{v:.6f},{t:g}"
+        lines.append(row)
+        if t == times[1]:
+            lines += ["", "% comment between rows"]
+    return newline.join(lines) + newline
+
+
+def _recola_fixture(root: pathlib.Path) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """train_1, train_2, dev_1 labeled; test_1 video only. Mixed ARFF dialects."""
+    truth = {}
+    for i, name in enumerate(["train_1", "train_2", "dev_1"]):
+        times = np.round(np.arange(0, 1.0 + 1e-9, 0.04), 2)
+        valence = np.sin(times + i) * 0.5
+        arousal = np.cos(times + i) * 0.3
+        truth[name] = (times, valence, arousal)
+        _touch(root / "recordings_video" / f"{name}.mp4")
+        (root / "ratings_gold_standard" / "valence").mkdir(parents=True, exist_ok=True)
+        (root / "ratings_gold_standard" / "arousal").mkdir(parents=True, exist_ok=True)
+        dialect = dict(
+            relation="GOLDSTANDARD_VALENCE" if i == 1 else "GOLDSTANDARD",
+            newline="\r\n" if i == 0 else "\n",
+            time_first=i != 2,
+        )
+        (root / "ratings_gold_standard" / "valence" / f"{name}.arff").write_bytes(
+            _arff_text(name, times, valence, **dialect).encode())
+        corpora.write_arff(root / "ratings_gold_standard" / "arousal" / f"{name}.arff",
+                           name, times, arousal)
+    _touch(root / "recordings_video" / "test_1.mp4")
+    _touch(root / "recordings_video" / ".test_2.mp4.tmp")  # an interrupted write: ignored
+    return truth
+
+
+def test_recola_layout_loads_partitions_grids_and_values(tmp_path):
+    truth = _recola_fixture(tmp_path)
+    recs = corpora.load_corpus(tmp_path, "recola")
+    assert [(r.name, r.partition) for r in recs] == [
+        ("train_1", "train"), ("train_2", "train"), ("dev_1", "dev"), ("test_1", "test")]
+    for r in recs[:3]:
+        times, valence, arousal = truth[r.name]
+        np.testing.assert_allclose(r.times, times, atol=1e-9)
+        np.testing.assert_allclose(r.targets["valence"], valence, atol=1e-6)
+        np.testing.assert_allclose(r.targets["arousal"], arousal, atol=1e-6)
+        assert r.label_period == pytest.approx(0.04)
+        assert r.video == tmp_path / "recordings_video" / f"{r.name}.mp4"
+    test = recs[3]
+    assert test.times.size == 0 and test.targets["valence"].size == 0
+    assert not test.labeled and test.label_period == pytest.approx(0.04)
+    # "synthetic" reads the same layout.
+    assert [r.name for r in corpora.load_corpus(tmp_path, "synthetic")] == [r.name for r in recs]
+
+
+def test_write_arff_round_trip_and_recola_row_format(tmp_path):
+    path = tmp_path / "a" / "train_3.arff"
+    times = np.round(np.arange(0, 0.2 + 1e-9, 0.04), 2)
+    values = np.array([0.0, -0.022925, 0.5, np.nan, 1.0, -1.0])
+    corpora.write_arff(path, "train_3", times, values)
+    text = path.read_text()
+    assert "train_3,0.04,-0.022925\n" in text and "train_3,0,0.000000\n" in text
+    assert "train_3,0.12,?\n" in text
+    t, v = corpora.read_arff(path)
+    np.testing.assert_allclose(t, times)
+    np.testing.assert_allclose(v, values, atol=1e-6)
+    assert list(tmp_path.joinpath("a").iterdir()) == [path]  # no temporaries left
+    with pytest.raises(ValueError, match="train_4.arff"):
+        corpora.write_arff(tmp_path / "train_4.arff", "train_4", times, values[:2])
+
+
+def test_natural_order(tmp_path):
+    for name in ["train_10", "train_2", "dev_1", "train_1"]:
+        _touch(tmp_path / "recordings_video" / f"{name}.mp4")
+        corpora.write_arff(tmp_path / "ratings_gold_standard" / "valence" / f"{name}.arff",
+                           name, [0.0, 0.04], [0.1, 0.2])
+    names = [r.name for r in corpora.load_corpus(tmp_path, "recola")]
+    assert names == ["train_1", "train_2", "train_10", "dev_1"]
+
+
+def _write_arff_rows(path: pathlib.Path, rows: list[str]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    header = ["@relation X", "@attribute Instance_name string",
+              "@attribute frameTime numeric", "@attribute GoldStandard numeric", "@data"]
+    path.write_text("\n".join(header + rows) + "\n")
+
+
+@pytest.mark.parametrize("rows, match", [
+    (["train_1,0,0.1", "train_1,abc,0.2"], r"train_1\.arff:7: non-numeric frameTime 'abc'"),
+    (["train_1,0,0.1", "train_1,0.04,0.2", "train_1,0.04,0.3"],
+     r"train_1\.arff:8: times are not strictly increasing"),
+    (["train_1,0,0.1", "train_1,0.04,x"], r"train_1\.arff:7: non-numeric gold-standard value"),
+    (["train_1,0,0.1", "train_1,0.04"], r"train_1\.arff:7: 2 fields"),
+])
+def test_recola_malformed_arff_names_file_and_line(tmp_path, rows, match):
+    _touch(tmp_path / "recordings_video" / "train_1.mp4")
+    _write_arff_rows(tmp_path / "ratings_gold_standard" / "valence" / "train_1.arff", rows)
+    with pytest.raises(ValueError, match=match):
+        corpora.load_corpus(tmp_path, "recola")
+
+
+def test_recola_missing_video_grid_mismatch_and_root(tmp_path):
+    corpora.write_arff(tmp_path / "ratings_gold_standard" / "valence" / "dev_2.arff",
+                       "dev_2", [0, 0.04], [0, 0])
+    _touch(tmp_path / "recordings_video" / "train_1.mp4")
+    corpora.write_arff(tmp_path / "ratings_gold_standard" / "valence" / "train_1.arff",
+                       "train_1", [0, 0.04], [0, 0])
+    with pytest.raises(FileNotFoundError, match=r"No video for label file .*dev_2\.arff"):
+        corpora.load_corpus(tmp_path, "recola")
+    _touch(tmp_path / "recordings_video" / "dev_2.mp4")
+    corpora.write_arff(tmp_path / "ratings_gold_standard" / "arousal" / "dev_2.arff",
+                       "dev_2", [0, 0.08], [0, 0])
+    with pytest.raises(ValueError, match=r"grids disagree: .*valence/dev_2\.arff and "
+                                         r".*arousal/dev_2\.arff differ at data row 2"):
+        corpora.load_corpus(tmp_path, "recola")
+    with pytest.raises(FileNotFoundError, match="nowhere"):
+        corpora.load_corpus(tmp_path / "nowhere", "recola")
+    with pytest.raises(ValueError, match="Unknown corpus kind 'sewa'"):
+        corpora.load_corpus(tmp_path, "sewa")
+
+
+def test_recola_train_video_without_labels_is_an_error(tmp_path):
+    _touch(tmp_path / "recordings_video" / "train_1.mp4")
+    (tmp_path / "ratings_gold_standard" / "valence").mkdir(parents=True)
+    with pytest.raises(FileNotFoundError, match=r"train_1\.mp4 has no gold-standard label file"):
+        corpora.load_corpus(tmp_path, "recola")
+
+
+def _avec_rows(name: str, n: int, offset: float) -> list[str]:
+    return [f"{name};{k * 0.1:.1f};{offset + k * 0.01:.3f};{-offset - k * 0.02:.3f};{k * 0.001:.3f}"
+            for k in range(n)]
+
+
+def test_avec2017_layout_matches_zero_padding_and_maps_partitions(tmp_path):
+    labels = tmp_path / "labels"
+    labels.mkdir()
+    (labels / "Train_01.csv").write_bytes(("\r\n".join(_avec_rows("Train_01", 5, 0.1)) + "\r\n").encode())
+    (labels / "Train_2.csv").write_text("\n".join(_avec_rows("Train_2", 4, 0.2)) + "\n")
+    (labels / "Devel_04.csv").write_text("\n".join(_avec_rows("Devel_04", 3, 0.3)) + "\n\n")
+    _touch(tmp_path / "video" / "Train_1.avi")
+    _touch(tmp_path / "video" / "Train_02.avi")
+    _touch(tmp_path / "video" / "Devel_4.avi")
+    _touch(tmp_path / "video" / "Test_01.avi")
+    recs = corpora.load_corpus(tmp_path, "avec2017")
+    assert [(r.name, r.partition, r.video.name) for r in recs] == [
+        ("Train_01", "train", "Train_1.avi"), ("Train_2", "train", "Train_02.avi"),
+        ("Devel_04", "dev", "Devel_4.avi"), ("Test_01", "test", "Test_01.avi")]
+    train1 = recs[0]
+    np.testing.assert_allclose(train1.times, [0, 0.1, 0.2, 0.3, 0.4])
+    np.testing.assert_allclose(train1.targets["arousal"], 0.1 + 0.01 * np.arange(5))
+    np.testing.assert_allclose(train1.targets["valence"], -0.1 - 0.02 * np.arange(5))
+    np.testing.assert_allclose(train1.targets["liking"], 0.001 * np.arange(5))
+    assert train1.label_period == pytest.approx(0.1)
+    assert recs[3].times.size == 0 and recs[3].label_period == pytest.approx(0.1)
+
+
+@pytest.mark.parametrize("rows, match", [
+    (["Train_01;0.0;0.1;0.2;0.0", "Train_01;zero;0.1;0.2;0.0"], r"Train_01\.csv:2: non-numeric timestamp"),
+    (["Train_01;0.0;0.1;0.2;0.0", "Train_01;0.1;0.1;0.2;0.0", "Train_01;0.05;0.1;0.2;0.0"],
+     r"Train_01\.csv:3: times are not strictly increasing"),
+    (["Train_01;0.0;0.1;0.2;0.0", "Train_01;0.1;0.1"], r"Train_01\.csv:2: expected 5"),
+])
+def test_avec2017_malformed_labels(tmp_path, rows, match):
+    (tmp_path / "labels").mkdir()
+    (tmp_path / "labels" / "Train_01.csv").write_text("\n".join(rows) + "\n")
+    _touch(tmp_path / "videos" / "Train_01.avi")
+    with pytest.raises(ValueError, match=match):
+        corpora.load_corpus(tmp_path, "avec2017")
+
+
+def test_avec2017_missing_video(tmp_path):
+    (tmp_path / "labels").mkdir()
+    (tmp_path / "labels" / "Devel_03.csv").write_text("\n".join(_avec_rows("Devel_03", 2, 0)) + "\n")
+    _touch(tmp_path / "video" / "Devel_02.avi")
+    _touch(tmp_path / "labels" / "Devel_02.csv").write_text("\n".join(_avec_rows("Devel_02", 2, 0)))
+    with pytest.raises(FileNotFoundError, match=r"No video for label file .*Devel_03\.csv"):
+        corpora.load_corpus(tmp_path, "avec2017")
+
+
+def test_csv_layout(tmp_path):
+    _touch(tmp_path / "train" / "alice.mp4")
+    (tmp_path / "train" / "alice.csv").write_text("time,valence,arousal\n0,0.1,0.5\n0.5,0.2,0.4\n1.0,,0.3\n")
+    _touch(tmp_path / "train" / "bob.mov")
+    (tmp_path / "train" / "bob.csv").write_text("valence,time\r\n-0.5,0\r\n-0.4,0.5\r\n")
+    _touch(tmp_path / "test" / "carol.mkv")
+    recs = corpora.load_corpus(tmp_path, "csv")
+    assert [(r.name, r.partition) for r in recs] == [("alice", "train"), ("bob", "train"), ("carol", "test")]
+    np.testing.assert_allclose(recs[0].times, [0, 0.5, 1.0])
+    np.testing.assert_allclose(recs[0].targets["valence"], [0.1, 0.2, np.nan])
+    np.testing.assert_allclose(recs[0].targets["arousal"], [0.5, 0.4, 0.3])
+    np.testing.assert_allclose(recs[1].targets["valence"], [-0.5, -0.4])
+    assert set(recs[1].targets) == {"valence"}
+    assert recs[0].label_period == pytest.approx(0.5)
+    assert recs[2].times.size == 0 and recs[2].label_period == pytest.approx(0.5)
+
+
+@pytest.mark.parametrize("text, match", [
+    ("time,arousal\n0,0.1\n", r"alice\.csv:1: header .* lacks a 'valence'"),
+    ("time,valence\n0,0.1\n0.5,0.2\nlater,0.3\n", r"alice\.csv:4: non-numeric time 'later'"),
+    ("time,valence\n0,0.1\n0.5,0.2\n0.5,0.3\n", r"alice\.csv:4: times are not strictly increasing"),
+    ("time,valence\n0,0.1\n0.5,high\n", r"alice\.csv:3: non-numeric valence 'high'"),
+])
+def test_csv_malformed(tmp_path, text, match):
+    _touch(tmp_path / "dev" / "alice.avi")
+    (tmp_path / "dev" / "alice.csv").write_text(text)
+    with pytest.raises(ValueError, match=match):
+        corpora.load_corpus(tmp_path, "csv")
+
+
+def test_csv_missing_video_and_layout(tmp_path):
+    (tmp_path / "dev").mkdir()
+    (tmp_path / "dev" / "alice.csv").write_text("time,valence\n0,0.1\n")
+    with pytest.raises(FileNotFoundError, match=r"No video for label file .*alice\.csv"):
+        corpora.load_corpus(tmp_path, "csv")
+    with pytest.raises(FileNotFoundError, match=r"has none of the folders"):
+        corpora.load_corpus(tmp_path / "dev", "csv")

@@ -1,0 +1,329 @@
+"""Tests of recola_sta.faces on a real face photo (scikit-image's astronaut)."""
+
+from __future__ import annotations
+
+import math
+import re
+
+import cv2
+import numpy as np
+import pytest
+from skimage import data
+
+from recola_sta import faces
+
+# Centre of the astronaut's face in the 512 x 512 photo (between eyes and nose).
+_FACE_CENTRE = (225.0, 115.0)
+# (rotation degrees, scale, shift x, shift y) applied to the photo.
+_TRANSFORMS = [
+    (0, 1.0, 0, 0),
+    (20, 1.0, 10, -5),
+    (-20, 1.0, -10, 5),
+    (10, 0.7, 30, 20),
+    (-10, 1.3, -20, -30),
+    (15, 0.8, -40, 25),
+    (-15, 1.2, 35, -15),
+    (5, 0.9, 0, 40),
+]
+_CODE_BITS = 8
+_CODE_BLOCK = 32
+
+
+@pytest.fixture(scope="module")
+def photo() -> np.ndarray:
+    return data.astronaut()
+
+
+@pytest.fixture(scope="module")
+def aligner() -> faces.FaceAligner:
+    """Default settings: detection on frames at most 320 px wide, no upsampling."""
+    return faces.FaceAligner(96)
+
+
+@pytest.fixture(scope="module")
+def fine_aligner() -> faces.FaceAligner:
+    """Finds the photo's face down to scale 0.7 (about 60 px)."""
+    return faces.FaceAligner(96, upsample=1, detect_width=0)
+
+
+@pytest.fixture(scope="module")
+def checker() -> faces.FaceAligner:
+    """Re-detects landmarks on 4x upscaled aligned crops."""
+    return faces.FaceAligner(96, upsample=0, detect_width=0)
+
+
+def _face_frame(photo: np.ndarray, shift: int = 0) -> np.ndarray:
+    """A 320 x 240 frame with the face about 115 px wide."""
+    x0, y0 = 105 + shift, 37
+    return cv2.resize(photo[y0:y0 + 180, x0:x0 + 240], (320, 240),
+                      interpolation=cv2.INTER_AREA)
+
+
+def _coded_frame(index: int) -> np.ndarray:
+    """A 320 x 240 frame whose top row of blocks spells `index` in binary."""
+    frame = np.full((240, 320, 3), 60, np.uint8)
+    for bit in range(_CODE_BITS):
+        if index >> bit & 1:
+            x = bit * _CODE_BLOCK + 32
+            frame[8:8 + _CODE_BLOCK, x:x + _CODE_BLOCK] = 230
+    return frame
+
+
+def _decode(frame: np.ndarray) -> int:
+    index = 0
+    for bit in range(_CODE_BITS):
+        x = bit * _CODE_BLOCK + 32
+        if frame[16:8 + _CODE_BLOCK - 8, x + 8:x + _CODE_BLOCK - 8].mean() > 145:
+            index |= 1 << bit
+    return index
+
+
+def _write_video(path, frames, fps: float, fourcc: str = "mp4v") -> None:
+    h, w = frames[0].shape[:2]
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*fourcc), fps, (w, h))
+    assert writer.isOpened(), path
+    for frame in frames:
+        writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+    writer.release()
+
+
+def _redetect(checker: faces.FaceAligner, crop: np.ndarray, factor: int = 4) -> np.ndarray:
+    """Eye centres and nose tip found again on an aligned crop, crop pixels."""
+    up = cv2.resize(crop, None, fx=factor, fy=factor, interpolation=cv2.INTER_CUBIC)
+    checker.reset()
+    landmarks = checker.landmarks(up)
+    assert landmarks is not None, "no face re-detected on the aligned crop"
+    return (faces.key_points(landmarks) + 0.5) / factor - 0.5
+
+
+# --------------------------------------------------------------------------
+# Alignment.
+
+
+def test_similarity_transform_recovers_a_known_transform():
+    rng = np.random.default_rng(0)
+    src = rng.uniform(0, 100, (5, 2))
+    angle, scale, shift = 0.4, 1.7, np.array([3.0, -8.0])
+    rot = scale * np.array([[math.cos(angle), -math.sin(angle)],
+                            [math.sin(angle), math.cos(angle)]])
+    m = faces.similarity_transform(src, src @ rot.T + shift)
+    np.testing.assert_allclose(m[:, :2], rot, atol=1e-9)
+    np.testing.assert_allclose(m[:, 2], shift, atol=1e-9)
+
+
+def test_similarity_transform_never_reflects():
+    src = np.array([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0]])
+    m = faces.similarity_transform(src, src * [-1.0, 1.0])  # a mirror image
+    assert np.linalg.det(m[:, :2]) > 0
+
+
+def test_similarity_transform_rejects_bad_shapes():
+    with pytest.raises(ValueError, match="src"):
+        faces.similarity_transform(np.zeros((3, 2)), np.zeros((2, 2)))
+
+
+@pytest.mark.parametrize("angle,scale,tx,ty", _TRANSFORMS)
+def test_align_puts_eyes_and_nose_on_the_template(photo, fine_aligner, checker,
+                                                  angle, scale, tx, ty):
+    m = cv2.getRotationMatrix2D(_FACE_CENTRE, angle, scale)
+    m[:, 2] += (tx, ty)
+    warped = cv2.warpAffine(photo, m, (512, 512), borderValue=(128, 128, 128))
+    fine_aligner.reset()
+    crop = fine_aligner.align(warped)
+    assert crop is not None and crop.shape == (96, 96, 3) and crop.dtype == np.uint8
+    error = np.linalg.norm(_redetect(checker, crop) - fine_aligner.template_points, axis=1)
+    assert error.max() < 2.0, f"key-point errors {error} px"
+
+
+def test_template_is_symmetric_and_configurable():
+    aligner = faces.FaceAligner(64, template=((0.3, 0.4), (0.7, 0.4), (0.5, 0.6)))
+    pts = aligner.template_points
+    np.testing.assert_allclose(pts[0, 0] + pts[1, 0], 2 * pts[2, 0])
+    np.testing.assert_allclose(pts[2], [31.5, 37.9])
+
+
+def test_align_returns_none_without_a_face(aligner):
+    aligner.reset()
+    noise = np.random.default_rng(0).integers(0, 255, (240, 320, 3), np.uint8)
+    assert aligner.align(noise) is None
+    assert aligner.landmarks(np.zeros((240, 320, 3), np.uint8)) is None
+
+
+def test_align_rejects_non_rgb_input(aligner):
+    with pytest.raises(ValueError, match="RGB uint8"):
+        aligner.align(np.zeros((240, 320), np.uint8))
+    with pytest.raises(ValueError, match="RGB uint8"):
+        aligner.align(np.zeros((240, 320, 3), np.float32))
+
+
+def test_detection_on_a_downscaled_frame_maps_the_box_back(photo):
+    """A 1280 x 720 frame detected at 320 px gives the full-resolution box."""
+    frame = np.full((720, 1280, 3), 90, np.uint8)
+    face = cv2.resize(photo[60:220, 145:305], (640, 640), interpolation=cv2.INTER_CUBIC)
+    frame[40:680, 500:1140] = face  # the face is about 350 px wide
+    small = faces.FaceAligner(96, detect_width=320)
+    full = faces.FaceAligner(96, detect_width=0)
+    ((box_small,), _), ((box_full,), _) = small.detect(frame), full.detect(frame)
+    side = box_full[2] - box_full[0]
+    assert side > 250 and 500 < box_full[0] and box_full[2] < 1140
+    np.testing.assert_allclose(box_small, box_full, atol=0.1 * side)
+    crop_small, crop_full = small.align(frame), full.align(frame)
+    # Landmarks are fitted at full resolution either way: nearly the same crop.
+    assert np.abs(crop_small.astype(int) - crop_full).mean() < 12
+
+
+def test_keeps_the_face_it_tracks_and_reset_picks_the_largest(photo):
+    face = photo[30:230, 125:325]
+    big = cv2.resize(face, (200, 200), interpolation=cv2.INTER_AREA)
+    little = cv2.resize(face, (140, 140), interpolation=cv2.INTER_AREA)
+    both = np.full((300, 640, 3), 120, np.uint8)
+    both[50:250, 40:240] = big
+    both[80:220, 430:570] = little
+    only_little = np.full_like(both, 120)
+    only_little[80:220, 430:570] = little
+    aligner = faces.FaceAligner(96, detect_width=0)
+
+    def nose_x(rgb):
+        return aligner.landmarks(rgb)[faces.NOSE_TIP, 0]
+
+    assert nose_x(both) < 320  # first frame: the largest face
+    aligner.reset()
+    assert nose_x(only_little) > 320
+    assert nose_x(both) > 320  # continues the tracked (smaller) face
+    aligner.reset()
+    assert nose_x(both) < 320
+
+
+def test_missing_predictor_file_is_named(tmp_path):
+    path = tmp_path / "nope.dat"
+    with pytest.raises(FileNotFoundError, match=re.escape(str(path))):
+        faces.FaceAligner(96, predictor_path=path)
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    ({"size": 8}, "size"),
+    ({"upsample": -1}, "upsample"),
+    ({"detect_width": 40}, "detect_width"),
+    ({"template": ((0.3, 0.4), (0.7, 0.4))}, "template"),
+])
+def test_bad_aligner_arguments(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        faces.FaceAligner(**kwargs)
+
+
+# --------------------------------------------------------------------------
+# Sampling by timestamp.
+
+
+def test_sample_times():
+    np.testing.assert_allclose(faces.sample_times(2.0), np.arange(9) * 0.25)
+    np.testing.assert_allclose(faces.sample_times(2.1, end=1.6), np.arange(7) * 0.25)
+    assert len(faces.sample_times(300.0)) == 1201  # a 5-minute RECOLA recording
+    assert len(faces.sample_times(0.7 * 3, fps=10)) == 22  # 2.1000000000000005 s
+    assert len(faces.sample_times(1.0, end=-0.1)) == 0
+    with pytest.raises(ValueError, match="duration"):
+        faces.sample_times(float("nan"))
+
+
+@pytest.mark.parametrize("fps", [25.0, 30.0, 29.97, 50.0])
+def test_frames_nearest_to_requested_times(tmp_path, fps):
+    n = int(2.2 * fps)
+    path = tmp_path / f"coded_{fps}.mp4"
+    _write_video(path, [_coded_frame(i) for i in range(n)], fps)
+    info = faces.probe_video(path)
+    assert info.frame_count == n and info.fps == pytest.approx(fps, rel=1e-3)
+    assert (info.width, info.height) == (320, 240)
+    assert info.duration == pytest.approx(n / fps, rel=1e-3)
+    rng = np.random.default_rng(int(fps))
+    times = np.sort(np.concatenate([faces.sample_times(info.duration),
+                                    rng.uniform(0, (n - 1) / fps, 12)]))
+    got = list(faces.iter_frames_at(path, times))
+    assert [t for t, _ in got] == pytest.approx(times.tolist())
+    for t, frame in got:
+        assert frame.shape == (240, 320, 3) and frame.dtype == np.uint8
+        index = _decode(frame)
+        assert abs(index / fps - t) <= 0.5 / fps + 1e-3, (t, index)
+    # The end of the video (its duration) is within the last frame's display
+    # interval; half a second later is past the end.
+    ((_, last),) = faces.iter_frames_at(path, [info.duration])
+    assert _decode(last) == n - 1
+    with pytest.raises(faces.TruncatedVideoError, match=re.escape(str(path))):
+        list(faces.iter_frames_at(path, [0.0, info.duration + 0.5]))
+
+
+def test_frames_of_a_video_without_frame_count(tmp_path):
+    """A raw MJPEG stream reports no frame count (and 25 fps, its default)."""
+    path = tmp_path / "raw.mjpeg"
+    _write_video(path, [_coded_frame(i) for i in range(40)], 25.0, fourcc="MJPG")
+    info = faces.probe_video(path)
+    assert info.frame_count is None
+    assert info.duration == pytest.approx(40 / 25)
+    times = faces.sample_times(info.duration)
+    got = list(faces.iter_frames_at(path, times))
+    assert len(got) == len(times) == 7
+    for t, frame in got:
+        assert abs(_decode(frame) / 25 - t) <= 0.5 / 25 + 1e-3
+    ((_, last),) = faces.iter_frames_at(path, [info.duration])
+    assert _decode(last) == 39
+
+
+def test_iter_frames_at_rejects_unsorted_times(tmp_path):
+    path = tmp_path / "v.mp4"
+    _write_video(path, [_coded_frame(i) for i in range(5)], 25.0)
+    with pytest.raises(ValueError, match="non-decreasing"):
+        list(faces.iter_frames_at(path, [0.1, 0.0]))
+
+
+# --------------------------------------------------------------------------
+# Tracks and broken videos.
+
+
+def test_track_video_finds_the_face_in_every_sample(tmp_path, photo, aligner):
+    path = tmp_path / "face.mp4"
+    _write_video(path, [_face_frame(photo, shift=i % 20) for i in range(75)], 25.0)
+    times = faces.sample_times(faces.probe_video(path).duration)
+    track = faces.track_video(path, times, aligner)
+    np.testing.assert_array_equal(track.times, times)
+    assert track.crops.shape == (len(times), 96, 96, 3)
+    assert track.found.all() and track.found_rate == 1.0
+    assert (track.crops.reshape(len(times), -1).max(1) > 0).all()
+
+
+def test_track_video_without_a_face_flags_every_sample(tmp_path, aligner):
+    path = tmp_path / "noface.mp4"
+    _write_video(path, [_coded_frame(i) for i in range(50)], 25.0)
+    times = faces.sample_times(faces.probe_video(path).duration)
+    track = faces.track_video(path, times, aligner)
+    assert len(track.times) == 9
+    assert not track.found.any() and track.found_rate == 0.0
+    assert not track.crops.any()
+
+
+def test_truncated_video_raises_naming_the_file(tmp_path, aligner):
+    """An AVI cut in half still opens and reports the full frame count."""
+    path = tmp_path / "cut.avi"
+    _write_video(path, [_coded_frame(i) for i in range(50)], 25.0, fourcc="MJPG")
+    data_ = path.read_bytes()
+    path.write_bytes(data_[:len(data_) // 2])
+    info = faces.probe_video(path)
+    times = faces.sample_times(info.duration)
+    with pytest.raises(faces.TruncatedVideoError, match=re.escape(str(path))):
+        faces.track_video(path, times, aligner)
+
+
+def test_unreadable_videos_raise_naming_the_file(tmp_path, aligner):
+    mp4 = tmp_path / "cut.mp4"  # the index (moov) of these files is at the end
+    _write_video(mp4, [_coded_frame(i) for i in range(10)], 25.0)
+    mp4.write_bytes(mp4.read_bytes()[:2000])
+    junk = tmp_path / "junk.mp4"
+    junk.write_bytes(np.random.default_rng(0).integers(0, 256, 4000, np.uint8).tobytes())
+    for path in (mp4, junk):
+        with pytest.raises(faces.VideoError, match=re.escape(str(path))):
+            faces.probe_video(path)
+        with pytest.raises(faces.VideoError, match=re.escape(str(path))):
+            faces.track_video(path, [0.0], aligner)
+    missing = tmp_path / "missing.mp4"
+    with pytest.raises(FileNotFoundError, match=re.escape(str(missing))):
+        faces.probe_video(missing)
+    with pytest.raises(FileNotFoundError, match=re.escape(str(missing))):
+        faces.track_video(missing, [0.0], aligner)

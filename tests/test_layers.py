@@ -1,0 +1,273 @@
+"""Tests of recola_sta.layers: eq. (1)-(3) against references, tiny shapes."""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import pytest
+
+from recola_sta import layers
+
+
+def _rng(seed: int = 0) -> np.random.Generator:
+    return np.random.default_rng(seed)
+
+
+def _sigmoid(x):
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+def _conv_same(x, kernel):
+    """NumPy 'same' 2D convolution (cross-correlation, as Keras): (B,H,W,C)."""
+    kh, kw, _, _ = kernel.shape
+    ph, pw = (kh - 1) // 2, (kw - 1) // 2
+    padded = np.pad(x, ((0, 0), (ph, kh - 1 - ph), (pw, kw - 1 - pw), (0, 0)))
+    height, width = x.shape[1:3]
+    out = 0.0
+    for a in range(kh):
+        for b in range(kw):
+            out = out + padded[:, a : a + height, b : b + width, :] @ kernel[a, b]
+    return out
+
+
+def _eq1_reference(layer, x, h, c):
+    """NumPy transcription of the paper's eq. (1), frame by frame."""
+    f = layer.filters
+    w = {v.name: a for v, a in zip(layer.weights, layer.get_weights())}
+    split = lambda a: [a[..., k * f : (k + 1) * f] for k in range(4)]  # noqa: E731
+    w_xi, w_xf, w_xc, w_xo = split(w["kernel"])
+    w_hi, w_hf, w_hc, w_ho = split(w["recurrent_kernel"])
+    b_i, b_f, b_c, b_o = split(w["bias"])
+    if layer.peephole_mode == "conv":
+        w_ci, w_cf = w["peephole_kernel"][..., :f], w["peephole_kernel"][..., f:]
+    outputs = []
+    for t in range(x.shape[1]):
+        x_t = x[:, t]
+        if layer.peephole_mode == "conv":
+            peep_i, peep_f = _conv_same(c, w_ci), _conv_same(c, w_cf)
+        else:
+            peep_i, peep_f = w["peephole_if"][:f] * c, w["peephole_if"][f:] * c
+        i = _sigmoid(_conv_same(x_t, w_xi) + _conv_same(h, w_hi) + peep_i + b_i)
+        fg = _sigmoid(_conv_same(x_t, w_xf) + _conv_same(h, w_hf) + peep_f + b_f)
+        c = fg * c + i * np.tanh(_conv_same(x_t, w_xc) + _conv_same(h, w_hc) + b_c)
+        o = _sigmoid(
+            _conv_same(x_t, w_xo) + _conv_same(h, w_ho) + w["peephole_o"] * c + b_o
+        )
+        h = o * np.tanh(c)
+        outputs.append(h)
+    return np.stack(outputs, axis=1), h, c
+
+
+def test_convlstm_without_peepholes_equals_keras_convlstm2d():
+    x = _rng().normal(size=(2, 3, 6, 5, 2)).astype("float32")
+    ours = layers.PeepholeConvLSTM2D(4, peepholes=False)
+    reference = keras.layers.ConvLSTM2D(4, 3, padding="same", return_sequences=True)
+    ours.build(x.shape)
+    reference.build(x.shape)
+    assert len(ours.weights) == len(reference.weights) == 3
+    for w in ours.weights:
+        w.assign(_rng(1).normal(size=w.shape, scale=0.3))
+    reference.set_weights(ours.get_weights())
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(ours(x)),
+        keras.ops.convert_to_numpy(reference(x)),
+        rtol=1e-5,
+        atol=1e-5,
+    )
+
+
+@pytest.mark.parametrize("peephole_mode", ["conv", "hadamard"])
+def test_convlstm_with_peepholes_matches_numpy_eq1(peephole_mode):
+    rng = _rng(2)
+    x = rng.normal(size=(2, 2, 5, 4, 3)).astype("float32")
+    h0 = rng.normal(size=(2, 5, 4, 3)).astype("float32")
+    c0 = rng.normal(size=(2, 5, 4, 3)).astype("float32")
+    layer = layers.PeepholeConvLSTM2D(3, peephole_mode=peephole_mode, return_state=True)
+    layer.build(x.shape)
+    for w in layer.weights:  # random biases too, so every term matters
+        w.assign(rng.normal(size=w.shape, scale=0.5))
+    sequence, h, c = layer(x, initial_state=[h0, c0])
+    want_sequence, want_h, want_c = _eq1_reference(layer, x, h0, c0)
+    for got, want in ((sequence, want_sequence), (h, want_h), (c, want_c)):
+        np.testing.assert_allclose(
+            keras.ops.convert_to_numpy(got), want, rtol=1e-4, atol=1e-5
+        )
+    # The peephole terms change the result (the test above would catch a
+    # layer that ignores them only if they matter).
+    plain = layers.PeepholeConvLSTM2D(3, peepholes=False)
+    plain.build(x.shape)
+    plain.set_weights(layer.get_weights()[:3])
+    assert not np.allclose(
+        keras.ops.convert_to_numpy(plain(x, initial_state=[h0, c0])),
+        want_sequence,
+        atol=1e-3,
+    )
+
+
+def test_convlstm_chunks_with_carried_state_equal_whole_sequence():
+    x = _rng(3).normal(size=(2, 5, 6, 6, 2)).astype("float32")
+    layer = layers.PeepholeConvLSTM2D(3, return_state=True)
+    whole, h_whole, c_whole = layer(x)
+    first, h, c = layer(x[:, :2])
+    second, h, c = layer(x[:, 2:], initial_state=[h, c])
+    chunked = np.concatenate(
+        [keras.ops.convert_to_numpy(first), keras.ops.convert_to_numpy(second)], axis=1
+    )
+    np.testing.assert_allclose(chunked, keras.ops.convert_to_numpy(whole), atol=1e-5)
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(c), keras.ops.convert_to_numpy(c_whole), atol=1e-5
+    )
+
+
+def test_convlstm_initialisation_and_training_step():
+    layer = layers.PeepholeConvLSTM2D(2, peephole_initializer="zeros")
+    layer.build((None, 3, 4, 4, 1))
+    bias = layer.get_weights()[2]
+    np.testing.assert_array_equal(bias, [0, 0, 1, 1, 0, 0, 0, 0])  # forget = 1
+    assert isinstance(layer.recurrent_initializer, keras.initializers.GlorotUniform)
+    model = keras.Sequential([keras.Input((3, 4, 4, 1)), layer])
+    model.compile(optimizer=keras.optimizers.SGD(0.5), loss="mse")
+    before = [w.copy() for w in model.get_weights()]
+    rng = _rng(4)
+    model.train_on_batch(
+        rng.normal(size=(2, 3, 4, 4, 1)), rng.uniform(-1, 1, (2, 3, 4, 4, 2))
+    )
+    for name, old, new in zip(
+        [w.name for w in model.weights], before, model.get_weights()
+    ):
+        assert not np.allclose(old, new), f"{name} did not train"
+
+
+@pytest.mark.parametrize(
+    "layer",
+    [
+        layers.ClipStandardization(epsilon=1e-3),
+        layers.PeepholeConvLSTM2D(
+            3, kernel_size=(3, 1), peephole_mode="hadamard", unit_forget_bias=False
+        ),
+        layers.FrameUpsampling2D(2, "bilinear"),
+        layers.TemporalDecoder((3, 2), "nearest", peepholes=False),
+        layers.SpatialSoftmax(use_previous_state=False),
+    ],
+    ids=lambda layer: type(layer).__name__,
+)
+def test_config_and_serialization_round_trip(layer):
+    x = _rng(5).random((2, 3, 4, 4, 2)).astype("float32")
+    want = keras.ops.convert_to_numpy(layer(x))
+    config = layer.get_config()
+    clone = type(layer).from_config(config)
+    assert clone.get_config() == config
+    revived = keras.saving.deserialize_keras_object(
+        keras.saving.serialize_keras_object(layer)
+    )
+    assert type(revived) is type(layer) and revived.get_config() == config
+    clone.build(x.shape)
+    clone.set_weights(layer.get_weights())
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(clone(x)), want, atol=1e-6)
+
+
+def test_attention_multiply_config_round_trip():
+    layer = layers.AttentionMultiply(scale="none", name="attend")
+    clone = layers.AttentionMultiply.from_config(layer.get_config())
+    assert clone.scale == "none" and clone.name == "attend"
+
+
+def test_clip_standardization_per_clip():
+    rng = _rng(6)
+    x = np.stack(
+        [rng.random((3, 4, 4, 3)), 0.2 + 0.1 * rng.random((3, 4, 4, 3)),
+         np.full((3, 4, 4, 3), 0.5)]
+    ).astype("float32")
+    y = keras.ops.convert_to_numpy(layers.ClipStandardization()(x))
+    np.testing.assert_allclose(y[:2].mean(axis=(1, 2, 3, 4)), 0, atol=1e-5)
+    np.testing.assert_allclose(y[:2].std(axis=(1, 2, 3, 4)), 1, atol=1e-3)
+    np.testing.assert_array_equal(y[2], 0)  # constant (padding) clip
+
+
+@pytest.mark.parametrize("mode", layers.UPSAMPLING_MODES)
+def test_frame_upsampling_doubles_every_frame(mode):
+    x = _rng(7).random((2, 3, 4, 5, 2)).astype("float32")
+    layer = layers.FrameUpsampling2D(3, mode)
+    y = keras.ops.convert_to_numpy(layer(x))
+    assert y.shape == (2, 3, 8, 10, 3)
+    # Per frame: frame t of the output depends only on frame t of the input.
+    x2 = x.copy()
+    x2[:, 1] = 0
+    y2 = keras.ops.convert_to_numpy(layer(x2))
+    np.testing.assert_allclose(y2[:, [0, 2]], y[:, [0, 2]], atol=1e-6)
+
+
+def test_temporal_decoder_restores_input_size():
+    x = _rng(8).random((2, 3, 4, 4, 5)).astype("float32")
+    decoder = layers.TemporalDecoder((4, 3, 2))
+    assert decoder(x).shape == (2, 3, 32, 32, 2)
+    assert decoder.compute_output_shape((None, 3, 4, 4, 5)) == (None, 3, 32, 32, 2)
+    names = {w.path.split("/")[-2] for w in decoder.weights}
+    assert names == {f"{kind}_{k}" for kind in ("convlstm", "upsampling") for k in (1, 2, 3)}
+
+
+def test_spatial_softmax_sums_to_one_and_first_frame_is_uniform():
+    x = _rng(9).normal(size=(2, 4, 3, 5, 6)).astype("float32")
+    previous = layers.SpatialSoftmax()  # use_previous_state=True
+    a = keras.ops.convert_to_numpy(previous(x))
+    assert a.shape == (2, 4, 3, 5)
+    assert (a >= 0).all()
+    np.testing.assert_allclose(a.sum(axis=(2, 3)), 1, atol=1e-6)
+    # Frame 1 has no previous state: a zero state, uniform 1 / (H * W).
+    np.testing.assert_allclose(a[:, 0], 1 / 15, atol=1e-7)
+    assert a[:, 1:].std(axis=(2, 3)).min() > 1e-3  # later frames are not
+    # Frame t's map is what the own-state layer gives for frame t-1.
+    current = layers.SpatialSoftmax(use_previous_state=False)
+    current.build(x.shape)
+    current.set_weights(previous.get_weights())
+    a_current = keras.ops.convert_to_numpy(current(x))
+    np.testing.assert_allclose(a[:, 1:], a_current[:, :-1], atol=1e-6)
+    scores = np.einsum("bthwc,c->bthw", x, current.get_weights()[0][:, 0])
+    e = np.exp(scores - scores.max(axis=(2, 3), keepdims=True))
+    np.testing.assert_allclose(
+        a_current, e / e.sum(axis=(2, 3), keepdims=True), rtol=1e-4, atol=1e-7
+    )
+
+
+def test_attention_multiply_scales():
+    features = _rng(10).normal(size=(2, 3, 4, 5, 6)).astype("float32")
+    uniform = np.full((2, 3, 4, 5), 1 / 20, dtype="float32")
+    scaled = layers.AttentionMultiply()([uniform, features])
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(scaled), features, rtol=1e-6)
+    raw = layers.AttentionMultiply(scale="none")([uniform, features])
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(raw), features / 20, rtol=1e-6)
+    peak = np.zeros_like(uniform)
+    peak[:, :, 1, 2] = 1
+    y = keras.ops.convert_to_numpy(layers.AttentionMultiply()([peak, features]))
+    np.testing.assert_allclose(y[:, :, 1, 2], 20 * features[:, :, 1, 2], rtol=1e-6)
+    y[:, :, 1, 2] = 0
+    np.testing.assert_array_equal(y, 0)
+
+
+def test_layer_errors():
+    with pytest.raises(ValueError, match="filters=0"):
+        layers.PeepholeConvLSTM2D(0)
+    with pytest.raises(ValueError, match="peephole_mode='diagonal'"):
+        layers.PeepholeConvLSTM2D(2, peephole_mode="diagonal")
+    with pytest.raises(ValueError, match=r"kernel_size=\(3, 0\)"):
+        layers.PeepholeConvLSTM2D(2, kernel_size=(3, 0))
+    with pytest.raises(ValueError, match=r"input_shape=\(None, 4, 4, 2\)"):
+        layers.PeepholeConvLSTM2D(2).build((None, 4, 4, 2))
+    with pytest.raises(ValueError, match=r"static time.*input_shape=\(None, None, 4, 4, 2\)"):
+        layers.PeepholeConvLSTM2D(2).build((None, None, 4, 4, 2))
+    with pytest.raises(ValueError, match="initial_state"):
+        layers.PeepholeConvLSTM2D(2)(
+            np.zeros((1, 2, 4, 4, 1)), initial_state=[np.zeros((1, 4, 4, 2))]
+        )
+    with pytest.raises(ValueError, match="epsilon=0"):
+        layers.ClipStandardization(epsilon=0)
+    with pytest.raises(ValueError, match="mode='bicubic'"):
+        layers.FrameUpsampling2D(2, "bicubic")
+    with pytest.raises(ValueError, match=r"filters=\[\]"):
+        layers.TemporalDecoder([])
+    with pytest.raises(ValueError, match="upsampling='pixelshuffle'"):
+        layers.TemporalDecoder((2,), "pixelshuffle")
+    with pytest.raises(ValueError, match="scale='sum'"):
+        layers.AttentionMultiply(scale="sum")
+    with pytest.raises(ValueError, match=r"attention shape=\(2, 3, 4, 4\)"):
+        layers.AttentionMultiply()([np.ones((2, 3, 4, 4)), np.ones((2, 3, 8, 8, 2))])

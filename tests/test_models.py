@@ -1,0 +1,229 @@
+"""Tests of recola_sta.models: shapes, saving, export, training, JAX."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import subprocess
+import sys
+import textwrap
+
+import keras
+import numpy as np
+import pytest
+
+from recola_sta import models
+
+FRAMES, SIZE = 4, 16
+TINY = {"fc_units": 16}
+
+
+def _clips(batch: int, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).random((batch, FRAMES, SIZE, SIZE, 3), dtype=np.float32)
+
+
+def _predict(model, x) -> np.ndarray:
+    return keras.ops.convert_to_numpy(model(x, training=False))
+
+
+@pytest.fixture(scope="module", params=models.VARIANTS)
+def built(request):
+    keras.utils.set_random_seed(0)
+    return models.build_model(request.param, frames=FRAMES, size=SIZE, **TINY)
+
+
+def test_default_models_build_with_per_frame_output():
+    for variant in models.VARIANTS:
+        model = models.build_model(variant)
+        assert model.name == variant
+        assert model.input.shape == (None, 16, 96, 96, 3)
+        assert model.output.shape == (None, 16, 1)
+        assert model.get_layer("flatten_frames").output.shape == (None, 16, 12 * 12 * 256)
+        assert ("attention" in {layer.name for layer in model.layers}) == (
+            variant == "3d_cnn_sta"
+        )
+
+
+def test_output_shape_and_dtype(built):
+    y = _predict(built, _clips(2))
+    assert y.shape == (2, FRAMES, 1) and y.dtype == np.float32
+    assert np.isfinite(y).all()
+
+
+def test_only_2d_cnn_treats_frames_independently(built):
+    x = _clips(1)
+    flipped = x.copy()
+    # Mirroring frame 0 keeps the clip's mean and variance, so the other
+    # frames look the same after the per-clip standardisation.
+    flipped[:, 0] = flipped[:, 0, :, ::-1]
+    y, y_flipped = _predict(built, x), _predict(built, flipped)
+    assert not np.allclose(y[:, 0], y_flipped[:, 0], atol=1e-6)
+    independent = np.allclose(y[:, 1:], y_flipped[:, 1:], atol=1e-6)
+    assert independent == (built.name == "2d_cnn")
+
+
+def test_config_round_trip(built):
+    x = _clips(2)
+    want = _predict(built, x)
+    for clone in (
+        keras.Model.from_config(built.get_config()),
+        keras.models.clone_model(built),
+    ):
+        assert [layer.name for layer in clone.layers] == [layer.name for layer in built.layers]
+        clone.set_weights(built.get_weights())
+        np.testing.assert_allclose(_predict(clone, x), want, atol=1e-6)
+
+
+def test_keras_save_and_reload(built, tmp_path):
+    x = _clips(2)
+    path = tmp_path / "model.keras"
+    built.save(path)
+    reloaded = keras.models.load_model(path)
+    assert reloaded.name == built.name
+    np.testing.assert_allclose(_predict(reloaded, x), _predict(built, x), atol=1e-6)
+
+
+def test_export_saved_model_any_batch(built, tmp_path):
+    if keras.backend.backend() != "tensorflow":
+        pytest.skip("SavedModel export is checked on the TensorFlow backend")
+    import tensorflow as tf
+
+    path = str(tmp_path / "saved_model")
+    built.export(path, verbose=False)
+    loaded = tf.saved_model.load(path)
+    for batch in (2, 3):
+        x = _clips(batch, seed=batch)
+        np.testing.assert_allclose(
+            loaded.serve(tf.constant(x)).numpy(), _predict(built, x), atol=1e-5
+        )
+
+
+@pytest.mark.parametrize("variant", models.VARIANTS)
+def test_training_lowers_the_loss_on_a_fixed_batch(variant):
+    keras.utils.set_random_seed(1)
+    model = models.build_model(variant, frames=FRAMES, size=SIZE, **TINY)
+    model.compile(optimizer=keras.optimizers.Adam(1e-4), loss="mse")  # paper's rate
+    x = _clips(4, seed=7)
+    y = np.random.default_rng(8).uniform(0.2, 0.8, (4, FRAMES, 1)).astype("float32")
+    before = model.evaluate(x, y, verbose=0)
+    for _ in range(3):
+        model.train_on_batch(x, y)
+    after = model.evaluate(x, y, verbose=0)
+    assert after < 0.5 * before, (before, after)
+
+
+def test_attention_model_maps_sum_to_one():
+    keras.utils.set_random_seed(2)
+    model = models.build_model("3d_cnn_sta", frames=FRAMES, size=SIZE, **TINY)
+    maps = _predict(models.attention_model(model), _clips(2))
+    assert maps.shape == (2, FRAMES, SIZE, SIZE)
+    assert (maps >= 0).all()
+    np.testing.assert_allclose(maps.sum(axis=(2, 3)), 1, atol=1e-5)
+    np.testing.assert_allclose(maps[:, 0], 1 / SIZE**2, atol=1e-7)  # frame 1 uniform
+    assert maps[:, 1:].std(axis=(2, 3)).min() > 0
+
+
+def test_uniform_attention_turns_sta_into_the_3d_cnn():
+    sta = models.build_model("3d_cnn_sta", frames=FRAMES, size=SIZE, **TINY)
+    cnn = models.build_model("3d_cnn", frames=FRAMES, size=SIZE, **TINY)
+    for layer in cnn.layers:
+        layer.set_weights(sta.get_layer(layer.name).get_weights())
+    x = _clips(2)
+    assert not np.allclose(_predict(sta, x), _predict(cnn, x), atol=1e-4)
+    # A zero map W gives every location the same score: uniform attention,
+    # which the "hw" scale turns into X'' = X'.
+    attention = sta.get_layer("attention")
+    attention.set_weights([np.zeros_like(w) for w in attention.get_weights()])
+    np.testing.assert_allclose(_predict(sta, x), _predict(cnn, x), rtol=1e-4, atol=1e-5)
+
+
+def test_attention_model_rejects_models_without_attention():
+    model = models.build_model("3d_cnn", frames=FRAMES, size=SIZE, **TINY)
+    with pytest.raises(ValueError, match="model '3d_cnn' has no layer named 'attention'"):
+        models.attention_model(model)
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"upsampling": "bilinear", "peephole_mode": "hadamard"},
+        {"upsampling": "nearest", "peepholes": False, "use_previous_state": False},
+        {"attention_scale": "none", "encoder_filters": (4, 4, 4), "decoder_filters": (4, 4, 2)},
+    ],
+)
+def test_sta_options(options):
+    model = models.build_model("3d_cnn_sta", frames=FRAMES, size=SIZE, **TINY, **options)
+    assert _predict(model, _clips(1)).shape == (1, FRAMES, 1)
+    decoder = model.get_layer("temporal_decoder")
+    config = decoder.get_config()
+    for name in ("upsampling", "peepholes", "peephole_mode"):
+        if name in options:
+            assert config[name] == options[name]
+    attention = model.get_layer("attention")
+    assert attention.use_previous_state == options.get("use_previous_state", True)
+    assert model.get_layer("attend").scale == options.get("attention_scale", "hw")
+
+
+def test_build_model_errors():
+    with pytest.raises(ValueError, match="Unknown variant '4d_cnn'"):
+        models.build_model("4d_cnn")
+    with pytest.raises(ValueError, match=r"Unknown model option\(s\) \['fc_size'\]"):
+        models.build_model("3d_cnn", fc_size=10)
+    with pytest.raises(ValueError, match="size=100"):
+        models.build_model("3d_cnn", size=100)
+    with pytest.raises(ValueError, match="size=24"):
+        models.build_model("3d_cnn_sta", size=24, encoder_filters=(4, 4, 4, 4),
+                           decoder_filters=(4, 4, 4, 4))
+    with pytest.raises(ValueError, match="frames=0"):
+        models.build_model("2d_cnn", frames=0)
+    with pytest.raises(ValueError, match=r"decoder_filters=\(8,\)"):
+        models.build_model("3d_cnn_sta", decoder_filters=(8,))
+    with pytest.raises(ValueError, match="conv_filters"):
+        models.build_model("3d_cnn", conv_filters=(32, 64, 128))
+    with pytest.raises(ValueError, match="upsampling='deconv'"):
+        models.build_model("3d_cnn_sta", upsampling="deconv")
+    with pytest.raises(ValueError, match="dropout=1.0"):
+        models.build_model("3d_cnn", dropout=1.0)
+
+
+_JAX_SCRIPT = textwrap.dedent(
+    """
+    import sys
+    import keras, numpy as np
+    from recola_sta import models
+    assert keras.backend.backend() == "jax", keras.backend.backend()
+    model = keras.models.load_model(sys.argv[1])
+    x = np.load(sys.argv[2])
+    np.save(sys.argv[3], model.predict(x, verbose=0))
+    maps = models.attention_model(model).predict(x, verbose=0)
+    np.testing.assert_allclose(maps.sum(axis=(2, 3)), 1, atol=1e-5)
+    fresh = models.build_model("3d_cnn_sta", frames=x.shape[1], size=x.shape[2], fc_units=16)
+    fresh.compile(optimizer="adam", loss="mse")
+    fresh.train_on_batch(x, np.zeros((x.shape[0], x.shape[1], 1), "float32"))
+    """
+)
+
+
+def test_sta_runs_under_jax_backend_with_the_same_outputs(tmp_path):
+    if importlib.util.find_spec("jax") is None:
+        pytest.skip("JAX is not installed")
+    keras.utils.set_random_seed(3)
+    model = models.build_model("3d_cnn_sta", frames=FRAMES, size=SIZE, **TINY)
+    x = _clips(2)
+    model.save(tmp_path / "sta.keras")
+    np.save(tmp_path / "x.npy", x)
+    # XLA's LLVM optimisations cost ~0.7 s per compiled op here (each weight
+    # initialiser is one); level 0 keeps the test fast without changing results.
+    env = {
+        **os.environ,
+        "KERAS_BACKEND": "jax",
+        "JAX_PLATFORMS": "cpu",
+        "XLA_FLAGS": "--xla_backend_optimization_level=0",
+    }
+    result = subprocess.run(
+        [sys.executable, "-c", _JAX_SCRIPT, str(tmp_path / "sta.keras"),
+         str(tmp_path / "x.npy"), str(tmp_path / "y.npy")],
+        env=env, capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    np.testing.assert_allclose(np.load(tmp_path / "y.npy"), _predict(model, x), atol=1e-4)

@@ -1,0 +1,266 @@
+"""Tests of recola_sta.preprocess on a tiny RECOLA-layout corpus."""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import re
+import shutil
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+import pytest
+from skimage import data
+
+from recola_sta import cache, corpora, preprocess
+
+SIZE = 64
+# name -> (video seconds, fps, with a face, last label time or None)
+_RECORDINGS = {
+    "train_1": (2.0, 25.0, True, 1.6),
+    "dev_1": (2.0, 30.0, True, 2.0),
+    "test_1": (1.0, 25.0, False, None),
+}
+
+
+def _valence(t):
+    return 0.5 * np.sin(t)
+
+
+def _arousal(t):
+    return 0.1 * t - 0.2
+
+
+def _write_corpus(root: pathlib.Path) -> pathlib.Path:
+    photo = data.astronaut()
+    (root / "recordings_video").mkdir(parents=True)
+    for name, (seconds, fps, face, label_end) in _RECORDINGS.items():
+        writer = cv2.VideoWriter(str(root / "recordings_video" / f"{name}.mp4"),
+                                 cv2.VideoWriter_fourcc(*"mp4v"), fps, (320, 240))
+        for i in range(int(round(seconds * fps))):
+            if face:
+                x0 = 105 + i % 15
+                frame = cv2.resize(photo[37:217, x0:x0 + 240], (320, 240),
+                                   interpolation=cv2.INTER_AREA)
+            else:
+                frame = np.full((240, 320, 3), (i * 5) % 256, np.uint8)
+            writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+        writer.release()
+        if label_end is not None:
+            times = np.arange(round(label_end / 0.04) + 1) * 0.04
+            for target, fn in (("valence", _valence), ("arousal", _arousal)):
+                corpora.write_arff(root / "ratings_gold_standard" / target / f"{name}.arff",
+                                   name, times, fn(times))
+    return root
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory) -> pathlib.Path:
+    return _write_corpus(tmp_path_factory.mktemp("recola"))
+
+
+@pytest.fixture(scope="module")
+def reference_cache(corpus, tmp_path_factory) -> pathlib.Path:
+    """The corpus preprocessed once, sequentially."""
+    cache_dir = tmp_path_factory.mktemp("cache")
+    preprocess.preprocess_corpus(corpus, "recola", cache_dir, size=SIZE, workers=1,
+                                 progress=False)
+    return cache_dir
+
+
+@pytest.fixture
+def spy(monkeypatch):
+    """Records the recordings tracked in-process; can simulate a Ctrl-C."""
+    calls: list[str] = []
+    state = {"interrupt_at": None}
+    real = preprocess._track_recording
+
+    def track(job, aligner_kwargs, progress):
+        calls.append(job.name)
+        if state["interrupt_at"] == len(calls):
+            raise KeyboardInterrupt
+        return real(job, aligner_kwargs, progress)
+
+    monkeypatch.setattr(preprocess, "_track_recording", track)
+    return calls, state
+
+
+def _run(corpus, cache_dir, **kwargs):
+    return preprocess.preprocess_corpus(corpus, "recola", cache_dir, size=SIZE,
+                                        workers=1, progress=False, **kwargs)
+
+
+def test_shards_hold_crops_labels_and_found_mask(corpus, reference_cache):
+    manifest = cache.read_manifest(reference_cache)
+    assert [e.name for e in manifest.entries] == ["train_1", "dev_1", "test_1"]
+    assert manifest.size == SIZE and manifest.fps == 4.0
+    assert manifest.corpus_kind == "recola"
+    assert pathlib.Path(manifest.corpus_root) == corpus.resolve()
+    # Samples stop at min(video duration, last label time).
+    assert [e.num_samples for e in manifest.entries] == [7, 9, 5]
+    assert [e.found_rate for e in manifest.entries] == [1.0, 1.0, 0.0]
+    for entry in manifest.entries:
+        assert entry.shard == f"{entry.partition}/{entry.name}.tfrecord"
+        labeled = entry.partition != "test"
+        assert entry.targets == (["valence", "arousal"] if labeled else ["valence"])
+        got = cache.load_entry(reference_cache, entry)
+        t = np.arange(entry.num_samples) * 0.25
+        np.testing.assert_allclose(got.times, t)
+        assert got.crops.shape == (entry.num_samples, SIZE, SIZE, 3)
+        if not labeled:  # and no face
+            assert np.isnan(got.targets["valence"]).all()
+            assert not got.found.any() and not got.crops.any()
+        else:
+            # Labels linearly interpolated from the 0.04 s grid.
+            np.testing.assert_allclose(got.targets["valence"], _valence(t), atol=1e-3)
+            np.testing.assert_allclose(got.targets["arousal"], _arousal(t), atol=1e-5)
+            assert got.found.all() and got.crops.reshape(len(t), -1).max(1).min() > 0
+
+
+def test_labels_at_interpolates_linearly():
+    rec = corpora.Recording("dev_1", "dev", pathlib.Path("v.mp4"),
+                            np.array([0.0, 0.1, 0.2]),
+                            {"valence": np.array([0.0, 1.0, 0.0])}, 0.1)
+    got = preprocess.labels_at(rec, np.array([0.0, 0.05, 0.15, 0.2]))
+    np.testing.assert_allclose(got["valence"], [0.0, 0.5, 0.5, 0.0])
+
+
+def test_parallel_workers_give_the_same_cache(corpus, reference_cache, tmp_path):
+    manifest = preprocess.preprocess_corpus(corpus, "recola", tmp_path, size=SIZE,
+                                            workers=2, progress=False)
+    reference = cache.read_manifest(reference_cache)
+    assert manifest.entries == reference.entries
+    for entry in manifest.entries:
+        a = cache.load_entry(tmp_path, entry)
+        b = cache.load_entry(reference_cache, entry)
+        np.testing.assert_array_equal(a.crops, b.crops)
+        np.testing.assert_array_equal(a.found, b.found)
+
+
+def test_rerun_after_an_interruption_does_only_the_missing_recordings(
+        corpus, reference_cache, tmp_path, spy):
+    calls, state = spy
+    state["interrupt_at"] = 2
+    with pytest.raises(KeyboardInterrupt):
+        _run(corpus, tmp_path)
+    assert [e.name for e in cache.read_manifest(tmp_path).entries] == ["train_1"]
+    train_shard = tmp_path / "train" / "train_1.tfrecord"
+    mtime = train_shard.stat().st_mtime_ns
+
+    calls.clear()
+    state["interrupt_at"] = None
+    manifest = _run(corpus, tmp_path)
+    assert calls == ["dev_1", "test_1"]
+    assert manifest.entries == cache.read_manifest(reference_cache).entries
+    assert train_shard.stat().st_mtime_ns == mtime
+    assert not [p for p in tmp_path.rglob(".*")]  # no temporary files left
+
+    # A lost shard is redone, and only it.
+    calls.clear()
+    (tmp_path / "dev" / "dev_1.tfrecord").unlink()
+    manifest = _run(corpus, tmp_path)
+    assert calls == ["dev_1"]
+    assert [e.name for e in manifest.entries] == ["train_1", "dev_1", "test_1"]
+
+    calls.clear()
+    _run(corpus, tmp_path)
+    assert calls == []
+
+
+def test_partitions_subset_then_the_rest(corpus, tmp_path, spy):
+    calls, _ = spy
+    manifest = _run(corpus, tmp_path, partitions=["dev"])
+    assert [e.name for e in manifest.entries] == ["dev_1"]
+    manifest = _run(corpus, tmp_path)
+    assert calls == ["dev_1", "train_1", "test_1"]
+    assert [e.name for e in manifest.entries] == ["train_1", "dev_1", "test_1"]
+
+
+def test_a_broken_video_is_reported_and_the_others_cached(corpus, tmp_path, spy):
+    calls, _ = spy
+    root = tmp_path / "corpus"
+    shutil.copytree(corpus, root)
+    video = root / "recordings_video" / "dev_1.mp4"
+    video.write_bytes(video.read_bytes()[:3000])
+    cache_dir = tmp_path / "cache"
+    with pytest.raises(preprocess.PreprocessError, match=re.escape(str(video))):
+        _run(root, cache_dir)
+    assert [e.name for e in cache.read_manifest(cache_dir).entries] == ["train_1", "test_1"]
+    shutil.copy(corpus / "recordings_video" / "dev_1.mp4", video)
+    calls.clear()
+    manifest = _run(root, cache_dir)
+    assert calls == ["dev_1"] and len(manifest.entries) == 3
+
+
+def test_other_settings_on_an_existing_cache_are_refused(corpus, reference_cache):
+    with pytest.raises(ValueError, match="other settings.*size"):
+        preprocess.preprocess_corpus(corpus, "recola", reference_cache, size=SIZE + 16,
+                                     workers=1, progress=False)
+
+
+def test_settings_bind_only_once_a_recording_is_cached(corpus, tmp_path, spy):
+    _, state = spy
+    state["interrupt_at"] = 1
+    with pytest.raises(KeyboardInterrupt):
+        _run(corpus, tmp_path)
+    state["interrupt_at"] = None
+    manifest = preprocess.preprocess_corpus(corpus, "recola", tmp_path, size=SIZE + 16,
+                                            partitions=["test"], workers=1, progress=False)
+    assert manifest.size == SIZE + 16
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    ({"workers": 0}, "--workers"),
+    ({"size": 4}, "--size"),
+    ({"partitions": ["val"]}, "--partitions"),
+    ({"min_found_rate": 2.0}, "--min_found_rate"),
+])
+def test_bad_arguments(corpus, tmp_path, kwargs, match):
+    args = {"size": SIZE, "workers": 1, **kwargs}
+    with pytest.raises(ValueError, match=match):
+        preprocess.preprocess_corpus(corpus, "recola", tmp_path, progress=False, **args)
+
+
+def test_missing_corpus_folder_is_named(tmp_path):
+    missing = tmp_path / "nowhere"
+    with pytest.raises(FileNotFoundError, match=re.escape(str(missing))):
+        preprocess.preprocess_corpus(missing, "recola", tmp_path / "c", progress=False)
+
+
+def test_summary_warns_below_the_threshold(reference_cache):
+    text = preprocess.summarize(cache.read_manifest(reference_cache), 0.8)
+    lines = text.splitlines()
+    assert "WARNING" in next(line for line in lines if line.startswith("test_1"))
+    assert "WARNING" not in next(line for line in lines if line.startswith("dev_1"))
+    assert "1 recording(s)" in lines[-1]
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "recola_sta.preprocess", *args],
+                          capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "PYTHONPATH": str(pathlib.Path.cwd())})
+
+
+def test_cli_with_a_flagfile(corpus, tmp_path):
+    flagfile = tmp_path / "prep.flags"
+    flagfile.write_text(
+        f"# preprocess the unlabeled test partition\n--corpus_dir={corpus}\n"
+        f"--corpus_kind=recola\n--cache_dir={tmp_path / 'cache'}\n--size={SIZE}\n"
+        "--partitions=test\n--workers=1\n--noprogress\n"
+    )
+    done = _cli(f"--flagfile={flagfile}")
+    assert done.returncode == 0, done.stderr
+    assert re.search(r"test_1 .* 0\.0%\s+WARNING", done.stdout), done.stdout
+    assert [e.name for e in cache.read_manifest(tmp_path / "cache").entries] == ["test_1"]
+
+
+def test_cli_errors_name_the_problem(tmp_path):
+    missing = tmp_path / "nowhere"
+    done = _cli(f"--corpus_dir={missing}", f"--cache_dir={tmp_path / 'c'}")
+    assert done.returncode == 1 and str(missing) in done.stderr, done.stderr
+    done = _cli(f"--corpus_dir={tmp_path}", f"--cache_dir={tmp_path / 'c'}", "--workers=0")
+    assert done.returncode != 0 and "workers" in done.stderr
+    done = _cli(f"--cache_dir={tmp_path / 'c'}")
+    assert done.returncode != 0 and "corpus_dir" in done.stderr

@@ -1,0 +1,140 @@
+"""Tests for recola_sta.synthetic: a tiny corpus, checked with dlib itself."""
+
+from __future__ import annotations
+
+import json
+
+import cv2
+import dlib
+import face_recognition_models
+import numpy as np
+import pytest
+
+from recola_sta import corpora, synthetic
+
+DURATION_S = 8.0
+SETTINGS = dict(num_train=1, num_dev=1, num_test=1, duration_s=DURATION_S, width=320, height=240,
+                fps=25.0, seed=0, workers=1)
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    return synthetic.ensure_corpus(tmp_path_factory.mktemp("synthetic"), **SETTINGS)
+
+
+def _read_frames(path) -> tuple[list[np.ndarray], float]:
+    cap = cv2.VideoCapture(str(path))
+    fps = cap.get(cv2.CAP_PROP_FPS)
+    frames = []
+    while True:
+        ok, frame = cap.read()
+        if not ok:
+            break
+        frames.append(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB))
+    cap.release()
+    return frames, fps
+
+
+def test_corpus_loads_in_recola_layout(corpus):
+    recs = corpora.load_corpus(corpus, "synthetic")
+    assert [(r.name, r.partition) for r in recs] == [
+        ("train_1", "train"), ("dev_1", "dev"), ("test_1", "test")]
+    for r in recs[:2]:
+        np.testing.assert_allclose(r.times, np.arange(201) * 0.04, atol=1e-9)  # 0 .. 8 s
+        assert r.label_period == pytest.approx(0.04)
+        for target in ("valence", "arousal"):
+            values = r.targets[target]
+            assert values.min() >= -1.0 and values.max() <= 1.0
+            assert np.ptp(values) > 1.0  # spans the range
+            assert np.abs(np.diff(values)).max() < 0.1  # smooth at 40 ms
+    assert not recs[2].labeled  # test labels are not written, as in RECOLA
+    frames, fps = _read_frames(recs[0].video)
+    assert fps == pytest.approx(25.0) and len(frames) == 200
+    assert frames[0].shape == (240, 320, 3)
+    text = (corpus / "ratings_gold_standard" / "valence" / "train_1.arff").read_text()
+    assert "@attribute GoldStandard numeric" in text and "\ntrain_1,0.04," in text
+    assert json.loads((corpus / synthetic.MARKER_NAME).read_text())["complete"] is True
+
+
+def test_dlib_finds_the_face_and_the_mouth_shows_valence(corpus):
+    detector = dlib.get_frontal_face_detector()
+    predictor = dlib.shape_predictor(face_recognition_models.pose_predictor_model_location())
+    total = found = 0
+    for rec in corpora.load_corpus(corpus, "synthetic"):
+        frames, fps = _read_frames(rec.video)
+        times = np.arange(0, len(frames) / fps, 0.25)  # the 4 fps samples
+        heights, labels = [], []
+        for t in times:
+            rgb = frames[min(len(frames) - 1, int(round(t * fps)))]
+            boxes = detector(rgb, 0)
+            total += 1
+            if not boxes:
+                continue
+            found += 1
+            shape = predictor(rgb, max(boxes, key=lambda b: b.area()))
+            p = np.array([[q.x, q.y] for q in shape.parts()], np.float64)
+            left, right = p[36:42].mean(0), p[42:48].mean(0)
+            iod = np.linalg.norm(right - left)
+            normal = np.array([-(right - left)[1], (right - left)[0]]) / iod
+            normal *= np.sign(normal[1])  # pointing down the face, mirror or not
+            corners = 0.5 * (p[48] + p[54])
+            heights.append(np.dot(corners - 0.5 * (left + right), normal) / iod)
+            if rec.labeled:
+                labels.append(np.interp(t, rec.times, rec.targets["valence"]))
+        if rec.labeled:
+            # Smiling raises the corners towards the eye line.
+            r = np.corrcoef(heights, labels)[0, 1]
+            assert r < -0.8, f"{rec.name}: corner height vs valence r = {r:.2f}"
+    assert found / total >= 0.95, f"face found in {found}/{total} samples"
+
+
+def test_ensure_corpus_completes_an_interrupted_corpus(corpus, tmp_path):
+    out = tmp_path / "c"
+    settings = dict(SETTINGS, num_dev=0, num_test=0, duration_s=2.0)
+    synthetic.ensure_corpus(out, **settings)
+    video = out / "recordings_video" / "train_1.mp4"
+    label = out / "ratings_gold_standard" / "valence" / "train_1.arff"
+    data, text = video.read_bytes(), label.read_text()
+    # A finished corpus is left alone.
+    mtime = video.stat().st_mtime_ns
+    synthetic.ensure_corpus(out, **settings)
+    assert video.stat().st_mtime_ns == mtime
+    # Interrupted: marker says incomplete and a file is missing.
+    marker = out / synthetic.MARKER_NAME
+    marker.write_text(marker.read_text().replace('"complete": true', '"complete": false'))
+    video.unlink()
+    synthetic.ensure_corpus(out, **settings)
+    assert video.read_bytes() == data and label.read_text() == text  # deterministic
+    assert json.loads(marker.read_text())["complete"] is True
+    with pytest.raises(ValueError, match="other settings"):
+        synthetic.ensure_corpus(out, **dict(settings, seed=1))
+    with pytest.raises(ValueError, match="not empty"):
+        synthetic.ensure_corpus(tmp_path, **settings)
+    with pytest.raises(ValueError, match="duration_s"):
+        synthetic.ensure_corpus(tmp_path / "d", **dict(settings, duration_s=0.5))
+
+
+def test_plans_are_deterministic_and_delay_shifts_labels():
+    kwargs = dict(seed=4, duration_s=10.0, fps=25.0, annotation_delay_s=0.0)
+    a = synthetic.plan_recording("train_3", "train", 3, **kwargs)
+    b = synthetic.plan_recording("train_3", "train", 3, **kwargs)
+    c = synthetic.plan_recording("train_4", "train", 4, **kwargs)
+    np.testing.assert_array_equal(a.valence, b.valence)
+    np.testing.assert_array_equal(a.tx, b.tx)
+    assert not np.allclose(a.valence, c.valence)
+    assert len(a.frame_times) == 250 and len(a.label_times) == 251
+    np.testing.assert_allclose(a.valence_labels[::1][:250], a.valence, atol=1e-12)  # 40 ms = 1 frame
+    delayed = synthetic.plan_recording("train_3", "train", 3, **dict(kwargs, annotation_delay_s=2.0))
+    # The label at t shows the face at t - 2 s (frame 25 is t = 1 s; label row 75 is t = 3 s).
+    assert delayed.valence_labels[75] == pytest.approx(delayed.valence[25], abs=1e-12)
+    assert delayed.valence_labels.min() >= -1 and delayed.valence_labels.max() <= 1
+
+
+def test_mouth_field_moves_the_corners_by_the_stated_amount():
+    animator = synthetic.FaceAnimator(synthetic.astronaut_landmarks())
+    for level in (0, -1):  # valence -1 and +1
+        field = animator.mouth_table[level]
+        assert np.hypot(field[..., 0], field[..., 1]).max() == pytest.approx(
+            synthetic.MOUTH_SHIFT_PX, rel=0.05)
+    # Nothing moves above the mouth region's top edge (eyes, brows).
+    np.testing.assert_allclose(animator.mouth_table[:, 0], 0.0, atol=1e-3)
