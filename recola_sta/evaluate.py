@@ -260,9 +260,10 @@ def format_report(report: dict) -> str:
 
 
 def main(argv: Sequence[str]) -> None:
-    from absl import flags
+    from absl import flags, logging
 
     FLAGS = flags.FLAGS
+    logging.set_verbosity(logging.WARNING)  # TensorFlow's INFO lines hide the progress bars
     if len(argv) > 1:
         raise SystemExit(f"Unexpected arguments: {argv[1:]}")
     partitions = [p.strip() for p in FLAGS.partitions if p.strip()]

@@ -211,9 +211,10 @@ def define_flags() -> None:
 
 
 def main(argv: Sequence[str]) -> int:
-    from absl import flags
+    from absl import flags, logging
 
     FLAGS = flags.FLAGS
+    logging.set_verbosity(logging.WARNING)  # TensorFlow's INFO lines hide the progress bars
     if len(argv) > 1:
         print(f"predict: unexpected arguments {argv[1:]}", file=sys.stderr)
         return EXIT_BAD_INPUT

@@ -39,6 +39,7 @@ from typing import Any, Sequence
 
 import keras
 import numpy as np
+import tensorflow as tf
 
 from recola_sta import (
     cache,
@@ -220,7 +221,13 @@ def _validation_dataset(cache_dir: str, config: TrainConfig):
                               batch_size=config.batch_size)
         for entry in dev
     ]
-    return functools.reduce(lambda a, b: a.concatenate(b), parts).cache()
+    # Declaring the batch count lets Keras size the validation pass instead of
+    # warning that the (finite) dataset "ran out of data".
+    batches = sum(
+        -(-(-(-entry.num_samples // config.frames)) // config.batch_size) for entry in dev
+    )
+    dataset = functools.reduce(lambda a, b: a.concatenate(b), parts).cache()
+    return dataset.apply(tf.data.experimental.assert_cardinality(batches))
 
 
 def _build_and_compile(config: TrainConfig) -> keras.Model:
@@ -269,12 +276,22 @@ def run_training(config: TrainConfig) -> dict[str, Any]:
         cache_dir, target=config.target, frames=config.frames, batch_size=config.batch_size,
         augment=config.augment, shuffle=True, seed=config.seed,
     )
-    steps_per_epoch = None
+    # An epoch is one pass over the training clips. The dataset is repeated
+    # and the pass length given explicitly: Keras then knows the epoch size
+    # (no "ran out of data" stop), and a capped epoch (--max_steps_per_epoch)
+    # does not truncate a pass, which would keep the pipeline's in-memory
+    # cache from ever completing.
+    steps_per_epoch = pipeline.train_steps_per_epoch(
+        manifest, frames=config.frames, batch_size=config.batch_size
+    )
+    if steps_per_epoch == 0:
+        raise ValueError(
+            f"The training recordings in {cache_dir} are shorter than one clip of "
+            f"--frames={config.frames} samples; nothing to train on."
+        )
     if config.max_steps_per_epoch:
-        # Repeat rather than take(): a truncated pass would never complete the
-        # pipeline's in-memory cache, which TF then discards every epoch.
-        train_ds = train_ds.repeat()
-        steps_per_epoch = config.max_steps_per_epoch
+        steps_per_epoch = min(steps_per_epoch, config.max_steps_per_epoch)
+    train_ds = train_ds.repeat()
     val_ds = _validation_dataset(cache_dir, config)
 
     state = _read_state(run_dir)
@@ -413,9 +430,10 @@ def define_flags() -> None:
 
 
 def main(argv: Sequence[str]) -> None:
-    from absl import flags
+    from absl import flags, logging
 
     FLAGS = flags.FLAGS
+    logging.set_verbosity(logging.WARNING)  # TensorFlow's INFO lines hide the progress bars
     if len(argv) > 1:
         raise SystemExit(f"Unexpected arguments: {argv[1:]}")
     try:
