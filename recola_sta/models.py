@@ -48,6 +48,9 @@ DEFAULT_OPTIONS: dict[str, Any] = {
     "unit_forget_bias": True,
     "attention_scale": "hw",
     "use_previous_state": True,
+    # "linear": eq. (2) as printed; "standardized": per-frame standardised
+    # scores times a learned temperature (see layers.SpatialSoftmax).
+    "attention_scores": "linear",
 }
 
 _POOL = (1, 2, 2)  # pool space only: one valence per frame needs T kept.
@@ -93,6 +96,7 @@ def _options(variant: str, frames: int, size: int, options: dict) -> dict:
         ("upsampling", layers.UPSAMPLING_MODES),
         ("peephole_mode", layers.PEEPHOLE_MODES),
         ("attention_scale", layers.ATTENTION_SCALES),
+        ("attention_scores", layers.ATTENTION_SCORES),
     ):
         if opts[name] not in choices:
             raise ValueError(
@@ -125,7 +129,9 @@ def _attention(x, opts: dict):
         unit_forget_bias=opts["unit_forget_bias"],
         name="temporal_decoder",
     )(x)
-    return layers.SpatialSoftmax(opts["use_previous_state"], name="attention")(x)
+    return layers.SpatialSoftmax(
+        opts["use_previous_state"], scores=opts["attention_scores"], name="attention"
+    )(x)
 
 
 def build_model(
@@ -149,6 +155,8 @@ def build_model(
             peepholes, peephole_mode, unit_forget_bias: ConvLSTM settings.
             attention_scale: "hw" (uniform attention = 1) | "none".
             use_previous_state: attention of frame t from H_{t-1} (eq. 2).
+            attention_scores: "linear" (eq. 2) | "standardized" (per-frame
+                standardised scores times a learned temperature).
 
     Returns:
         A functional `keras.Model` named after the variant, input

@@ -58,7 +58,7 @@ LOSSES = ("mse", "ccc")
 # Settings that change the network; a run folder cannot be resumed with others.
 ARCHITECTURE_KEYS = (
     "variant", "size", "frames", "fc_units", "dropout", "peephole_mode", "upsampling",
-    "attention_scale", "target", "corpus_kind",
+    "attention_scale", "attention_scores", "target", "corpus_kind",
 )
 
 
@@ -86,6 +86,7 @@ class TrainConfig:
     peephole_mode: str = "conv"  # "conv" (eq. 1 as printed), "hadamard" (Shi et al.), "none"
     upsampling: str = models.DEFAULT_OPTIONS["upsampling"]
     attention_scale: str = models.DEFAULT_OPTIONS["attention_scale"]
+    attention_scores: str = models.DEFAULT_OPTIONS["attention_scores"]
     target: str = "valence"
     convention: str = metrics.DEFAULT_CONVENTION
     augment: bool = True
@@ -128,6 +129,8 @@ class TrainConfig:
             (self.upsampling in ("transposed", "bilinear", "nearest"), "upsampling",
              "transposed, bilinear or nearest"),
             (self.attention_scale in ("hw", "none"), "attention_scale", "hw or none"),
+            (self.attention_scores in ("linear", "standardized"), "attention_scores",
+             "linear or standardized"),
             (self.max_steps_per_epoch >= 0, "max_steps_per_epoch", "0 (all) or positive"),
             (self.workers > 0, "workers", "positive"),
             (bool(self.corpus_dir), "corpus_dir", "a corpus folder"),
@@ -165,7 +168,9 @@ def _write_config(config: TrainConfig, run_dir: pathlib.Path) -> None:
     payload["cache_dir"] = config.resolved_cache_dir()
     if path.is_file():
         previous = json.loads(path.read_text())
-        changed = [k for k in ARCHITECTURE_KEYS if previous.get(k) != payload[k]]
+        # A key an older run did not record had its default value then.
+        defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
+        changed = [k for k in ARCHITECTURE_KEYS if previous.get(k, defaults[k]) != payload[k]]
         if changed:
             details = ", ".join(f"{k}: {previous.get(k)!r} -> {payload[k]!r}" for k in changed)
             raise ValueError(
@@ -238,7 +243,8 @@ def _build_and_compile(config: TrainConfig) -> keras.Model:
     model = models.build_model(
         config.variant, frames=config.frames, size=config.size,
         fc_units=config.fc_units, dropout=config.dropout, upsampling=config.upsampling,
-        attention_scale=config.attention_scale, **peephole_options,
+        attention_scale=config.attention_scale, attention_scores=config.attention_scores,
+        **peephole_options,
     )
     loss = "mean_squared_error" if config.loss == "mse" else metrics.CCCLoss()
     model.compile(
@@ -411,6 +417,9 @@ def define_flags() -> None:
     flags.DEFINE_string("upsampling", d.upsampling, "Decoder x2 stages: transposed, bilinear, nearest.")
     flags.DEFINE_string("attention_scale", d.attention_scale,
                         "hw: attention times H*W (uniform = 1); none: raw softmax (eq. 3 literally).")
+    flags.DEFINE_string("attention_scores", d.attention_scores,
+                        "linear: eq. 2 as printed; standardized: per-frame z-scores times a "
+                        "learned temperature (attention that can sharpen at lr 1e-4).")
     flags.DEFINE_string("target", d.target, "Label dimension to learn (valence, arousal).")
     flags.DEFINE_string("convention", d.convention, "CCC convention: avec (challenge) or population.")
     flags.DEFINE_bool("augment", d.augment, "Flip/contrast/colour augmentation (paper: on).")

@@ -148,6 +148,7 @@ def test_convlstm_initialisation_and_training_step():
         layers.FrameUpsampling2D(2, "bilinear"),
         layers.TemporalDecoder((3, 2), "nearest", peepholes=False),
         layers.SpatialSoftmax(use_previous_state=False),
+        layers.SpatialSoftmax(scores="standardized", initial_temperature=2.0),
     ],
     ids=lambda layer: type(layer).__name__,
 )
@@ -227,6 +228,35 @@ def test_spatial_softmax_sums_to_one_and_first_frame_is_uniform():
     np.testing.assert_allclose(
         a_current, e / e.sum(axis=(2, 3), keepdims=True), rtol=1e-4, atol=1e-7
     )
+
+
+def test_standardized_scores_are_temperature_times_z_scores():
+    x = _rng(11).normal(size=(2, 4, 3, 5, 6)).astype("float32") * 0.01  # a small state
+    layer = layers.SpatialSoftmax(scores="standardized", initial_temperature=1.5)
+    a = keras.ops.convert_to_numpy(layer(x))
+    np.testing.assert_allclose(a.sum(axis=(2, 3)), 1, atol=1e-6)
+    np.testing.assert_allclose(a[:, 0], 1 / 15, atol=1e-7)  # frame 1: zero state
+    kernel, temperature = layer.get_weights()
+    assert temperature == pytest.approx(1.5)
+    scores = np.einsum("bthwc,c->bthw", x, kernel[:, 0])
+    z = (scores - scores.mean(axis=(2, 3), keepdims=True)) / scores.std(axis=(2, 3), keepdims=True)
+    e = np.exp(1.5 * z)
+    want = e / e.sum(axis=(2, 3), keepdims=True)
+    np.testing.assert_allclose(a[:, 1:], want[:, :-1], rtol=1e-3, atol=1e-6)  # float32 z-scores
+    # However small the state, the map is as sharp as the temperature says:
+    # the linear scores of the same state leave it almost uniform.
+    linear = layers.SpatialSoftmax()
+    linear.build(x.shape)
+    linear.set_weights([kernel])
+    flat = keras.ops.convert_to_numpy(linear(x))
+    assert a[:, 1:].max() * 15 > 2 * (flat[:, 1:].max() * 15)
+
+
+def test_spatial_softmax_rejects_bad_settings():
+    with pytest.raises(ValueError, match="scores"):
+        layers.SpatialSoftmax(scores="cubic")
+    with pytest.raises(ValueError, match="initial_temperature"):
+        layers.SpatialSoftmax(scores="standardized", initial_temperature=0.0)
 
 
 def test_attention_multiply_scales():
