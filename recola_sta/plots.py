@@ -66,16 +66,32 @@ def plot_valence(
     _save(fig, path)
 
 
-def overlay_attention(face: np.ndarray, attention: np.ndarray, alpha: float = 0.5) -> np.ndarray:
+def attention_colour_limit(attention: np.ndarray) -> float:
+    """Upper end of a shared colour scale for attention maps x H*W.
+
+    Maps are shown relative to uniform attention (value 1), on one scale for
+    all frames, at least [0, 2]: a nearly uniform map then looks uniform
+    instead of having its tiny variations stretched over the whole colour
+    range.
+    """
+    relative = np.asarray(attention, np.float64) * np.prod(attention.shape[-2:])
+    return float(max(2.0, np.percentile(relative, 99.5)))
+
+
+def overlay_attention(
+    face: np.ndarray, attention: np.ndarray, alpha: float = 0.5, vmax: float | None = None
+) -> np.ndarray:
     """Blends a jet-coloured attention map over an RGB face (uint8 result).
 
-    The map is normalised to its own [min, max] so the colours show where
-    the model looked in this frame: red high, blue low (Fig. 5's colouring).
+    The map (a spatial softmax, summing to 1) is scaled by H*W so that 1 is
+    uniform attention, then coloured from 0 (blue) to `vmax` (red); `vmax`
+    defaults to `attention_colour_limit(attention)` (Fig. 5's colouring on
+    an absolute scale).
     """
     a = np.asarray(attention, np.float64)
-    span = a.max() - a.min()
-    a = (a - a.min()) / span if span > 0 else np.zeros_like(a)
-    heat = plt.get_cmap("jet")(a)[..., :3] * 255.0
+    limit = attention_colour_limit(a) if vmax is None else vmax
+    relative = np.clip(a * a.size / limit, 0.0, 1.0)
+    heat = plt.get_cmap("jet")(relative)[..., :3] * 255.0
     blended = (1.0 - alpha) * face.astype(np.float64) + alpha * heat
     return np.clip(blended, 0, 255).astype(np.uint8)
 
@@ -100,13 +116,14 @@ def plot_attention_grid(
         title: figure title.
     """
     n = len(faces)
+    vmax = attention_colour_limit(attention)
     rows = max(1, -(-n // columns))
     fig, axes = plt.subplots(rows, columns, figsize=(1.6 * columns, 1.75 * rows + 0.4), squeeze=False)
     for k, ax in enumerate(axes.flat):
         ax.axis("off")
         if k < n:
-            ax.imshow(overlay_attention(faces[k], attention[k]))
+            ax.imshow(overlay_attention(faces[k], attention[k], vmax=vmax))
             ax.set_title(f"{times[k]:.2f} s", fontsize=7)
-    if title:
-        fig.suptitle(title, fontsize=9)
+    caption = f"colour: attention x H*W, 0 (blue) to {vmax:.1f} (red); 1 = uniform"
+    fig.suptitle(f"{title}\n{caption}" if title else caption, fontsize=9)
     _save(fig, path)

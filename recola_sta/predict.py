@@ -144,12 +144,12 @@ def predict_video(
     )
     written = ["valence.csv", "valence.png"]
     if attention is not None:
-        found_idx = np.flatnonzero(track.found)
-        count = min(len(found_idx), 2 * attention_columns)
-        pick = found_idx[np.linspace(0, len(found_idx) - 1, count).round().astype(int)]
+        pick = _display_clip(track.found, meta["frames"])
         plots.plot_attention_grid(
             out_dir / "attention.png", track.crops[pick], attention[pick], track.times[pick],
-            columns=attention_columns, title=f"{name}: spatiotemporal attention (red: high)",
+            columns=attention_columns,
+            title=f"{name}: spatiotemporal attention over one clip (its first frame has no "
+                  "previous state: uniform)",
         )
         written.append("attention.png")
         if attention_video:
@@ -174,6 +174,21 @@ def predict_video(
     return summary
 
 
+def _display_clip(found: np.ndarray, frames: int) -> np.ndarray:
+    """Sample indices of the clip shown in attention.png (like the paper's Fig. 5).
+
+    A whole clip shows how the attention evolves from frame to frame: the
+    clip nearest the middle of the video among those with the most faces.
+    """
+    num_clips = -(-len(found) // frames)
+    counts = [found[k * frames : (k + 1) * frames].sum() for k in range(num_clips)]
+    best = max(counts)
+    middle = (num_clips - 1) / 2
+    clip = min((k for k in range(num_clips) if counts[k] == best), key=lambda k: abs(k - middle))
+    indices = np.arange(clip * frames, min((clip + 1) * frames, len(found)))
+    return indices[found[indices]]
+
+
 def write_attention_video(
     path: pathlib.Path, crops: np.ndarray, attention: np.ndarray, found: np.ndarray, fps: float
 ) -> None:
@@ -182,13 +197,14 @@ def write_attention_video(
 
     size = crops.shape[1]
     scale = max(1, 256 // size)
+    vmax = plots.attention_colour_limit(attention[found] if found.any() else attention)
     with io_utils.atomic_path(path, suffix=".mp4") as tmp:
         writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"mp4v"), fps, (size * scale, size * scale))
         if not writer.isOpened():
             raise ValueError(f"OpenCV cannot write {path} (no mp4v encoder).")
         try:
             for crop, att, ok in zip(crops, attention, found):
-                frame = plots.overlay_attention(crop, att) if ok else crop
+                frame = plots.overlay_attention(crop, att, vmax=vmax) if ok else crop
                 frame = cv2.resize(frame, None, fx=scale, fy=scale, interpolation=cv2.INTER_NEAREST)
                 writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
         finally:
