@@ -172,7 +172,9 @@ def _write_config(config: TrainConfig, run_dir: pathlib.Path) -> None:
         defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
         changed = [k for k in ARCHITECTURE_KEYS if previous.get(k, defaults[k]) != payload[k]]
         if changed:
-            details = ", ".join(f"{k}: {previous.get(k)!r} -> {payload[k]!r}" for k in changed)
+            details = ", ".join(
+                f"{k}: {previous.get(k, defaults[k])!r} -> {payload[k]!r}" for k in changed
+            )
             raise ValueError(
                 f"--run_dir={run_dir} holds a run with other settings ({details}); "
                 "choose a new --run_dir or delete the old one."
@@ -287,14 +289,10 @@ def run_training(config: TrainConfig) -> dict[str, Any]:
     # (no "ran out of data" stop), and a capped epoch (--max_steps_per_epoch)
     # does not truncate a pass, which would keep the pipeline's in-memory
     # cache from ever completing.
+    # (train_dataset has already refused a corpus without a whole clip.)
     steps_per_epoch = pipeline.train_steps_per_epoch(
         manifest, frames=config.frames, batch_size=config.batch_size
     )
-    if steps_per_epoch == 0:
-        raise ValueError(
-            f"The training recordings in {cache_dir} are shorter than one clip of "
-            f"--frames={config.frames} samples; nothing to train on."
-        )
     if config.max_steps_per_epoch:
         steps_per_epoch = min(steps_per_epoch, config.max_steps_per_epoch)
     train_ds = train_ds.repeat()
@@ -451,7 +449,7 @@ def main(argv: Sequence[str]) -> None:
         pathlib.Path(config.run_dir).mkdir(parents=True, exist_ok=True)
         io_utils.atomic_write_text(pathlib.Path(config.run_dir) / "flags.cfg", FLAGS.flags_into_string())
         results = run_training(config)
-    except (FileNotFoundError, ValueError) as e:
+    except (FileNotFoundError, ValueError, preprocess.PreprocessError) as e:
         raise SystemExit(f"train: {e}") from None
     dev = results["dev_post"]
     print(f"\nRun folder: {config.run_dir}")

@@ -180,3 +180,12 @@ def test_train_cli_errors_are_clear(tmp_path):
     assert "Traceback" not in proc.stderr
     proc = _run_cli("train", f"--corpus_dir={tmp_path}", "--batch_size=0")
     assert proc.returncode != 0 and "--batch_size" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_run_folder_refuses_another_network(tmp_path):
+    first = train.TrainConfig(corpus_dir=str(tmp_path), run_dir=str(tmp_path / "run"))
+    train._write_config(first, tmp_path / "run")
+    train._write_config(first, tmp_path / "run")  # the same settings resume
+    other = train.TrainConfig(**{**first.__dict__, "variant": "2d_cnn", "epochs": 50})
+    with pytest.raises(ValueError, match=r"variant: '3d_cnn_sta' -> '2d_cnn'"):
+        train._write_config(other, tmp_path / "run")
