@@ -1,6 +1,6 @@
 """Evaluate a training run: predictions, AVEC post-processing, metrics, plots.
 
-    python -m recola_sta.evaluate --run_dir=runs/synthetic_sta
+    python -m recola_sta.evaluate --run_dir=runs/synthetic_3d_cnn_sta
 
 For every recording of the requested partitions the model predicts one value
 per 4 fps sample; samples whose face was not found are filled by linear
