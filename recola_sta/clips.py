@@ -34,31 +34,53 @@ def split_into_clips(frames: np.ndarray, clip_length: int) -> np.ndarray:
     return frames.reshape((num_clips, clip_length) + frames.shape[1:])
 
 
+def predict_clips(
+    predict_fn: Callable[[np.ndarray], dict[str, np.ndarray]],
+    crops: np.ndarray,
+    clip_length: int,
+    batch_size: int = 16,
+) -> dict[str, np.ndarray]:
+    """Runs a clip model with several per-frame outputs over a recording.
+
+    Args:
+        predict_fn: maps float32 clips (B, T, S, S, 3) in [0, 1] to a dict of
+            per-frame outputs, each of shape (B, T, ...).
+        crops: (N, S, S, 3) uint8 aligned faces, in time order.
+        clip_length: frames per clip T.
+        batch_size: clips per call of `predict_fn`.
+
+    Returns:
+        The same keys, each (N, ...): one entry per sample, padding dropped.
+    """
+    clips = split_into_clips(crops, clip_length)
+    outputs: dict[str, list[np.ndarray]] = {}
+    for start in range(0, len(clips), batch_size):
+        batch = clips[start : start + batch_size].astype(np.float32) / 255.0
+        for name, values in predict_fn(batch).items():
+            values = np.asarray(values)
+            per_frame = values.reshape((len(batch) * clip_length,) + values.shape[2:])
+            outputs.setdefault(name, []).append(per_frame)
+    return {name: np.concatenate(parts)[: crops.shape[0]] for name, parts in outputs.items()}
+
+
 def predict_samples(
     predict_fn: Callable[[np.ndarray], np.ndarray],
     crops: np.ndarray,
     clip_length: int,
     batch_size: int = 16,
 ) -> np.ndarray:
-    """Runs a clip model over every sample of a recording.
+    """Runs a single-output clip model over every sample of a recording.
 
     Args:
         predict_fn: maps float32 clips (B, T, S, S, 3) in [0, 1] to per-frame
             values of shape (B, T) or (B, T, 1).
-        crops: (N, S, S, 3) uint8 aligned faces, in time order.
-        clip_length: frames per clip T.
-        batch_size: clips per call of `predict_fn`.
+        crops, clip_length, batch_size: as for `predict_clips`.
 
     Returns:
         (N,) float64 predictions, one per sample.
     """
-    clips = split_into_clips(crops, clip_length)
-    outputs = []
-    for start in range(0, len(clips), batch_size):
-        batch = clips[start : start + batch_size].astype(np.float32) / 255.0
-        values = np.asarray(predict_fn(batch), np.float64)
-        outputs.append(values.reshape(len(batch), clip_length))
-    return np.concatenate(outputs).reshape(-1)[: crops.shape[0]]
+    values = predict_clips(lambda batch: {"value": predict_fn(batch)}, crops, clip_length, batch_size)
+    return values["value"].reshape(crops.shape[0]).astype(np.float64)
 
 
 def samples_to_grid(

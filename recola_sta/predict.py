@@ -59,17 +59,11 @@ def run_model(serve, crops: np.ndarray, frames: int, batch_size: int) -> tuple[n
     """Per-sample valence (N,) and attention maps (N, S, S) or None."""
     import tensorflow as tf
 
-    clip_batch = clips.split_into_clips(crops, frames)
-    valence, attention = [], []
-    for start in range(0, len(clip_batch), batch_size):
-        batch = clip_batch[start : start + batch_size].astype(np.float32) / 255.0
-        out = serve(tf.constant(batch))
-        valence.append(np.asarray(out["valence"]).reshape(-1))
-        if "attention" in out:
-            attention.append(np.asarray(out["attention"]).reshape((-1,) + crops.shape[1:3]))
-    n = crops.shape[0]
-    att = np.concatenate(attention)[:n] if attention else None
-    return np.concatenate(valence)[:n].astype(np.float64), att
+    out = clips.predict_clips(
+        lambda batch: {k: v.numpy() for k, v in serve(tf.constant(batch)).items()},
+        crops, frames, batch_size,
+    )
+    return out["valence"].astype(np.float64), out.get("attention")
 
 
 def predict_video(

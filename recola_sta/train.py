@@ -218,8 +218,7 @@ def _read_state(run_dir: pathlib.Path) -> dict[str, Any] | None:
     return json.loads(path.read_text())
 
 
-def _validation_dataset(cache_dir: str, config: TrainConfig):
-    manifest = cache.read_manifest(cache_dir)
+def _validation_dataset(cache_dir: str, manifest: cache.Manifest, config: TrainConfig):
     dev = manifest.partition("dev")
     if not dev:
         raise ValueError(f"The cache {cache_dir} has no dev recordings; model selection needs them.")
@@ -296,7 +295,7 @@ def run_training(config: TrainConfig) -> dict[str, Any]:
     if config.max_steps_per_epoch:
         steps_per_epoch = min(steps_per_epoch, config.max_steps_per_epoch)
     train_ds = train_ds.repeat()
-    val_ds = _validation_dataset(cache_dir, config)
+    val_ds = _validation_dataset(cache_dir, manifest, config)
 
     state = _read_state(run_dir)
     if state is not None:
