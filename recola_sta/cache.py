@@ -7,8 +7,11 @@ Layout of a cache folder::
 
 Each shard holds one `tf.train.Example` per 4 fps sample, in time order, with
 the features `image` (PNG bytes of the aligned face crop), `time` (seconds),
-`found` (1 if a face was found), `index` (sample number) and `target/<name>`
-(the label at that time, NaN where the recording is unlabeled). PNG keeps the
+`found` (1 if a face was found), `index` (sample number), `landmarks` (the
+face's 68 dlib landmarks in crop pixels, x0 y0 x1 y1 ..., NaN without a face)
+and `target/<name>` (the label at that time, NaN where the recording is
+unlabeled). Shards written before landmarks were stored lack the feature;
+their manifest entries say so (`landmarks: false`) and they still load. PNG keeps the
 crops lossless: the synthetic valence signal is a few pixels of mouth motion.
 
 The preprocess CLI writes this cache; the tf.data pipeline, evaluation and
@@ -32,6 +35,7 @@ from recola_sta import io_utils
 
 MANIFEST_NAME = "manifest.json"
 FORMAT_VERSION = 1
+LANDMARK_VALUES = 68 * 2  # dlib's 68 points, (x, y) each
 
 
 @dataclasses.dataclass
@@ -46,6 +50,8 @@ class CacheEntry:
         found_rate: share of samples where a face was found.
         video: path of the source video.
         targets: names of the label dimensions stored per sample.
+        landmarks: whether the shard stores each sample's landmarks (False
+            for caches written before they were stored).
     """
 
     name: str
@@ -55,6 +61,7 @@ class CacheEntry:
     found_rate: float
     video: str
     targets: list[str]
+    landmarks: bool = False
 
 
 @dataclasses.dataclass
@@ -137,6 +144,10 @@ def _bytes_feature(value: bytes) -> tf.train.Feature:
     return tf.train.Feature(bytes_list=tf.train.BytesList(value=[value]))
 
 
+def _floats_feature(values: np.ndarray) -> tf.train.Feature:
+    return tf.train.Feature(float_list=tf.train.FloatList(value=np.ravel(values).tolist()))
+
+
 def encode_png(rgb: np.ndarray) -> bytes:
     """Encodes an RGB uint8 image as PNG bytes."""
     ok, buf = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
@@ -151,14 +162,20 @@ def serialize_sample(
     found: bool,
     index: int,
     targets: dict[str, float],
+    landmarks: np.ndarray | None = None,
 ) -> bytes:
-    """Serializes one 4 fps sample as a `tf.train.Example`."""
+    """Serializes one 4 fps sample as a `tf.train.Example`.
+
+    `landmarks`, (68, 2) in crop pixels, is stored when given.
+    """
     feature = {
         "image": _bytes_feature(encode_png(image)),
         "time": _float_feature(time),
         "found": _int_feature(bool(found)),
         "index": _int_feature(index),
     }
+    if landmarks is not None:
+        feature["landmarks"] = _floats_feature(np.asarray(landmarks, np.float32))
     for name, value in targets.items():
         feature[f"target/{name}"] = _float_feature(value)
     example = tf.train.Example(features=tf.train.Features(feature=feature))
@@ -174,7 +191,8 @@ def write_shard(
 
     Args:
         path: destination `.tfrecord` file; written atomically.
-        track: a `faces.FaceTrack` (`times`, `crops`, `found`).
+        track: a `faces.FaceTrack` (`times`, `crops`, `found`, and
+            `landmarks`, stored when not None).
         targets: label name -> values at `track.times` (NaN if unlabeled).
     """
     n = len(track.times)
@@ -198,11 +216,14 @@ def write_shard(
                         track.found[k],
                         k,
                         {name: values[k] for name, values in targets.items()},
+                        None if track.landmarks is None else track.landmarks[k],
                     )
                 )
 
 
-def feature_spec(target_names: Sequence[str]) -> dict[str, tf.io.FixedLenFeature]:
+def feature_spec(
+    target_names: Sequence[str], landmarks: bool = False
+) -> dict[str, tf.io.FixedLenFeature]:
     """The `tf.io.parse_single_example` spec of one sample."""
     spec = {
         "image": tf.io.FixedLenFeature([], tf.string),
@@ -210,27 +231,32 @@ def feature_spec(target_names: Sequence[str]) -> dict[str, tf.io.FixedLenFeature
         "found": tf.io.FixedLenFeature([], tf.int64),
         "index": tf.io.FixedLenFeature([], tf.int64),
     }
+    if landmarks:
+        spec["landmarks"] = tf.io.FixedLenFeature([LANDMARK_VALUES], tf.float32)
     for name in target_names:
         spec[f"target/{name}"] = tf.io.FixedLenFeature([], tf.float32)
     return spec
 
 
 def parse_example(
-    serialized: tf.Tensor, target_names: Sequence[str]
+    serialized: tf.Tensor, target_names: Sequence[str], landmarks: bool = False
 ) -> dict[str, tf.Tensor]:
     """Parses and decodes one serialized sample (usable inside `tf.data`).
 
     Returns:
         A dict with `image` (uint8, (size, size, 3)), `time` (float32),
-        `found` (bool), `index` (int64) and one float32 entry per target name.
+        `found` (bool), `index` (int64), with `landmarks=True` also
+        `landmarks` (float32, (68, 2)), and one float32 entry per target name.
     """
-    parsed = tf.io.parse_single_example(serialized, feature_spec(target_names))
+    parsed = tf.io.parse_single_example(serialized, feature_spec(target_names, landmarks))
     out = {
         "image": tf.io.decode_png(parsed["image"], channels=3),
         "time": parsed["time"],
         "found": tf.cast(parsed["found"], tf.bool),
         "index": parsed["index"],
     }
+    if landmarks:
+        out["landmarks"] = tf.reshape(parsed["landmarks"], (LANDMARK_VALUES // 2, 2))
     for name in target_names:
         out[name] = parsed[f"target/{name}"]
     return out
@@ -244,6 +270,7 @@ class CachedRecording:
     crops: np.ndarray  # (N, size, size, 3) uint8
     found: np.ndarray  # (N,) bool
     targets: dict[str, np.ndarray]  # name -> (N,) float32
+    landmarks: np.ndarray | None = None  # (N, 68, 2) float32 crop pixels; None: not stored
 
 
 def load_entry(cache_dir: str | os.PathLike, entry: CacheEntry) -> CachedRecording:
@@ -255,15 +282,17 @@ def load_entry(cache_dir: str | os.PathLike, entry: CacheEntry) -> CachedRecordi
             "re-run preprocess to rebuild it."
         )
     ds = tf.data.TFRecordDataset(str(path)).map(
-        lambda s: parse_example(s, entry.targets)
+        lambda s: parse_example(s, entry.targets, entry.landmarks)
     )
-    times, crops, found = [], [], []
+    times, crops, found, landmarks = [], [], [], []
     targets: dict[str, list[float]] = {name: [] for name in entry.targets}
     try:
         for sample in ds.as_numpy_iterator():
             times.append(sample["time"])
             crops.append(sample["image"])
             found.append(sample["found"])
+            if entry.landmarks:
+                landmarks.append(sample["landmarks"])
             for name in entry.targets:
                 targets[name].append(sample[name])
     except tf.errors.DataLossError as e:
@@ -278,4 +307,6 @@ def load_entry(cache_dir: str | os.PathLike, entry: CacheEntry) -> CachedRecordi
         crops=np.stack(crops) if crops else np.zeros((0, 0, 0, 3), np.uint8),
         found=np.asarray(found, bool),
         targets={k: np.asarray(v, np.float32) for k, v in targets.items()},
+        landmarks=(np.asarray(landmarks, np.float32).reshape(-1, LANDMARK_VALUES // 2, 2)
+                   if entry.landmarks else None),
     )

@@ -33,6 +33,7 @@ import dlib
 import numpy as np
 
 # Landmark indices of dlib's 68-point (iBUG 300-W) markup.
+NUM_LANDMARKS = 68  # dlib's iBUG 300-W points
 RIGHT_EYE = tuple(range(36, 42))  # the subject's right eye: image left
 LEFT_EYE = tuple(range(42, 48))   # the subject's left eye: image right
 NOSE_TIP = 30
@@ -292,12 +293,26 @@ class FaceAligner:
 
     def align(self, rgb: np.ndarray) -> np.ndarray | None:
         """Aligned (size, size, 3) uint8 RGB crop of the tracked face, or None."""
+        aligned = self.align_with_landmarks(rgb)
+        return None if aligned is None else aligned[0]
+
+    def align_with_landmarks(self, rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+        """The aligned crop and the face's 68 landmarks in crop pixels, or None.
+
+        The landmarks are the frame's landmarks mapped by the same similarity
+        transform as the pixels, as (x, y) float32 in the crop's pixel
+        coordinates (pixel centres at integers), so region masks drawn from
+        them (`recola_sta.regions`) lie on the crop's features.
+        """
         rgb = _check_rgb(rgb)
         pts = self.landmarks(rgb)
         if pts is None:
             return None
-        return cv2.warpAffine(rgb, self.transform(pts), (self.size, self.size),
+        matrix = self.transform(pts)
+        crop = cv2.warpAffine(rgb, matrix, (self.size, self.size),
                               flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        in_crop = pts @ matrix[:, :2].T + matrix[:, 2]
+        return crop, in_crop.astype(np.float32)
 
 
 def _check_rgb(rgb: np.ndarray) -> np.ndarray:
@@ -344,11 +359,15 @@ class FaceTrack:
         times: (N,) float64 seconds, the requested sample times.
         crops: (N, size, size, 3) uint8 RGB, zeros where no face was found.
         found: (N,) bool, False where the detector found no face.
+        landmarks: (N, 68, 2) float32 (x, y) landmarks in crop pixels, NaN
+            where no face was found; None where they are unknown (a cache
+            written before landmarks were stored).
     """
 
     times: np.ndarray
     crops: np.ndarray
     found: np.ndarray
+    landmarks: np.ndarray | None = None
 
     @property
     def found_rate(self) -> float:
@@ -553,6 +572,7 @@ def track_video(
     n = len(times)
     crops = np.zeros((n, aligner.size, aligner.size, 3), np.uint8)
     found = np.zeros(n, bool)
+    landmarks = np.full((n, NUM_LANDMARKS, 2), np.nan, np.float32)
     aligner.reset()
     frames = iter_frames_at(path, times)
     if progress:
@@ -561,8 +581,8 @@ def track_video(
         frames = tqdm(frames, total=n, desc=pathlib.Path(path).name, unit="sample",
                       leave=False)
     for k, (_, frame) in enumerate(frames):
-        crop = aligner.align(frame)
-        if crop is not None:
-            crops[k] = crop
+        aligned = aligner.align_with_landmarks(frame)
+        if aligned is not None:
+            crops[k], landmarks[k] = aligned
             found[k] = True
-    return FaceTrack(times=times, crops=crops, found=found)
+    return FaceTrack(times=times, crops=crops, found=found, landmarks=landmarks)

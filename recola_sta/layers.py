@@ -32,6 +32,7 @@ PEEPHOLE_MODES = ("conv", "hadamard")
 UPSAMPLING_MODES = ("transposed", "bilinear", "nearest")
 ATTENTION_SCALES = ("hw", "none")
 ATTENTION_SCORES = ("linear", "standardized")
+ATTENTION_WEIGHTS = ("shared", "per_location")
 
 
 def _positive_int(value, name: str) -> int:
@@ -493,11 +494,18 @@ class TemporalDecoder(keras.layers.Layer):
 class SpatialSoftmax(keras.layers.Layer):
     """Spatial softmax attention, eq. (2) of the paper.
 
-    `A_{t,i} = exp(W^T H_{t-1,i}) / sum_j exp(W^T H_{t-1,j})` over the
-    H x W locations i of frame t: a learned linear map (a 1x1 convolution
-    without bias, which softmax would ignore) gives one score per location,
-    and a softmax over each frame's locations turns the scores into a map
-    that is non-negative and sums to 1.
+    `A_{t,i} = exp(W_i^T H_{t-1,i}) / sum_j exp(W_j^T H_{t-1,j})` over the
+    H x W locations i of frame t: a learned linear map of the decoder's
+    hidden state (no bias, which softmax would ignore) gives one score per
+    location, and a softmax over each frame's locations turns the scores
+    into a map that is non-negative and sums to 1.
+
+    `score_weights="per_location"` is eq. (2) as printed: "W_i are the
+    weights mapping to the i-th element of the location softmax", one
+    C-vector per location (an unshared 1x1 map, as the per-location softmax
+    weights of Sharma et al., the paper's ref. [18]). `"shared"` uses one
+    C-vector for every location (a 1x1 convolution), so the scores depend on
+    what the state holds, not on where.
 
     With `use_previous_state=True` (eq. 2 as written) frame t's map comes from
     the decoder state of frame t-1: the scores are shifted one frame later,
@@ -508,19 +516,25 @@ class SpatialSoftmax(keras.layers.Layer):
     `scores="linear"` is eq. (2) as printed. `scores="standardized"`
     standardises each frame's scores over its H x W locations (zero mean,
     unit variance) and multiplies them by a learned temperature (initialised
-    to `initial_temperature`) before the softmax. Why: the decoder's hidden
-    state is small at initialisation (std ~0.03 on the synthetic faces), so
-    the linear scores barely vary and the map stays uniform; with Adam at the
-    paper's lr 1e-4 a weight moves ~1e-4 per step, so the scale the linear
-    map needs is thousands of steps away. Standardised scores make the map's
-    sharpness one learned number from the first step. Frame 1's zero state
-    still gives the uniform map.
+    to `initial_temperature`) before the softmax, so the map's sharpness is
+    one learned number. Frame 1's zero state still gives the uniform map.
+
+    `score_gain` g multiplies the scores by a constant and divides the
+    initial W by it, so the layer computes the same function at
+    initialisation; Adam moves each weight by about its learning rate per
+    step whatever the gradient's scale, so the scores then move g times
+    faster: a learning-rate multiplier for W (and the temperature) that
+    needs no optimizer support.
 
     Args:
         use_previous_state: see above.
         scores: `"linear"` or `"standardized"`, see above.
         initial_temperature: start value of the temperature (standardized).
-        kernel_initializer: initialiser of W (paper: Xavier).
+        score_weights: `"shared"` or `"per_location"`, see above.
+        score_gain: positive constant g, see above (1: plain eq. 2).
+        kernel_initializer: initialiser of W (paper: Xavier). Per location,
+            W is initialised as the kernel of a dense map from the C state
+            channels to the H * W scores.
 
     Input shape: `(batch, time, height, width, channels)`, the hidden state.
     Output shape: `(batch, time, height, width)`.
@@ -532,39 +546,56 @@ class SpatialSoftmax(keras.layers.Layer):
         *,
         scores: str = "linear",
         initial_temperature: float = 1.0,
+        score_weights: str = "shared",
+        score_gain: float = 1.0,
         kernel_initializer="glorot_uniform",
         **kwargs,
     ):
         super().__init__(**kwargs)
         self.use_previous_state = bool(use_previous_state)
         self.scores = _choice(scores, ATTENTION_SCORES, "scores")
-        if not initial_temperature > 0:
-            raise ValueError(
-                "`initial_temperature` must be positive. "
-                f"Received: initial_temperature={initial_temperature!r}"
-            )
+        self.score_weights = _choice(score_weights, ATTENTION_WEIGHTS, "score_weights")
+        for name, value in (("initial_temperature", initial_temperature),
+                            ("score_gain", score_gain)):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+                raise ValueError(f"`{name}` must be positive. Received: {name}={value!r}")
         self.initial_temperature = float(initial_temperature)
+        self.score_gain = float(score_gain)
         self.kernel_initializer = initializers.get(kernel_initializer)
 
     def build(self, input_shape):
-        channels = _sequence_shape(input_shape, type(self).__name__)[-1]
-        self.kernel = self.add_weight(
-            name="kernel", shape=(channels, 1), initializer=self.kernel_initializer
-        )
+        _, _, height, width, channels = _sequence_shape(input_shape, type(self).__name__)
+        gain = self.score_gain
+        initializer = self.kernel_initializer
+
+        def scaled(shape, dtype=None):
+            return initializer(shape, dtype=dtype) / gain
+
+        if self.score_weights == "shared":
+            shape = (channels, 1)
+        else:
+            shape = (channels, height * width)
+        self.kernel = self.add_weight(name="kernel", shape=shape, initializer=scaled)
         if self.scores == "standardized":
             self.temperature = self.add_weight(
                 name="temperature", shape=(),
-                initializer=initializers.Constant(self.initial_temperature),
+                initializer=initializers.Constant(self.initial_temperature / gain),
             )
 
     def call(self, inputs):
-        frames, height, width = inputs.shape[1:4]
-        scores = ops.matmul(inputs, self.kernel)[..., 0]  # (B, T, H, W)
-        scores = ops.reshape(scores, (-1, frames, height * width))
+        frames, height, width, channels = inputs.shape[1:5]
+        if self.score_weights == "shared":
+            scores = ops.matmul(inputs, self.kernel)[..., 0]  # (B, T, H, W)
+            scores = ops.reshape(scores, (-1, frames, height * width))
+        else:
+            state = ops.reshape(inputs, (-1, frames, height * width, channels))
+            # (HW, C) weights: location i's score is W_i . H_i.
+            scores = ops.sum(state * ops.transpose(self.kernel), axis=-1)
         if self.scores == "standardized":
             mean = ops.mean(scores, axis=-1, keepdims=True)
             variance = ops.var(scores, axis=-1, keepdims=True)
             scores = self.temperature * (scores - mean) * ops.rsqrt(variance + 1e-8)
+        scores = scores * self.score_gain
         if self.use_previous_state:
             scores = ops.concatenate(
                 [ops.zeros_like(scores[:, :1]), scores[:, :-1]], axis=1
@@ -581,6 +612,8 @@ class SpatialSoftmax(keras.layers.Layer):
             "use_previous_state": self.use_previous_state,
             "scores": self.scores,
             "initial_temperature": self.initial_temperature,
+            "score_weights": self.score_weights,
+            "score_gain": self.score_gain,
             "kernel_initializer": initializers.serialize(self.kernel_initializer),
         }
 

@@ -33,11 +33,17 @@ import keras
 from recola_sta import layers
 
 VARIANTS = ("2d_cnn", "3d_cnn", "3d_cnn_sta")
+# How each frame's last feature map (after conv4) becomes the FC input.
+READOUTS = ("flatten", "average", "max")
 
 DEFAULT_OPTIONS: dict[str, Any] = {
     "fc_units": 128,
     "dropout": 0.5,
     "conv_filters": (32, 64, 128, 256),
+    # "flatten": each frame's last map flattened (location-specific FC
+    # weights); "average" / "max": pooled over space first, so the FC sees
+    # what fired, not where (then only the attention can prefer a region).
+    "readout": "flatten",
     # Only used by "3d_cnn_sta" (accepted and ignored by the others, so one
     # set of training flags serves every variant).
     "encoder_filters": (16, 32),
@@ -51,6 +57,13 @@ DEFAULT_OPTIONS: dict[str, Any] = {
     # "linear": eq. (2) as printed; "standardized": per-frame standardised
     # scores times a learned temperature (see layers.SpatialSoftmax).
     "attention_scores": "linear",
+    "attention_temperature": 1.0,
+    # "per_location": eq. (2) as printed (one W_i per location); "shared":
+    # one 1x1 map for every location.
+    "attention_weights": "shared",
+    # Constant multiplying the attention scores (W initialised / gain), i.e.
+    # an Adam learning-rate multiplier for the score weights.
+    "attention_score_gain": 1.0,
 }
 
 _POOL = (1, 2, 2)  # pool space only: one valence per frame needs T kept.
@@ -97,11 +110,17 @@ def _options(variant: str, frames: int, size: int, options: dict) -> dict:
         ("peephole_mode", layers.PEEPHOLE_MODES),
         ("attention_scale", layers.ATTENTION_SCALES),
         ("attention_scores", layers.ATTENTION_SCORES),
+        ("attention_weights", layers.ATTENTION_WEIGHTS),
+        ("readout", READOUTS),
     ):
         if opts[name] not in choices:
             raise ValueError(
                 f"Option `{name}` must be one of {choices}. Received: {name}={opts[name]!r}"
             )
+    for name in ("attention_temperature", "attention_score_gain"):
+        value = opts[name]
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+            raise ValueError(f"Option `{name}` must be positive. Received: {name}={value!r}")
     pools = max(3, len(opts["encoder_filters"]) if variant == "3d_cnn_sta" else 3)
     if size % 2**pools:
         raise ValueError(
@@ -130,7 +149,10 @@ def _attention(x, opts: dict):
         name="temporal_decoder",
     )(x)
     return layers.SpatialSoftmax(
-        opts["use_previous_state"], scores=opts["attention_scores"], name="attention"
+        opts["use_previous_state"], scores=opts["attention_scores"],
+        initial_temperature=opts["attention_temperature"],
+        score_weights=opts["attention_weights"], score_gain=opts["attention_score_gain"],
+        name="attention",
     )(x)
 
 
@@ -157,6 +179,13 @@ def build_model(
             use_previous_state: attention of frame t from H_{t-1} (eq. 2).
             attention_scores: "linear" (eq. 2) | "standardized" (per-frame
                 standardised scores times a learned temperature).
+            attention_temperature: initial temperature (standardized).
+            attention_weights: "shared" (one 1x1 map) | "per_location" (one
+                W_i per location, eq. 2 as printed).
+            attention_score_gain: constant gain on the scores, an Adam
+                learning-rate multiplier for their weights (1.0).
+            readout: "flatten" (each frame's last map flattened into fc1) |
+                "average" | "max" (pooled over space first).
 
     Returns:
         A functional `keras.Model` named after the variant, input
@@ -183,7 +212,16 @@ def build_model(
         x = keras.layers.Conv3D(
             filters, kernel, padding="same", activation="relu", name=f"conv{k}"
         )(x)
-    x = keras.layers.Reshape((frames, -1), name="flatten_frames")(x)
+    if opts["readout"] == "flatten":
+        x = keras.layers.Reshape((frames, -1), name="flatten_frames")(x)
+    else:
+        # Pools over (H, W) of every frame: the time axis is folded into the
+        # batch by TimeDistributed, so there is still one vector per frame.
+        x = keras.layers.TimeDistributed(
+            {"average": keras.layers.GlobalAveragePooling2D,
+             "max": keras.layers.GlobalMaxPooling2D}[opts["readout"]](),
+            name="pool_frames",
+        )(x)
     x = keras.layers.Dense(opts["fc_units"], activation="relu", name="fc1")(x)
     x = keras.layers.Dropout(opts["dropout"], name="dropout")(x)
     outputs = keras.layers.Dense(1, name="valence", dtype="float32")(x)

@@ -127,3 +127,54 @@ def plot_attention_grid(
     caption = f"colour: attention x H*W, 0 (blue) to {vmax:.1f} (red); 1 = uniform"
     fig.suptitle(f"{title}\n{caption}" if title else caption, fontsize=9)
     _save(fig, path)
+
+
+def plot_attention_regions(
+    path: str | os.PathLike,
+    mean_face: np.ndarray,
+    mean_attention: np.ndarray,
+    summary: dict,
+    *,
+    title: str = "",
+) -> None:
+    """Mean attention over aligned faces beside each region's mass/area ratio.
+
+    Args:
+        path: PNG to write.
+        mean_face: (S, S, 3) uint8, the mean aligned face.
+        mean_attention: (S', S') mean map relative to uniform (1 = uniform).
+        summary: region -> {"ratio", "attention_share", "area_share"}, as from
+            `regions.summarize_shares`.
+        title: figure title.
+    """
+    import cv2
+
+    size = mean_face.shape[0]
+    relative = np.asarray(mean_attention, np.float64)
+    if relative.shape[0] != size:
+        relative = cv2.resize(relative, (size, size), interpolation=cv2.INTER_LINEAR)
+    vmax = float(max(2.0, relative.max()))
+    fig, (ax_map, ax_bar) = plt.subplots(1, 2, figsize=(9, 3.8),
+                                         gridspec_kw={"width_ratios": [1, 1.4]})
+    ax_map.imshow(mean_face)
+    image = ax_map.imshow(relative, cmap="jet", alpha=0.5, vmin=0.0, vmax=vmax)
+    ax_map.axis("off")
+    ax_map.set_title("mean attention x H*W (1 = uniform)", fontsize=9)
+    fig.colorbar(image, ax=ax_map, fraction=0.046, pad=0.04)
+    names = list(summary)
+    ratios = [summary[n]["ratio"] for n in names]
+    bars = ax_bar.bar(names, ratios, color=["tab:red" if r > 1 else "tab:blue" for r in ratios])
+    ax_bar.axhline(1.0, color="black", lw=1, ls="--", label="uniform")
+    for bar, name in zip(bars, names):
+        row = summary[name]
+        ax_bar.annotate(f"{row['attention_share']:.0%}\nof {row['area_share']:.0%}",
+                        (bar.get_x() + bar.get_width() / 2, bar.get_height()),
+                        ha="center", va="bottom", fontsize=7)
+    ax_bar.set_ylabel("attention share / area share")
+    ax_bar.set_title("attention mass per region (frames 2..T)", fontsize=9)
+    ax_bar.tick_params(axis="x", labelsize=8)
+    ax_bar.legend(fontsize=8, loc="upper right")
+    ax_bar.set_ylim(0, max(2.0, max(ratios) * 1.25))
+    if title:
+        fig.suptitle(title, fontsize=10)
+    _save(fig, path)

@@ -135,6 +135,7 @@ def preprocess_corpus(
             name=recording.name, partition=recording.partition, shard=shard,
             num_samples=len(track.times), found_rate=track.found_rate,
             video=str(recording.video.resolve()), targets=list(targets),
+            landmarks=track.landmarks is not None,
         )
         cache.write_manifest(cache_dir, cache.Manifest(
             corpus_root=str(root.resolve()), corpus_kind=corpus_kind, size=size,
