@@ -168,6 +168,25 @@ def mean_face_and_map(
     return faces.mean(0).astype(np.uint8), maps.mean(0) * size * size
 
 
+def report_with_figure(
+    recordings: Mapping[str, Any],
+    attention: np.ndarray,
+    frames: int,
+    figure: str | os.PathLike | None = None,
+    title: str = "",
+) -> dict[str, Any]:
+    """`region_report`, and its figure when `figure` is given and landmarks
+    exist: the mean attention over the aligned faces beside each region's
+    mass/area ratio."""
+    report = region_report(recordings, attention, frames)
+    if figure is not None and report["available"] and report["samples"]:
+        from recola_sta import plots
+
+        face, mean_map = mean_face_and_map(recordings, attention, frames)
+        plots.plot_attention_regions(figure, face, mean_map, report["regions"], title=title)
+    return report
+
+
 def analyze(
     model,
     recordings: Mapping[str, Any],
@@ -176,24 +195,23 @@ def analyze(
     figure: str | os.PathLike | None = None,
     title: str = "",
 ) -> dict[str, Any]:
-    """Runs a Keras STA model over recordings; returns `region_report`.
-
-    Writes the figure (mean attention over the aligned faces beside each
-    region's mass/area ratio) when `figure` is given and landmarks exist.
+    """Runs a Keras STA model over recordings; returns `report_with_figure`.
 
     Raises:
         NoAttentionError: the model has no attention layer.
     """
     check_attention_model(model)
-    frames = int(model.input_shape[1])
     _, maps = predict_partition(model, recordings, batch_size)
-    report = region_report(recordings, maps, frames)
-    if figure is not None and report["available"] and report["samples"]:
-        from recola_sta import plots
+    return report_with_figure(recordings, maps, int(model.input_shape[1]), figure, title)
 
-        face, mean_map = mean_face_and_map(recordings, maps, frames)
-        plots.plot_attention_regions(figure, face, mean_map, report["regions"], title=title)
-    return report
+
+def format_summary(report: Mapping[str, Any]) -> str:
+    """One line: each region's attention share / area share (1 = uniform)."""
+    if not report.get("available"):
+        return f"attention regions unavailable: {report.get('reason', 'no landmarks')}"
+    parts = [f"{name} {row['ratio']:.2f}" for name, row in report["regions"].items()]
+    return ("attention mass / area (1 = uniform), frames 2.., "
+            f"{report['samples']} faces: " + ", ".join(parts))
 
 
 def score_gradient_stats(model, batches: Sequence[tuple], mouth_mask: np.ndarray | None = None

@@ -16,6 +16,9 @@ Writes into the run folder:
     postprocess.json                 the chain fitted on dev
     predictions/<partition>/<name>.csv   time,gold,raw,post at the label rate
     plots/<partition>/<name>.png     predicted vs gold valence (Figs. 3-4)
+    plots/attention_regions.png      STA models: where the attention looks on
+                                     dev faces (also `attention_regions` in
+                                     evaluation.json)
 """
 
 from __future__ import annotations
@@ -150,12 +153,14 @@ def evaluate_predictions(
     tune_partition: str = "dev",
     time_shift: bool = False,
     write_plots: bool = True,
+    extra: dict | None = None,
 ) -> dict:
     """Post-processes, scores and writes everything for a set of predictions.
 
     The chain is fitted on `tune_partition` (dev, as in the challenges) and
     applied unchanged to every recording. Without labels there, predictions
-    are reported raw and the chain is skipped.
+    are reported raw and the chain is skipped. `extra` entries (e.g. the
+    attention analysis) are added to the report.
 
     Returns:
         The `evaluation.json` content.
@@ -179,6 +184,7 @@ def evaluate_predictions(
         "postprocess": chain.describe() if chain is not None else "not fitted (no labeled dev)",
         "raw": score_results(results, convention, "raw"),
         "post": score_results(results, convention, "post"),
+        **(extra or {}),
     }
     for r in results:
         io_utils.atomic_write_text(out_dir / "predictions" / r.partition / f"{r.name}.csv", _csv_text(r))
@@ -193,6 +199,32 @@ def evaluate_predictions(
             )
     io_utils.atomic_write_text(out_dir / "evaluation.json", json.dumps(report, indent=2) + "\n")
     return report
+
+
+def attention_regions(
+    model, cache_dir: str | os.PathLike, out_dir: str | os.PathLike, *,
+    partition: str = "dev", batch_size: int = 16,
+) -> dict:
+    """Where a STA model looks on a cache partition (`attention_analysis`).
+
+    Writes `plots/attention_regions.png` under `out_dir` and returns the
+    report (with `partition`), or `{"available": False, ...}` for a model
+    without attention.
+    """
+    from recola_sta import attention_analysis
+
+    try:
+        attention_analysis.check_attention_model(model)
+    except attention_analysis.NoAttentionError as e:
+        return {"available": False, "reason": str(e), "partition": partition}
+    recordings = attention_analysis.load_partition(cache_dir, cache.read_manifest(cache_dir),
+                                                   partition)
+    report = attention_analysis.analyze(
+        model, recordings, batch_size=batch_size,
+        figure=pathlib.Path(out_dir) / "plots" / "attention_regions.png",
+        title=f"{model.name}: where the attention looks on {partition} faces",
+    )
+    return {"partition": partition, **report}
 
 
 def keras_predict_fn(model) -> Callable[[np.ndarray], np.ndarray]:
@@ -242,8 +274,13 @@ def evaluate_run(
         target=config["target"], frames=config["frames"],
         batch_size=config["batch_size"], progress=progress,
     )
+    extra = {}
+    if "attention" in {layer.name for layer in model.layers}:
+        extra["attention_regions"] = attention_regions(
+            model, config["cache_dir"], run_dir, batch_size=config["batch_size"])
     return evaluate_predictions(
         results, run_dir, convention=convention or config["convention"], write_plots=write_plots,
+        extra=extra,
     )
 
 
@@ -256,6 +293,10 @@ def format_report(report: dict) -> str:
             lines.append(
                 f"{partition:>5} {stage:>4}: RMSE {s['rmse']:.3f}  CC {s['cc']:.3f}  CCC {s['ccc']:.3f}"
             )
+    if "attention_regions" in report:
+        from recola_sta import attention_analysis
+
+        lines.append(attention_analysis.format_summary(report["attention_regions"]))
     return "\n".join(lines)
 
 

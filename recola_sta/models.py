@@ -64,6 +64,8 @@ DEFAULT_OPTIONS: dict[str, Any] = {
     # Constant multiplying the attention scores (W initialised / gain), i.e.
     # an Adam learning-rate multiplier for the score weights.
     "attention_score_gain": 1.0,
+    # Normalise the decoder state over its channels before eq. (2).
+    "attention_normalize_state": False,
 }
 
 _POOL = (1, 2, 2)  # pool space only: one valence per frame needs T kept.
@@ -117,6 +119,9 @@ def _options(variant: str, frames: int, size: int, options: dict) -> dict:
             raise ValueError(
                 f"Option `{name}` must be one of {choices}. Received: {name}={opts[name]!r}"
             )
+    if not isinstance(opts["attention_normalize_state"], bool):
+        raise ValueError("Option `attention_normalize_state` must be True or False. "
+                         f"Received: {opts['attention_normalize_state']!r}")
     for name in ("attention_temperature", "attention_score_gain"):
         value = opts[name]
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
@@ -152,6 +157,7 @@ def _attention(x, opts: dict):
         opts["use_previous_state"], scores=opts["attention_scores"],
         initial_temperature=opts["attention_temperature"],
         score_weights=opts["attention_weights"], score_gain=opts["attention_score_gain"],
+        normalize_state=opts["attention_normalize_state"],
         name="attention",
     )(x)
 
@@ -184,6 +190,8 @@ def build_model(
                 W_i per location, eq. 2 as printed).
             attention_score_gain: constant gain on the scores, an Adam
                 learning-rate multiplier for their weights (1.0).
+            attention_normalize_state: normalise the decoder state over its
+                channels (per location) before eq. (2) (False).
             readout: "flatten" (each frame's last map flattened into fc1) |
                 "average" | "max" (pooled over space first).
 

@@ -16,6 +16,9 @@ Writes into --out:
     valence.png       valence over time (grey where no face was found)
     attention.png     for the attention model: aligned faces with the
                       attention overlaid (paper Fig. 5)
+    attention_regions.png  for the attention model: the mean attention over
+                      the video's aligned faces beside each facial region's
+                      share of it (also `attention_regions` in summary.json)
     attention.mp4     with --attention_video: every 4 fps sample, overlaid
     summary.json      video facts, face-found rate, timing
 Exit codes: 0 success, 2 bad input (missing/corrupt file, not a model),
@@ -35,7 +38,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from recola_sta import clips, export, faces, io_utils, plots
+from recola_sta import attention_analysis, clips, export, faces, io_utils, plots
 
 EXIT_BAD_INPUT = 2
 EXIT_NO_FACE = 3
@@ -146,6 +149,13 @@ def predict_video(
                   "previous state: uniform)",
         )
         written.append("attention.png")
+        regions_report = attention_analysis.report_with_figure(
+            {name: track}, attention, meta["frames"], figure=out_dir / "attention_regions.png",
+            title=f"{name}: where the attention looks (mean over the video's faces)",
+        )
+        regions_report.pop("per_recording", None)
+        if regions_report.get("available") and regions_report["samples"]:
+            written.append("attention_regions.png")
         if attention_video:
             write_attention_video(out_dir / "attention.mp4", track.crops, attention, track.found, meta["fps"])
             written.append("attention.mp4")
@@ -164,6 +174,8 @@ def predict_video(
         "real_time_factor": round(info.duration / seconds, 2) if seconds > 0 else None,
         "files": written,
     }
+    if attention is not None:
+        summary["attention_regions"] = regions_report
     io_utils.atomic_write_text(out_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
     return summary
 

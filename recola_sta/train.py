@@ -47,6 +47,7 @@ from recola_sta import (
     evaluate,
     export,
     io_utils,
+    layers,
     metrics,
     models,
     pipeline,
@@ -58,7 +59,8 @@ LOSSES = ("mse", "ccc")
 # Settings that change the network; a run folder cannot be resumed with others.
 ARCHITECTURE_KEYS = (
     "variant", "size", "frames", "fc_units", "dropout", "peephole_mode", "upsampling",
-    "attention_scale", "attention_scores", "target", "corpus_kind",
+    "attention_scale", "attention_scores", "attention_weights", "attention_score_gain",
+    "attention_normalize_state", "attention_temperature", "readout", "target", "corpus_kind",
 )
 
 
@@ -87,6 +89,11 @@ class TrainConfig:
     upsampling: str = models.DEFAULT_OPTIONS["upsampling"]
     attention_scale: str = models.DEFAULT_OPTIONS["attention_scale"]
     attention_scores: str = models.DEFAULT_OPTIONS["attention_scores"]
+    attention_weights: str = models.DEFAULT_OPTIONS["attention_weights"]
+    attention_score_gain: float = models.DEFAULT_OPTIONS["attention_score_gain"]
+    attention_normalize_state: bool = models.DEFAULT_OPTIONS["attention_normalize_state"]
+    attention_temperature: float = models.DEFAULT_OPTIONS["attention_temperature"]
+    readout: str = models.DEFAULT_OPTIONS["readout"]
     target: str = "valence"
     convention: str = metrics.DEFAULT_CONVENTION
     augment: bool = True
@@ -129,8 +136,13 @@ class TrainConfig:
             (self.upsampling in ("transposed", "bilinear", "nearest"), "upsampling",
              "transposed, bilinear or nearest"),
             (self.attention_scale in ("hw", "none"), "attention_scale", "hw or none"),
-            (self.attention_scores in ("linear", "standardized"), "attention_scores",
-             "linear or standardized"),
+            (self.attention_scores in layers.ATTENTION_SCORES, "attention_scores",
+             " or ".join(layers.ATTENTION_SCORES)),
+            (self.attention_weights in layers.ATTENTION_WEIGHTS, "attention_weights",
+             " or ".join(layers.ATTENTION_WEIGHTS)),
+            (self.attention_score_gain > 0, "attention_score_gain", "positive"),
+            (self.attention_temperature > 0, "attention_temperature", "positive"),
+            (self.readout in models.READOUTS, "readout", " or ".join(models.READOUTS)),
             (self.max_steps_per_epoch >= 0, "max_steps_per_epoch", "0 (all) or positive"),
             (self.workers > 0, "workers", "positive"),
             (bool(self.corpus_dir), "corpus_dir", "a corpus folder"),
@@ -245,6 +257,10 @@ def _build_and_compile(config: TrainConfig) -> keras.Model:
         config.variant, frames=config.frames, size=config.size,
         fc_units=config.fc_units, dropout=config.dropout, upsampling=config.upsampling,
         attention_scale=config.attention_scale, attention_scores=config.attention_scores,
+        attention_weights=config.attention_weights,
+        attention_score_gain=config.attention_score_gain,
+        attention_normalize_state=config.attention_normalize_state,
+        attention_temperature=config.attention_temperature, readout=config.readout,
         **peephole_options,
     )
     loss = "mean_squared_error" if config.loss == "mse" else metrics.CCCLoss()
@@ -339,8 +355,13 @@ def run_training(config: TrainConfig) -> dict[str, Any]:
         target=config.target, frames=config.frames, batch_size=config.batch_size,
         progress=config.progress,
     )
+    extra = {}
+    if config.variant == "3d_cnn_sta":
+        extra["attention_regions"] = evaluate.attention_regions(
+            best_model, cache_dir, run_dir, batch_size=config.batch_size)
     report = evaluate.evaluate_predictions(
         results_list, run_dir, convention=config.convention, time_shift=config.time_shift,
+        extra=extra,
     )
     if config.export:
         export.export_saved_model(
@@ -361,6 +382,7 @@ def run_training(config: TrainConfig) -> dict[str, Any]:
         "dev_raw": dev_raw,
         "dev_post": dev_post,
         "postprocess_kept": report["postprocess_kept"],
+        **extra,
         "wall_time_s": {
             "total": round(time.time() - start, 1),
             "corpus_and_preprocess": round(prep_seconds, 1),
@@ -417,6 +439,19 @@ def define_flags() -> None:
     flags.DEFINE_string("attention_scores", d.attention_scores,
                         "linear: eq. 2 as printed; standardized: per-frame z-scores times a "
                         "learned temperature (attention that can sharpen at lr 1e-4).")
+    flags.DEFINE_string("attention_weights", d.attention_weights,
+                        "Eq. 2 score weights: shared (one 1x1 map for every location) or "
+                        "per_location (one W_i per location, eq. 2 as printed).")
+    flags.DEFINE_float("attention_score_gain", d.attention_score_gain,
+                       "Constant gain on the attention scores (weights initialised / gain): "
+                       "an Adam learning-rate multiplier for them; 1 = eq. 2.")
+    flags.DEFINE_bool("attention_normalize_state", d.attention_normalize_state,
+                      "Normalise the decoder state over its channels before eq. 2.")
+    flags.DEFINE_float("attention_temperature", d.attention_temperature,
+                       "Initial temperature of --attention_scores=standardized.")
+    flags.DEFINE_string("readout", d.readout,
+                        "Per-frame read-out before the FC layers: flatten (location-specific "
+                        "FC weights), average or max (pooled over space).")
     flags.DEFINE_string("target", d.target, "Label dimension to learn (valence, arousal).")
     flags.DEFINE_string("convention", d.convention, "CCC convention: avec (challenge) or population.")
     flags.DEFINE_bool("augment", d.augment, "Flip/contrast/colour augmentation (paper: on).")
@@ -459,6 +494,10 @@ def main(argv: Sequence[str]) -> None:
         print(f"dev raw : RMSE {raw['rmse']:.3f}  CC {raw['cc']:.3f}  CCC {raw['ccc']:.3f}")
         print(f"dev post: RMSE {dev['rmse']:.3f}  CC {dev['cc']:.3f}  CCC {dev['ccc']:.3f}")
         print(f"dev CCC: {dev['ccc']:.3f}")
+    if "attention_regions" in results:
+        from recola_sta import attention_analysis
+
+        print(attention_analysis.format_summary(results["attention_regions"]))
     print(f"Wall time {results['wall_time_s']['total']:.0f} s.")
 
 

@@ -18,7 +18,7 @@ import cv2
 import numpy as np
 import pytest
 
-from recola_sta import train
+from recola_sta import cache, train
 
 FRAMES = 8
 SIZE = 32
@@ -79,6 +79,16 @@ def test_training_run_writes_every_output(trained):
     times = np.array([float(r["time"]) for r in rows])
     np.testing.assert_allclose(np.diff(times), 0.04, atol=1e-3)  # RECOLA's 40 ms label grid
     assert _png_ok(run / "plots" / "dev" / "dev_1.png")
+    # Where the STA model looks, on every dev face with landmarks.
+    regions = stored["attention_regions"]
+    assert regions["available"] and regions["partition"] == "dev"
+    n = cache.read_manifest(config.cache_dir).entry("dev_1").num_samples
+    assert regions["first_frames_excluded"] == -(-n // FRAMES)
+    assert regions["samples"] + regions["samples_without_face"] + regions["first_frames_excluded"] == n
+    shares = [row["attention_share"] for row in regions["regions"].values()]
+    assert sum(shares) == pytest.approx(1.0, abs=1e-6)
+    assert set(regions["per_recording"]) == {"dev_1"}
+    assert _png_ok(run / "plots" / "attention_regions.png")
 
 
 def test_resume_continues_at_epoch_two(trained, capsys):
@@ -101,6 +111,8 @@ def test_evaluate_cli(trained):
     report = json.loads((pathlib.Path(config.run_dir) / "evaluation.json").read_text())
     assert set(report["post"]["dev"]["all"]) == {"rmse", "cc", "ccc"}
     assert "dev_1" in report["post"]["dev"]["per_recording"]
+    assert report["attention_regions"]["available"]
+    assert "mouth" in proc.stdout  # the attention summary line
 
 
 def _write_clip(path: pathlib.Path, frames: list[np.ndarray], fps: float) -> None:
@@ -136,6 +148,10 @@ def test_predict_cli_on_short_video_at_another_frame_rate(trained, tmp_path):
     assert (out / "attention.mp4").stat().st_size > 0
     summary = json.loads((out / "summary.json").read_text())
     assert summary["samples"] == 6 and summary["face_found_rate"] > 0.5
+    regions = summary["attention_regions"]
+    assert regions["available"] and regions["samples"] >= 1
+    assert set(regions["regions"]) == {"mouth", "eyes", "brows", "nose", "face_rest", "background"}
+    assert _png_ok(out / "attention_regions.png") and "attention_regions.png" in summary["files"]
 
 
 def test_predict_cli_without_any_face(trained, tmp_path):

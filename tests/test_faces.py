@@ -135,6 +135,20 @@ def test_align_puts_eyes_and_nose_on_the_template(photo, fine_aligner, checker,
     assert error.max() < 2.0, f"key-point errors {error} px"
 
 
+def test_landmarks_come_back_in_crop_pixels(photo, fine_aligner, checker):
+    fine_aligner.reset()
+    crop, landmarks = fine_aligner.align_with_landmarks(photo)
+    assert landmarks.shape == (68, 2) and landmarks.dtype == np.float32
+    # The mapped eye centres and nose tip sit on the template (least squares
+    # over three points, so within a pixel), and every landmark agrees with
+    # dlib run again on the crop itself.
+    np.testing.assert_allclose(faces.key_points(landmarks), fine_aligner.template_points, atol=1.5)
+    up = cv2.resize(crop, None, fx=4, fy=4, interpolation=cv2.INTER_CUBIC)
+    checker.reset()
+    again = (checker.landmarks(up) + 0.5) / 4 - 0.5
+    assert np.median(np.linalg.norm(again - landmarks, axis=1)) < 1.5
+
+
 def test_template_is_symmetric_and_configurable():
     aligner = faces.FaceAligner(64, template=((0.3, 0.4), (0.7, 0.4), (0.5, 0.6)))
     pts = aligner.template_points

@@ -149,6 +149,8 @@ def test_convlstm_initialisation_and_training_step():
         layers.TemporalDecoder((3, 2), "nearest", peepholes=False),
         layers.SpatialSoftmax(use_previous_state=False),
         layers.SpatialSoftmax(scores="standardized", initial_temperature=2.0),
+        layers.SpatialSoftmax(score_weights="per_location", score_gain=10.0,
+                              normalize_state=True),
     ],
     ids=lambda layer: type(layer).__name__,
 )
@@ -252,7 +254,68 @@ def test_standardized_scores_are_temperature_times_z_scores():
     assert a[:, 1:].max() * 15 > 2 * (flat[:, 1:].max() * 15)
 
 
+def test_per_location_weights_match_eq2_in_numpy():
+    # Eq. (2) as printed: A_{t,i} = softmax_i(W_i^T H_{t-1,i}), one W_i per location.
+    x = _rng(12).normal(size=(2, 4, 3, 5, 6)).astype("float32")
+    layer = layers.SpatialSoftmax(score_weights="per_location")
+    a = keras.ops.convert_to_numpy(layer(x))
+    (kernel,) = layer.get_weights()
+    assert kernel.shape == (6, 15)  # C x (H * W): one C-vector per location
+    w = kernel.T.reshape(3, 5, 6)  # W_i for location i = (row, column)
+    scores = np.zeros((2, 4, 3, 5))
+    for row in range(3):
+        for col in range(5):
+            scores[:, :, row, col] = x[:, :, row, col, :] @ w[row, col]
+    previous = np.concatenate([np.zeros_like(scores[:, :1]), scores[:, :-1]], axis=1)
+    e = np.exp(previous - previous.max(axis=(2, 3), keepdims=True))
+    np.testing.assert_allclose(a, e / e.sum(axis=(2, 3), keepdims=True), rtol=1e-4, atol=1e-7)
+    # Unlike the shared map, equal states at two locations get different scores.
+    same = np.broadcast_to(x[:, :, :1, :1], x.shape).copy()
+    b = keras.ops.convert_to_numpy(layer(same))
+    assert b[:, 1:].std(axis=(2, 3)).min() > 1e-4
+    shared = keras.ops.convert_to_numpy(layers.SpatialSoftmax()(same))
+    np.testing.assert_allclose(shared, 1 / 15, atol=1e-6)
+
+
+def test_normalized_state_is_z_scored_over_channels_before_eq2():
+    x = 0.03 * _rng(14).normal(size=(2, 3, 4, 5, 6)).astype("float32")
+    layer = layers.SpatialSoftmax(score_weights="per_location", normalize_state=True)
+    a = keras.ops.convert_to_numpy(layer(x))
+    (kernel,) = layer.get_weights()
+    z = (x - x.mean(axis=-1, keepdims=True)) / np.sqrt(x.var(axis=-1, keepdims=True) + 1e-6)
+    scores = np.einsum("btlc,cl->btl", z.reshape(2, 3, 20, 6), kernel)
+    previous = np.concatenate([np.zeros_like(scores[:, :1]), scores[:, :-1]], axis=1)
+    e = np.exp(previous - previous.max(axis=-1, keepdims=True))
+    want = (e / e.sum(axis=-1, keepdims=True)).reshape(2, 3, 4, 5)
+    np.testing.assert_allclose(a, want, rtol=1e-4, atol=1e-7)
+    # The map no longer depends on the state's scale (up to the epsilon).
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(layer(100 * x)), a, rtol=1e-2, atol=1e-5)
+
+
+@pytest.mark.parametrize("score_weights", ["shared", "per_location"])
+def test_score_gain_keeps_the_initial_map_and_scales_the_weight_steps(score_weights):
+    x = _rng(13).normal(size=(2, 3, 4, 4, 5)).astype("float32")
+    plain = layers.SpatialSoftmax(score_weights=score_weights,
+                                  kernel_initializer=keras.initializers.GlorotUniform(seed=3))
+    fast = layers.SpatialSoftmax(score_weights=score_weights, score_gain=50.0,
+                                 kernel_initializer=keras.initializers.GlorotUniform(seed=3))
+    a_plain = keras.ops.convert_to_numpy(plain(x))
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(fast(x)), a_plain, atol=1e-6)
+    np.testing.assert_allclose(fast.get_weights()[0] * 50.0, plain.get_weights()[0], rtol=1e-6)
+    # The same change of the stored weight moves the scores 50x further.
+    delta = 1e-3 * np.ones_like(plain.get_weights()[0])
+    moved = []
+    for layer in (plain, fast):
+        layer.set_weights([layer.get_weights()[0] + delta])
+        moved.append(np.abs(keras.ops.convert_to_numpy(layer(x)) - a_plain).max())
+    assert moved[1] > 10 * moved[0]
+
+
 def test_spatial_softmax_rejects_bad_settings():
+    with pytest.raises(ValueError, match="score_weights"):
+        layers.SpatialSoftmax(score_weights="dense")
+    with pytest.raises(ValueError, match="score_gain"):
+        layers.SpatialSoftmax(score_gain=0)
     with pytest.raises(ValueError, match="scores"):
         layers.SpatialSoftmax(scores="cubic")
     with pytest.raises(ValueError, match="initial_temperature"):

@@ -149,6 +149,8 @@ def test_attention_model_rejects_models_without_attention():
         {"upsampling": "bilinear", "peephole_mode": "hadamard"},
         {"upsampling": "nearest", "peepholes": False, "use_previous_state": False},
         {"attention_scale": "none", "encoder_filters": (4, 4, 4), "decoder_filters": (4, 4, 2)},
+        {"attention_weights": "per_location", "attention_score_gain": 30.0,
+         "attention_scores": "standardized", "attention_temperature": 0.5},
     ],
 )
 def test_sta_options(options):
@@ -162,6 +164,23 @@ def test_sta_options(options):
     attention = model.get_layer("attention")
     assert attention.use_previous_state == options.get("use_previous_state", True)
     assert model.get_layer("attend").scale == options.get("attention_scale", "hw")
+    assert attention.score_weights == options.get("attention_weights", "shared")
+    assert attention.score_gain == options.get("attention_score_gain", 1.0)
+    assert attention.initial_temperature == options.get("attention_temperature", 1.0)
+
+
+@pytest.mark.parametrize("readout", ["average", "max"])
+def test_pooled_readouts_see_what_fired_not_where(readout):
+    model = models.build_model("3d_cnn", frames=FRAMES, size=SIZE, readout=readout, **TINY)
+    assert model.get_layer("pool_frames").output.shape == (None, FRAMES, 256)
+    assert "flatten_frames" not in {layer.name for layer in model.layers}
+    # fc1 sees one 256-vector per frame: conv4's map pooled over space.
+    assert model.get_layer("fc1").kernel.shape == (256, TINY["fc_units"])
+    x = _clips(2)
+    conv4 = _predict(keras.Model(model.input, model.get_layer("conv4").output), x)
+    pooled = _predict(keras.Model(model.input, model.get_layer("pool_frames").output), x)
+    want = conv4.mean(axis=(2, 3)) if readout == "average" else conv4.max(axis=(2, 3))
+    np.testing.assert_allclose(pooled, want, rtol=1e-5, atol=1e-6)
 
 
 def test_build_model_errors():
@@ -184,6 +203,12 @@ def test_build_model_errors():
         models.build_model("3d_cnn_sta", upsampling="deconv")
     with pytest.raises(ValueError, match="dropout=1.0"):
         models.build_model("3d_cnn", dropout=1.0)
+    with pytest.raises(ValueError, match="readout='mean'"):
+        models.build_model("3d_cnn", readout="mean")
+    with pytest.raises(ValueError, match="attention_weights='dense'"):
+        models.build_model("3d_cnn_sta", attention_weights="dense")
+    with pytest.raises(ValueError, match="attention_score_gain=0"):
+        models.build_model("3d_cnn_sta", attention_score_gain=0)
 
 
 _JAX_SCRIPT = textwrap.dedent(

@@ -55,6 +55,9 @@ def main() -> None:
     parser.add_argument("--batch_size", type=int, default=16)
     parser.add_argument("--gradient_batches", type=int, default=8)
     parser.add_argument("--out", default="results/attention_study.jsonl")
+    parser.add_argument("--fresh_cache_dir", default=None,
+                        help="Also report the region ratios on this cache's dev partition "
+                             "(recordings from a corpus seed never trained on).")
     args = parser.parse_args()
 
     import keras
@@ -64,6 +67,10 @@ def main() -> None:
     manifest = cache.read_manifest(args.cache_dir)
     dev = attention_analysis.load_partition(args.cache_dir, manifest, "dev")
     mouth_mask = attention_analysis.median_mouth_mask(dev, manifest.size)
+    fresh = None
+    if args.fresh_cache_dir:
+        fresh = attention_analysis.load_partition(
+            args.fresh_cache_dir, cache.read_manifest(args.fresh_cache_dir), "dev")
     grad_batches = list(
         pipeline.train_dataset(args.cache_dir, batch_size=args.batch_size, augment=False,
                                shuffle=True, seed=1234).take(args.gradient_batches)
@@ -104,13 +111,19 @@ def main() -> None:
                 row["map_p1_p99"] = report["map_percentiles_x_uniform"]
                 row["gradient"] = attention_analysis.score_gradient_stats(
                     model, grad_batches, mouth_mask)
+                if fresh is not None:
+                    _, fresh_maps = attention_analysis.predict_partition(model, fresh)
+                    fresh_report = attention_analysis.region_report(
+                        fresh, fresh_maps, model.input_shape[1])
+                    row["fresh_regions"] = {k: round(v["ratio"], 3)
+                                            for k, v in fresh_report["regions"].items()}
             rows.append(row)
             with out.open("a") as f:
                 f.write(json.dumps(row) + "\n")
             print(json.dumps(row), flush=True)
 
     print(f"\n{'config':<32} {'steps':>5} {'train s':>7} {'dev CCC':>7} {'mouth':>6} "
-          f"{'eyes':>5} {'brows':>5} {'drive':>8} {'t':>6}")
+          f"{'eyes':>5} {'brows':>5} {'drive':>8} {'t':>6} {'fresh mouth':>11}")
     last = {}
     for row in rows:
         last[row["config"]] = row
@@ -121,7 +134,8 @@ def main() -> None:
               f"{row['dev_ccc_raw_4fps']:>7.3f} {reg.get('mouth', float('nan')):>6.2f} "
               f"{reg.get('eyes', float('nan')):>5.2f} {reg.get('brows', float('nan')):>5.2f} "
               f"{grad.get('mouth_drive_mean', float('nan')):>8.1e} "
-              f"{grad.get('mouth_drive_t', float('nan')):>6.1f}")
+              f"{grad.get('mouth_drive_t', float('nan')):>6.1f} "
+              f"{row.get('fresh_regions', {}).get('mouth', float('nan')):>11.2f}")
 
 
 if __name__ == "__main__":
