@@ -103,7 +103,7 @@ class ClipStandardization(keras.layers.Layer):
     colour channels, so a clip's brightness and contrast (which vary with the
     recording, not with valence) are removed while the differences between
     its frames are kept. On a prototype this was what let the networks learn
-    from [0, 1] frames (DESIGN.md). A constant clip (e.g. padding) maps to 0.
+    from [0, 1] frames (BUILD_NOTES.md, Model). A constant clip (e.g. padding) maps to 0.
 
     Args:
         epsilon: added to the variance before the square root.
@@ -638,7 +638,7 @@ class AttentionMultiply(keras.layers.Layer):
     The map A of each frame is broadcast over the channels of X'. A spatial
     softmax sums to 1 over H x W locations, so multiplying by it unscaled
     shrinks the features by about 1 / (H * W) (~4000x at 64x64, and a
-    prototype then never left the label mean, DESIGN.md). `scale="hw"`
+    prototype then never left the label mean, BUILD_NOTES.md). `scale="hw"`
     (default) multiplies by H * W, so a uniform map leaves X' unchanged and
     attention only redistributes activation between locations;
     `scale="none"` is eq. (3) literally.

@@ -40,7 +40,7 @@ PARTITIONS = ("train", "dev", "test")
 @dataclasses.dataclass(frozen=True)
 class Augmentation:
     """Ranges of the per-clip random augmentation (paper: "flips, contrast,
-    and color changes"; the ranges are ours, see notes/data.md).
+    and color changes"; the ranges are ours, BUILD_NOTES.md explains them).
 
     Each clip draws one value per field, uniformly in the range, and applies
     it to all its frames, in this order: horizontal flip, brightness,
