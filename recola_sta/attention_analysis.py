@@ -249,8 +249,9 @@ def score_gradient_stats(model, batches: Sequence[tuple], mouth_mask: np.ndarray
         a, features = head(x, training=False)
         with tf.GradientTape() as tape:
             tape.watch(a)
-            pred = tail([a, features], training=True)
-            err = tf.square(pred[..., 0] - tf.cast(y, pred.dtype))
+            pred = tail([a, features], training=True)[..., 0]  # (B, T)
+            target = tf.reshape(tf.cast(y, pred.dtype), tf.shape(pred))  # (B, T[, 1]) labels
+            err = tf.square(pred - target)
             loss = tf.reduce_sum(err * w) / tf.maximum(tf.reduce_sum(w), 1.0)
         g = tape.gradient(loss, a).numpy()[:, 1:]  # frames 2..T
         a = a.numpy()[:, 1:]

@@ -531,6 +531,11 @@ class SpatialSoftmax(keras.layers.Layer):
     the decoder's hidden state is small (std ~0.03 at initialisation), so
     without it a weight step moves the scores by ~0.03 of the step.
 
+    `location_bias=True` adds a learned score b_i per location (initialised
+    to 0, also multiplied by the gain): a spatial prior that is not in eq.
+    (2). A zero state (frame 1) then gets the map softmax(g b) instead of the
+    uniform one. Only with `scores="linear"`.
+
     Args:
         use_previous_state: see above.
         scores: `"linear"` or `"standardized"`, see above.
@@ -538,6 +543,7 @@ class SpatialSoftmax(keras.layers.Layer):
         score_weights: `"shared"` or `"per_location"`, see above.
         score_gain: positive constant g, see above (1: plain eq. 2).
         normalize_state: normalise H over channels first, see above.
+        location_bias: learned per-location prior score, see above.
         kernel_initializer: initialiser of W (paper: Xavier). Per location,
             W is initialised as the kernel of a dense map from the C state
             channels to the H * W scores.
@@ -555,11 +561,13 @@ class SpatialSoftmax(keras.layers.Layer):
         score_weights: str = "shared",
         score_gain: float = 1.0,
         normalize_state: bool = False,
+        location_bias: bool = False,
         kernel_initializer="glorot_uniform",
         **kwargs,
     ):
         super().__init__(**kwargs)
         self.normalize_state = bool(normalize_state)
+        self.location_bias = bool(location_bias)
         self.use_previous_state = bool(use_previous_state)
         self.scores = _choice(scores, ATTENTION_SCORES, "scores")
         self.score_weights = _choice(score_weights, ATTENTION_WEIGHTS, "score_weights")
@@ -567,6 +575,9 @@ class SpatialSoftmax(keras.layers.Layer):
                             ("score_gain", score_gain)):
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
                 raise ValueError(f"`{name}` must be positive. Received: {name}={value!r}")
+        if self.location_bias and self.scores != "linear":
+            raise ValueError("`location_bias` needs scores='linear'. "
+                             f"Received: scores={scores!r}")
         self.initial_temperature = float(initial_temperature)
         self.score_gain = float(score_gain)
         self.kernel_initializer = initializers.get(kernel_initializer)
@@ -584,6 +595,9 @@ class SpatialSoftmax(keras.layers.Layer):
         else:
             shape = (channels, height * width)
         self.kernel = self.add_weight(name="kernel", shape=shape, initializer=scaled)
+        if self.location_bias:
+            self.bias = self.add_weight(name="location_bias", shape=(height * width,),
+                                        initializer="zeros")
         if self.scores == "standardized":
             self.temperature = self.add_weight(
                 name="temperature", shape=(),
@@ -607,10 +621,14 @@ class SpatialSoftmax(keras.layers.Layer):
             mean = ops.mean(scores, axis=-1, keepdims=True)
             variance = ops.var(scores, axis=-1, keepdims=True)
             scores = self.temperature * (scores - mean) * ops.rsqrt(variance + 1e-8)
+        zero_state = ops.zeros_like(scores[:, :1])
+        if self.location_bias:
+            scores = scores + self.bias
+            zero_state = zero_state + self.bias
         scores = scores * self.score_gain
         if self.use_previous_state:
             scores = ops.concatenate(
-                [ops.zeros_like(scores[:, :1]), scores[:, :-1]], axis=1
+                [zero_state * self.score_gain, scores[:, :-1]], axis=1
             )
         attention = ops.softmax(scores, axis=-1)
         return ops.reshape(attention, (-1, frames, height, width))
@@ -627,6 +645,7 @@ class SpatialSoftmax(keras.layers.Layer):
             "score_weights": self.score_weights,
             "score_gain": self.score_gain,
             "normalize_state": self.normalize_state,
+            "location_bias": self.location_bias,
             "kernel_initializer": initializers.serialize(self.kernel_initializer),
         }
 

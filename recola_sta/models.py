@@ -66,6 +66,8 @@ DEFAULT_OPTIONS: dict[str, Any] = {
     "attention_score_gain": 1.0,
     # Normalise the decoder state over its channels before eq. (2).
     "attention_normalize_state": False,
+    # A learned per-location prior score (not in eq. 2).
+    "attention_location_bias": False,
 }
 
 _POOL = (1, 2, 2)  # pool space only: one valence per frame needs T kept.
@@ -119,9 +121,11 @@ def _options(variant: str, frames: int, size: int, options: dict) -> dict:
             raise ValueError(
                 f"Option `{name}` must be one of {choices}. Received: {name}={opts[name]!r}"
             )
-    if not isinstance(opts["attention_normalize_state"], bool):
-        raise ValueError("Option `attention_normalize_state` must be True or False. "
-                         f"Received: {opts['attention_normalize_state']!r}")
+    for name in ("attention_normalize_state", "attention_location_bias"):
+        if not isinstance(opts[name], bool):
+            raise ValueError(f"Option `{name}` must be True or False. Received: {opts[name]!r}")
+    if opts["attention_location_bias"] and opts["attention_scores"] != "linear":
+        raise ValueError("Option `attention_location_bias` needs attention_scores='linear'.")
     for name in ("attention_temperature", "attention_score_gain"):
         value = opts[name]
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
@@ -158,6 +162,7 @@ def _attention(x, opts: dict):
         initial_temperature=opts["attention_temperature"],
         score_weights=opts["attention_weights"], score_gain=opts["attention_score_gain"],
         normalize_state=opts["attention_normalize_state"],
+        location_bias=opts["attention_location_bias"],
         name="attention",
     )(x)
 
@@ -192,6 +197,8 @@ def build_model(
                 learning-rate multiplier for their weights (1.0).
             attention_normalize_state: normalise the decoder state over its
                 channels (per location) before eq. (2) (False).
+            attention_location_bias: add a learned per-location prior score
+                (not in eq. 2; needs attention_scores="linear") (False).
             readout: "flatten" (each frame's last map flattened into fc1) |
                 "average" | "max" (pooled over space first).
 

@@ -60,7 +60,8 @@ LOSSES = ("mse", "ccc")
 ARCHITECTURE_KEYS = (
     "variant", "size", "frames", "fc_units", "dropout", "peephole_mode", "upsampling",
     "attention_scale", "attention_scores", "attention_weights", "attention_score_gain",
-    "attention_normalize_state", "attention_temperature", "readout", "target", "corpus_kind",
+    "attention_normalize_state", "attention_location_bias", "attention_temperature",
+    "readout", "target", "corpus_kind",
 )
 
 
@@ -92,6 +93,7 @@ class TrainConfig:
     attention_weights: str = models.DEFAULT_OPTIONS["attention_weights"]
     attention_score_gain: float = models.DEFAULT_OPTIONS["attention_score_gain"]
     attention_normalize_state: bool = models.DEFAULT_OPTIONS["attention_normalize_state"]
+    attention_location_bias: bool = models.DEFAULT_OPTIONS["attention_location_bias"]
     attention_temperature: float = models.DEFAULT_OPTIONS["attention_temperature"]
     readout: str = models.DEFAULT_OPTIONS["readout"]
     target: str = "valence"
@@ -260,6 +262,7 @@ def _build_and_compile(config: TrainConfig) -> keras.Model:
         attention_weights=config.attention_weights,
         attention_score_gain=config.attention_score_gain,
         attention_normalize_state=config.attention_normalize_state,
+        attention_location_bias=config.attention_location_bias,
         attention_temperature=config.attention_temperature, readout=config.readout,
         **peephole_options,
     )
@@ -447,6 +450,8 @@ def define_flags() -> None:
                        "an Adam learning-rate multiplier for them; 1 = eq. 2.")
     flags.DEFINE_bool("attention_normalize_state", d.attention_normalize_state,
                       "Normalise the decoder state over its channels before eq. 2.")
+    flags.DEFINE_bool("attention_location_bias", d.attention_location_bias,
+                      "Add a learned per-location prior score to eq. 2 (not in the paper).")
     flags.DEFINE_float("attention_temperature", d.attention_temperature,
                        "Initial temperature of --attention_scores=standardized.")
     flags.DEFINE_string("readout", d.readout,

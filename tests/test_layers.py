@@ -151,6 +151,7 @@ def test_convlstm_initialisation_and_training_step():
         layers.SpatialSoftmax(scores="standardized", initial_temperature=2.0),
         layers.SpatialSoftmax(score_weights="per_location", score_gain=10.0,
                               normalize_state=True),
+        layers.SpatialSoftmax(location_bias=True, score_gain=5.0),
     ],
     ids=lambda layer: type(layer).__name__,
 )
@@ -290,6 +291,28 @@ def test_normalized_state_is_z_scored_over_channels_before_eq2():
     np.testing.assert_allclose(a, want, rtol=1e-4, atol=1e-7)
     # The map no longer depends on the state's scale (up to the epsilon).
     np.testing.assert_allclose(keras.ops.convert_to_numpy(layer(100 * x)), a, rtol=1e-2, atol=1e-5)
+
+
+def test_location_bias_is_a_prior_shared_by_every_frame_including_the_first():
+    x = _rng(15).normal(size=(2, 3, 2, 2, 4)).astype("float32")
+    layer = layers.SpatialSoftmax(location_bias=True, score_gain=2.0)
+    plain = layers.SpatialSoftmax(score_gain=2.0)
+    plain(x)
+    layer(x)
+    layer.set_weights([plain.get_weights()[0], np.zeros(4, "float32")])
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(layer(x)),
+                               keras.ops.convert_to_numpy(plain(x)), atol=1e-7)
+    bias = np.array([1.0, 0.0, 0.0, -1.0], "float32")
+    layer.set_weights([plain.get_weights()[0], bias])
+    a = keras.ops.convert_to_numpy(layer(x)).reshape(2, 3, 4)
+    prior = np.exp(2.0 * bias) / np.exp(2.0 * bias).sum()
+    np.testing.assert_allclose(a[:, 0], np.broadcast_to(prior, (2, 4)), rtol=1e-5)
+    # Later frames: softmax of gain * (state scores + bias).
+    base = np.log(keras.ops.convert_to_numpy(plain(x)).reshape(2, 3, 4)[:, 1:])
+    want = np.exp(base + 2.0 * bias)
+    np.testing.assert_allclose(a[:, 1:], want / want.sum(-1, keepdims=True), rtol=1e-4)
+    with pytest.raises(ValueError, match="location_bias"):
+        layers.SpatialSoftmax(location_bias=True, scores="standardized")
 
 
 @pytest.mark.parametrize("score_weights", ["shared", "per_location"])
