@@ -570,6 +570,28 @@ def _video_fps(path: pathlib.Path) -> float:
     return float(fps)
 
 
+def _affwild2_rows_fast(rows: list[str]) -> np.ndarray | None:
+    """(N, 2) values with -5 -> NaN if every row is valid, else None.
+
+    NumPy's C parser reads a 50 000-frame file about four times faster than
+    the line-by-line loop, which runs only when this fails, to name the first
+    bad line. `np.loadtxt` skips blank lines, so the row count must match.
+    """
+    if not rows:
+        return None
+    try:
+        values = np.loadtxt(rows, delimiter=",", dtype=np.float64, ndmin=2, comments=None)
+    except ValueError:
+        return None
+    if values.shape != (len(rows), 2) or not np.isfinite(values).all():
+        return None
+    missing = values == _AFFWILD2_MISSING
+    if not (missing | (np.abs(values) <= 1.0)).all():
+        return None
+    values[missing] = np.nan
+    return values
+
+
 def _read_affwild2_labels(path: pathlib.Path) -> dict[str, np.ndarray]:
     """Reads a `valence,arousal` file: one row per video frame, -5 -> NaN.
 
@@ -589,6 +611,10 @@ def _read_affwild2_labels(path: pathlib.Path) -> dict[str, np.ndarray]:
     if header != ["valence", "arousal"]:
         raise ValueError(f"{path}:1: header {lines[0].strip()!r}, expected 'valence,arousal'.")
     columns = ("valence", "arousal")
+    fast = _affwild2_rows_fast(lines[1:end])
+    if fast is not None:
+        return {c: fast[:, k].copy() for k, c in enumerate(columns)}
+    # Something is wrong (or the file is empty): find and name the first bad line.
     values: dict[str, list[float]] = {c: [] for c in columns}
     for lineno in range(2, end + 1):
         text = lines[lineno - 1].strip()
