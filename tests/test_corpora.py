@@ -419,6 +419,7 @@ def test_recording_face_side(tmp_path):
     empty = np.zeros(0)
     rec = corpora.Recording("a", "test", tmp_path / "a.mp4", empty, {"valence": empty}, 0.04)
     assert rec.face == "largest"
-    assert corpora.Recording("a", "test", rec.video, empty, {"valence": empty}, 0.04, face="left").face == "left"
+    left = corpora.Recording("a", "test", rec.video, empty, {"valence": empty}, 0.04, face="left")
+    assert left.face == "left"
     with pytest.raises(ValueError, match=r"Recording a: face 'center' is not one of"):
         corpora.Recording("a", "test", rec.video, empty, {"valence": empty}, 0.04, face="center")
