@@ -1,4 +1,4 @@
-"""Corpus readers: RECOLA (AVEC 2016), AV+EC 2017 (SEWA), synthetic and CSV.
+"""Corpus readers: RECOLA (AVEC 2016), AV+EC 2017 (SEWA), Aff-Wild2, synthetic and CSV.
 
 Every reader turns a corpus folder into a sorted list of `Recording`s: the
 video path plus the label grid (`times`) and one array per label dimension
@@ -14,6 +14,13 @@ Layouts (BUILD_NOTES.md, "Corpus readers", gives the evidence for each):
   ``instance_name;timestamp;arousal;valence;liking``) and ``.avi`` videos in a
   video folder anywhere under the root, matched by partition and number
   whatever the zero-padding.
+* ``affwild2``: a valence-arousal annotation folder (``VA_Set`` or
+  ``VA_Estimation_Challenge``) anywhere under the root, with
+  ``{Train_Set,Validation_Set}/NAME.txt`` (header ``valence,arousal``, one row
+  per video frame, ``-5`` = not annotated), and ``.mp4``/``.avi`` videos
+  anywhere under the root. Label times are ``row / fps`` with the video's own
+  frame rate. ``NAME_left.txt`` / ``NAME_right.txt`` are two recordings of the
+  two-person video ``NAME.mp4``; `Recording.face` says which person.
 * ``csv`` (users' own corpora): ``{train,dev,test}/NAME.{mp4,avi,mov,mkv}``
   with ``NAME.csv`` beside it, header ``time,valence[,arousal,...]``.
 
@@ -27,27 +34,44 @@ import collections
 import csv
 import dataclasses
 import io
+import logging
 import math
 import os
 import pathlib
 import re
 from typing import Iterable, Sequence
 
+import cv2
 import numpy as np
 
 from recola_sta import io_utils
 
-CORPUS_KINDS = ("recola", "avec2017", "synthetic", "csv")
+CORPUS_KINDS = ("recola", "avec2017", "affwild2", "synthetic", "csv")
 PARTITIONS = ("train", "dev", "test")
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv")
+# Which face of a video a recording is about: the largest (tracked) one, or the
+# left / right person of a two-person video (Aff-Wild2's NAME_left/NAME_right).
+FACE_SIDES = ("largest", "left", "right")
 
 # Label period used for recordings without labels (test partitions).
-_DEFAULT_LABEL_PERIOD = {"recola": 0.04, "synthetic": 0.04, "avec2017": 0.1, "csv": 0.04}
+_DEFAULT_LABEL_PERIOD = {
+    "recola": 0.04, "synthetic": 0.04, "avec2017": 0.1, "affwild2": round(1 / 30, 6), "csv": 0.04,
+}
 # Grids of two label files of one recording agree when every time is this close.
 _GRID_TOLERANCE_S = 1e-6
 _AVEC2017_PARTITIONS = {"train": "train", "devel": "dev", "test": "test"}
 _RECOLA_NAME = re.compile(r"^(train|dev|test)_(\d+)$")
 _AVEC2017_NAME = re.compile(r"^(train|devel|test)_0*(\d+)$", re.IGNORECASE)
+# Aff-Wild2: annotation folder names (old and new releases), partition folders,
+# the "not annotated" value, and folders of face crops (millions of JPEGs, never
+# videos or annotations) that the search under the root skips.
+_AFFWILD2_VA_DIRS = ("va_set", "va_estimation_challenge")
+_AFFWILD2_PARTITIONS = {"train_set": "train", "validation_set": "dev"}
+_AFFWILD2_MISSING = -5.0
+_AFFWILD2_SKIP_DIR_PREFIXES = ("cropped",)
+_AFFWILD2_SIDES = {"_left": "left", "_right": "right"}
+
+logger = logging.getLogger(__name__)
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -66,6 +90,11 @@ class Recording:
             `"valence"` (empty if unlabeled), plus `"arousal"` / `"liking"`
             or any other columns the corpus provides.
         label_period: nominal spacing of the label grid in seconds.
+        face: which face of the video the labels describe, one of
+            `FACE_SIDES`: `"largest"` (every corpus but Aff-Wild2's two-person
+            videos), `"left"` or `"right"` (the person on that side of the
+            frame; Aff-Wild2's `NAME_left.txt` / `NAME_right.txt`). Two
+            recordings may share one video with different sides.
     """
 
     name: str
@@ -74,6 +103,13 @@ class Recording:
     times: np.ndarray
     targets: dict[str, np.ndarray]
     label_period: float
+    face: str = "largest"
+
+    def __post_init__(self):
+        if self.face not in FACE_SIDES:
+            raise ValueError(
+                f"Recording {self.name}: face {self.face!r} is not one of {FACE_SIDES}."
+            )
 
     @property
     def labeled(self) -> bool:
@@ -95,7 +131,8 @@ def load_corpus(root: str | os.PathLike, kind: str) -> list[Recording]:
         FileNotFoundError: `root` or a required sub-folder is missing, or a
             label file has no video.
         ValueError: unknown `kind`, malformed label files, disagreeing label
-            grids, or no recordings at all.
+            grids, a video whose frame rate cannot be read (affwild2), or no
+            recordings at all.
     """
     if kind not in CORPUS_KINDS:
         raise ValueError(f"Unknown corpus kind {kind!r}; expected one of {CORPUS_KINDS}.")
@@ -106,6 +143,8 @@ def load_corpus(root: str | os.PathLike, kind: str) -> list[Recording]:
         recordings = _load_recola(root, kind)
     elif kind == "avec2017":
         recordings = _load_avec2017(root)
+    elif kind == "affwild2":
+        recordings = _load_affwild2(root)
     else:
         recordings = _load_csv_corpus(root)
     if not recordings:
@@ -396,6 +435,212 @@ def _read_avec2017_labels(path: pathlib.Path) -> tuple[np.ndarray, dict[str, np.
     _check_increasing(path, times_arr, linenos)
     targets = {c: np.asarray(v, np.float64) for c, v in values.items() if v}
     return times_arr, {"valence": targets.pop("valence"), **targets}
+
+
+# ---------------------------------------------------------------------------
+# Aff-Wild2 (ABAW valence-arousal annotations)
+
+
+def _load_affwild2(root: pathlib.Path) -> list[Recording]:
+    va_dirs, videos = _scan_affwild2(root)
+    if not va_dirs:
+        raise FileNotFoundError(
+            f"No Aff-Wild2 valence-arousal annotation folder under {root}: expected "
+            "annotations/VA_Set/{Train_Set,Validation_Set}/NAME.txt (older releases) or "
+            "<annotations>/VA_Estimation_Challenge/{Train_Set,Validation_Set}/NAME.txt "
+            "(newer releases) somewhere under the corpus root."
+        )
+    if len(va_dirs) > 1:
+        raise ValueError(
+            f"Several Aff-Wild2 valence-arousal annotation folders under {root}: "
+            f"{', '.join(str(d) for d in va_dirs)}. Point the corpus root at a folder "
+            "holding one release."
+        )
+    va_dir = va_dirs[0]
+    annotations: dict[str, tuple[str, pathlib.Path]] = {}
+    for folder in sorted(va_dir.iterdir()):
+        partition = _AFFWILD2_PARTITIONS.get(folder.name.lower())
+        if partition is None or not folder.is_dir():
+            continue  # e.g. a Test_Set list: test labels are not public
+        for path in _visible_files(folder):
+            if path.suffix.lower() != ".txt":
+                continue
+            if path.stem in annotations:
+                raise ValueError(
+                    f"Two annotation files for recording {path.stem}: "
+                    f"{annotations[path.stem][1]} and {path}."
+                )
+            annotations[path.stem] = (partition, path)
+
+    missing, ambiguous = [], []
+    for name, (_, path) in sorted(annotations.items()):
+        base, _ = _affwild2_video_stem(name)
+        found = videos.get(base, [])
+        if not found:
+            missing.append(f"{path} (no {base}.mp4 / {base}.avi)")
+        elif len(found) > 1:
+            ambiguous.append(f"{path}: {', '.join(str(v) for v in found)}")
+    if missing:
+        raise FileNotFoundError(
+            f"{len(missing)} Aff-Wild2 annotation file(s) under {va_dir} have no video "
+            f"under {root}: " + "; ".join(missing) + "."
+        )
+    if ambiguous:
+        raise ValueError(
+            f"{len(ambiguous)} Aff-Wild2 annotation file(s) match several videos under "
+            f"{root} (keep one per name): " + "; ".join(ambiguous) + "."
+        )
+    used = {_affwild2_video_stem(name)[0] for name in annotations}
+    unannotated = sorted((stem for stem in videos if stem not in used), key=_natural_key)
+    if unannotated:
+        logger.warning(
+            "%d video(s) under %s have no valence-arousal annotation in %s and are not "
+            "used (Aff-Wild2 ships the videos of every ABAW task and the test set "
+            "together): %s", len(unannotated), root, va_dir, ", ".join(unannotated))
+
+    fps_of: dict[pathlib.Path, float] = {}
+    recordings = []
+    for name, (partition, path) in annotations.items():
+        base, face = _affwild2_video_stem(name)
+        video = videos[base][0]
+        if video not in fps_of:
+            fps_of[video] = _video_fps(video)
+        targets = _read_affwild2_labels(path)
+        # Row i of the annotation file is frame i of the video.
+        times = np.arange(targets["valence"].size, dtype=np.float64) / fps_of[video]
+        recordings.append(
+            Recording(name, partition, video, times, targets, _period(times), face=face)
+        )
+    return recordings
+
+
+def _scan_affwild2(root: pathlib.Path) -> tuple[list[pathlib.Path], dict[str, list[pathlib.Path]]]:
+    """Walks `root` once: valence-arousal annotation folders and videos by stem.
+
+    Follows symbolic links (a corpus often links its big video folder in), each
+    real folder once; skips hidden folders and the face-crop folders
+    (`cropped_aligned`, ...), which hold millions of JPEGs and nothing this
+    reader needs.
+    """
+    va_dirs: list[pathlib.Path] = []
+    videos: dict[str, list[pathlib.Path]] = collections.defaultdict(list)
+    seen: set[str] = set()
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
+        real = os.path.realpath(dirpath)
+        if real in seen:
+            dirnames[:] = []
+            continue
+        seen.add(real)
+        dirnames[:] = sorted(
+            d for d in dirnames
+            if not d.startswith(".") and not d.lower().startswith(_AFFWILD2_SKIP_DIR_PREFIXES)
+        )
+        folder = pathlib.Path(dirpath)
+        if folder.name.lower() in _AFFWILD2_VA_DIRS and any(
+            d.lower() in _AFFWILD2_PARTITIONS for d in dirnames
+        ):
+            va_dirs.append(folder)
+        for filename in sorted(filenames):
+            path = folder / filename
+            if not filename.startswith(".") and path.suffix.lower() in VIDEO_EXTENSIONS:
+                videos[path.stem].append(path)
+    return va_dirs, dict(videos)
+
+
+def _affwild2_video_stem(name: str) -> tuple[str, str]:
+    """`"10-60-1280x720_left"` -> (`"10-60-1280x720"`, `"left"`); no suffix -> largest face."""
+    for suffix, side in _AFFWILD2_SIDES.items():
+        if name.endswith(suffix) and len(name) > len(suffix):
+            return name[: -len(suffix)], side
+    return name, "largest"
+
+
+def _video_fps(path: pathlib.Path) -> float:
+    """The frame rate OpenCV reads from a video's header."""
+    capture = cv2.VideoCapture(str(path))
+    try:
+        fps = capture.get(cv2.CAP_PROP_FPS) if capture.isOpened() else math.nan
+    finally:
+        capture.release()
+    if not (math.isfinite(fps) and fps > 0):
+        raise ValueError(
+            f"Cannot read the frame rate of video {path} (OpenCV reports {fps!r}); "
+            "Aff-Wild2 label times are frame index / frame rate, so it is required."
+        )
+    return float(fps)
+
+
+def _affwild2_rows_fast(rows: list[str]) -> np.ndarray | None:
+    """(N, 2) values with -5 -> NaN if every row is valid, else None.
+
+    NumPy's C parser reads a 50 000-frame file about four times faster than
+    the line-by-line loop, which runs only when this fails, to name the first
+    bad line. `np.loadtxt` skips blank lines, so the row count must match.
+    """
+    if not rows:
+        return None
+    try:
+        values = np.loadtxt(rows, delimiter=",", dtype=np.float64, ndmin=2, comments=None)
+    except ValueError:
+        return None
+    if values.shape != (len(rows), 2) or not np.isfinite(values).all():
+        return None
+    missing = values == _AFFWILD2_MISSING
+    if not (missing | (np.abs(values) <= 1.0)).all():
+        return None
+    values[missing] = np.nan
+    return values
+
+
+def _read_affwild2_labels(path: pathlib.Path) -> dict[str, np.ndarray]:
+    """Reads a `valence,arousal` file: one row per video frame, -5 -> NaN.
+
+    Trailing blank lines are dropped; a blank line between rows is an error,
+    because skipping it would shift every later label by one frame.
+    """
+    lines = _read_lines(path)
+    end = len(lines)
+    while end and not lines[end - 1].strip():
+        end -= 1
+    if not end:
+        raise ValueError(
+            f"{path}: empty annotation file; expected the header 'valence,arousal' and "
+            "one row per video frame."
+        )
+    header = [h.strip().lower() for h in lines[0].split(",")]
+    if header != ["valence", "arousal"]:
+        raise ValueError(f"{path}:1: header {lines[0].strip()!r}, expected 'valence,arousal'.")
+    columns = ("valence", "arousal")
+    fast = _affwild2_rows_fast(lines[1:end])
+    if fast is not None:
+        return {c: fast[:, k].copy() for k, c in enumerate(columns)}
+    # Something is wrong (or the file is empty): find and name the first bad line.
+    values: dict[str, list[float]] = {c: [] for c in columns}
+    for lineno in range(2, end + 1):
+        text = lines[lineno - 1].strip()
+        if not text:
+            raise ValueError(
+                f"{path}:{lineno}: blank line between label rows; every row is one video "
+                "frame, so a gap would shift all later labels."
+            )
+        fields = text.split(",")
+        if len(fields) != len(columns):
+            raise ValueError(
+                f"{path}:{lineno}: {len(fields)} fields, expected 2 (valence,arousal)."
+            )
+        for column, field in zip(columns, fields):
+            value = _parse_float(path, lineno, field, column, allow_missing=False)
+            if value == _AFFWILD2_MISSING:
+                value = math.nan
+            elif not -1.0 <= value <= 1.0:
+                raise ValueError(
+                    f"{path}:{lineno}: {column} {field.strip()!r} is outside [-1, 1] and is "
+                    "not the 'not annotated' value -5."
+                )
+            values[column].append(value)
+    if not values["valence"]:
+        raise ValueError(f"{path}: no label rows after the header.")
+    return {c: np.asarray(v, np.float64) for c, v in values.items()}
 
 
 # ---------------------------------------------------------------------------

@@ -238,3 +238,188 @@ def test_csv_missing_video_and_layout(tmp_path):
         corpora.load_corpus(tmp_path, "csv")
     with pytest.raises(FileNotFoundError, match=r"has none of the folders"):
         corpora.load_corpus(tmp_path / "dev", "csv")
+
+
+# ---------------------------------------------------------------------------
+# Aff-Wild2
+
+
+def _video(path: pathlib.Path, fps: float, frames: int = 3) -> pathlib.Path:
+    """A tiny real video (OpenCV writes the frame rate into its header)."""
+    import cv2
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fourcc = "MJPG" if path.suffix == ".avi" else "mp4v"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*fourcc), fps, (32, 24))
+    assert writer.isOpened(), path
+    for k in range(frames):
+        writer.write(np.full((24, 32, 3), 40 * k, np.uint8))
+    writer.release()
+    return path
+
+
+def _va(path: pathlib.Path, rows, newline: str = "\n", trailing: str = "",
+        header: str = "valence,arousal") -> pathlib.Path:
+    """An ABAW valence-arousal file: header, one `v,a` row per video frame."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lines = [header] + [f"{v},{a}" for v, a in rows]
+    path.write_bytes((newline.join(lines) + newline + trailing).encode())
+    return path
+
+
+def test_affwild2_old_layout_fps_sides_missing_values_and_unannotated_videos(tmp_path, caplog):
+    va = tmp_path / "annotations" / "VA_Set"
+    _video(tmp_path / "raw_video" / "batch1" / "1-30-640x360.mp4", 30)
+    _video(tmp_path / "raw_video" / "batch2" / "7-25-640x360.avi", 25)
+    _video(tmp_path / "raw_video" / "batch1" / "12-15-640x360.mp4", 15)
+    _video(tmp_path / "raw_video" / "batch2" / "99-30-640x360.mp4", 30)  # no VA annotation
+    # A face-crop folder is never searched (a stray video there would be a second match).
+    _video(tmp_path / "cropped_aligned" / "1-30-640x360.mp4", 30)
+    _va(va / "Train_Set" / "1-30-640x360.txt",
+        [(0.1, 0.2), (-5, -5), (0.3, -5), (-1, 1)], newline="\r\n", trailing="\r\n\r\n")
+    _va(va / "Train_Set" / "7-25-640x360_left.txt", [(0.5, 0.4), (0.6, 0.3), (0.7, 0.2)])
+    _va(va / "Train_Set" / "7-25-640x360_right.txt", [(-0.5, -0.4), (-5, -0.3)])
+    _va(va / "Validation_Set" / "12-15-640x360.txt", [(0.0, 0.0), (0.25, -0.25)])
+    (va / "Train_Set" / "readme.md").write_text("not an annotation")
+    with caplog.at_level("WARNING", logger="recola_sta.corpora"):
+        recs = corpora.load_corpus(tmp_path, "affwild2")
+    assert [(r.name, r.partition, r.face, r.video.relative_to(tmp_path).as_posix()) for r in recs] == [
+        ("1-30-640x360", "train", "largest", "raw_video/batch1/1-30-640x360.mp4"),
+        ("7-25-640x360_left", "train", "left", "raw_video/batch2/7-25-640x360.avi"),
+        ("7-25-640x360_right", "train", "right", "raw_video/batch2/7-25-640x360.avi"),
+        ("12-15-640x360", "dev", "largest", "raw_video/batch1/12-15-640x360.mp4"),
+    ]
+    first, left, right, dev = recs
+    # Row i = frame i: times i / fps with each video's own frame rate.
+    np.testing.assert_allclose(first.times, np.arange(4) / 30)
+    np.testing.assert_allclose(left.times, np.arange(3) / 25)
+    np.testing.assert_allclose(dev.times, np.arange(2) / 15)
+    assert first.label_period == pytest.approx(1 / 30, abs=1e-6)
+    assert left.label_period == pytest.approx(0.04) and dev.label_period == pytest.approx(1 / 15, abs=1e-6)
+    # -5 marks an unannotated frame: NaN, column by column; CRLF and trailing blank lines read.
+    np.testing.assert_array_equal(first.targets["valence"], [0.1, np.nan, 0.3, -1])
+    np.testing.assert_array_equal(first.targets["arousal"], [0.2, np.nan, np.nan, 1])
+    np.testing.assert_array_equal(right.targets["valence"], [-0.5, np.nan])
+    np.testing.assert_array_equal(right.targets["arousal"], [-0.4, -0.3])
+    assert list(left.targets) == ["valence", "arousal"]
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1 and "99-30-640x360" in warnings[0]
+    assert "1-30-640x360" not in warnings[0] and "7-25" not in warnings[0]
+
+
+def test_affwild2_new_layout_ignores_other_tasks(tmp_path):
+    ann = tmp_path / "Aff-Wild2" / "6th_ABAW_Annotations"
+    _video(tmp_path / "Aff-Wild2" / "videos" / "batch1" / "3-60-1920x1080.mp4", 60, frames=4)
+    _video(tmp_path / "Aff-Wild2" / "videos" / "batch2" / "4.avi", 24)
+    _va(ann / "VA_Estimation_Challenge" / "Train_Set" / "3-60-1920x1080.txt",
+        [(0.1, 0.1), (0.2, 0.2), (0.3, 0.3), (0.4, 0.4)])
+    _va(ann / "VA_Estimation_Challenge" / "Validation_Set" / "4.txt", [(0.9, -0.9), (0.8, -0.8)])
+    # Other ABAW tasks' annotations share the names but not the format.
+    (ann / "EXPR_Recognition_Challenge" / "Train_Set").mkdir(parents=True)
+    (ann / "EXPR_Recognition_Challenge" / "Train_Set" / "3-60-1920x1080.txt").write_text(
+        "Neutral,Anger,Disgust\n0\n")
+    recs = corpora.load_corpus(tmp_path, "affwild2")
+    assert [(r.name, r.partition, r.video.name) for r in recs] == [
+        ("3-60-1920x1080", "train", "3-60-1920x1080.mp4"), ("4", "dev", "4.avi")]
+    np.testing.assert_allclose(recs[0].times, np.arange(4) / 60)
+    np.testing.assert_allclose(recs[1].times, [0, 1 / 24])
+    np.testing.assert_allclose(recs[1].targets["arousal"], [-0.9, -0.8])
+
+
+@pytest.mark.parametrize("line_by_line", [False, True])
+@pytest.mark.parametrize("newline", ["\n", "\r\n", "\r"])
+def test_affwild2_line_endings_give_the_same_labels(tmp_path, monkeypatch, newline, line_by_line):
+    if line_by_line:  # the parser that names bad lines must read good files the same way
+        monkeypatch.setattr(corpora, "_affwild2_rows_fast", lambda rows: None)
+    _video(tmp_path / "videos" / "5.mp4", 30)
+    _va(tmp_path / "annotations" / "VA_Set" / "Train_Set" / "5.txt",
+        [(0.1, -0.1), (-5, 0.5), (0.25, -5)], newline=newline, trailing=newline * 2)
+    (rec,) = corpora.load_corpus(tmp_path, "affwild2")
+    np.testing.assert_array_equal(rec.targets["valence"], [0.1, np.nan, 0.25])
+    np.testing.assert_array_equal(rec.targets["arousal"], [-0.1, 0.5, np.nan])
+    np.testing.assert_allclose(rec.times, np.arange(3) / 30)
+
+
+def test_affwild2_annotations_without_video_are_listed_in_one_error(tmp_path):
+    va = tmp_path / "annotations" / "VA_Set"
+    _video(tmp_path / "raw_video" / "2.mp4", 30)
+    _va(va / "Train_Set" / "2.txt", [(0, 0)])
+    _va(va / "Train_Set" / "8_left.txt", [(0, 0)])
+    _va(va / "Validation_Set" / "9.txt", [(0, 0)])
+    with pytest.raises(FileNotFoundError) as info:
+        corpora.load_corpus(tmp_path, "affwild2")
+    message = str(info.value)
+    assert message.startswith("2 Aff-Wild2 annotation file(s)")
+    assert "8_left.txt (no 8.mp4 / 8.avi)" in message and "9.txt (no 9.mp4 / 9.avi)" in message
+    assert "2.txt" not in message.replace("2 Aff", "")
+    _video(tmp_path / "raw_video" / "8.avi", 25)
+    with pytest.raises(FileNotFoundError, match=r"^1 Aff-Wild2 .*Validation_Set/9\.txt"):
+        corpora.load_corpus(tmp_path, "affwild2")
+
+
+@pytest.mark.parametrize("text, match", [
+    ("", r"6\.txt: empty annotation file"),
+    ("\n\n", r"6\.txt: empty annotation file"),
+    ("arousal,valence\n0.1,0.2\n", r"6\.txt:1: header 'arousal,valence', expected 'valence,arousal'"),
+    ("0.1,0.2\n0.3,0.4\n", r"6\.txt:1: header '0\.1,0\.2'"),
+    ("valence,arousal\n", r"6\.txt: no label rows after the header"),
+    ("valence,arousal\n0.1,0.2\n0.1,0.2,0.3\n", r"6\.txt:3: 3 fields, expected 2"),
+    ("valence,arousal\n0.1,0.2\nhigh,0.2\n", r"6\.txt:3: non-numeric valence 'high'"),
+    ("valence,arousal\n0.1,\n", r"6\.txt:2: non-numeric arousal ''"),
+    ("valence,arousal\r\n0.1,0.2\r\n0.1,1.5\r\n", r"6\.txt:3: arousal '1\.5' is outside \[-1, 1\]"),
+    ("valence,arousal\n-4,0.2\n", r"6\.txt:2: valence '-4' is outside"),
+    ("valence,arousal\n0.1,nan\n", r"6\.txt:2: arousal must be finite"),
+    ("valence,arousal\n0.1,0.2\n\n0.3,0.4\n", r"6\.txt:3: blank line between label rows"),
+])
+def test_affwild2_malformed_annotations_name_file_and_line(tmp_path, text, match):
+    _video(tmp_path / "raw_video" / "6.mp4", 30)
+    path = tmp_path / "annotations" / "VA_Set" / "Validation_Set" / "6.txt"
+    path.parent.mkdir(parents=True)
+    path.write_text(text, newline="")
+    with pytest.raises(ValueError, match=match):
+        corpora.load_corpus(tmp_path, "affwild2")
+
+
+def test_affwild2_unreadable_video_names_the_file(tmp_path):
+    _touch(tmp_path / "raw_video" / "11-24-100x100.mp4")  # not a video
+    _va(tmp_path / "annotations" / "VA_Set" / "Train_Set" / "11-24-100x100_right.txt", [(0, 0)])
+    with pytest.raises(ValueError, match=r"frame rate of video .*raw_video/11-24-100x100\.mp4"):
+        corpora.load_corpus(tmp_path, "affwild2")
+
+
+def test_affwild2_layout_errors(tmp_path):
+    _video(tmp_path / "raw_video" / "1.mp4", 30)
+    with pytest.raises(FileNotFoundError, match=r"No Aff-Wild2 valence-arousal annotation folder"):
+        corpora.load_corpus(tmp_path, "affwild2")
+    # A VA folder without Train_Set / Validation_Set is not an annotation folder.
+    (tmp_path / "annotations" / "VA_Set" / "Test_Set").mkdir(parents=True)
+    with pytest.raises(FileNotFoundError, match=r"No Aff-Wild2 valence-arousal annotation folder"):
+        corpora.load_corpus(tmp_path, "affwild2")
+    _va(tmp_path / "annotations" / "VA_Set" / "Train_Set" / "1.txt", [(0, 0), (0.1, 0.1)])
+    assert [r.name for r in corpora.load_corpus(tmp_path, "affwild2")] == ["1"]
+    # The same name in two partitions.
+    _va(tmp_path / "annotations" / "VA_Set" / "Validation_Set" / "1.txt", [(0, 0)])
+    with pytest.raises(ValueError, match=r"Two annotation files for recording 1: .*Train_Set/1\.txt "
+                                         r"and .*Validation_Set/1\.txt"):
+        corpora.load_corpus(tmp_path, "affwild2")
+    (tmp_path / "annotations" / "VA_Set" / "Validation_Set" / "1.txt").unlink()
+    # Two videos for one annotation.
+    _video(tmp_path / "videos" / "batch1" / "1.avi", 25)
+    with pytest.raises(ValueError, match=r"match several videos .*Train_Set/1\.txt: .*raw_video/1\.mp4, "
+                                         r".*videos/batch1/1\.avi"):
+        corpora.load_corpus(tmp_path, "affwild2")
+    (tmp_path / "videos" / "batch1" / "1.avi").unlink()
+    # Both releases extracted under one root.
+    _va(tmp_path / "6th_ABAW_Annotations" / "VA_Estimation_Challenge" / "Train_Set" / "1.txt", [(0, 0)])
+    with pytest.raises(ValueError, match=r"Several Aff-Wild2 valence-arousal annotation folders"):
+        corpora.load_corpus(tmp_path, "affwild2")
+
+
+def test_recording_face_side(tmp_path):
+    empty = np.zeros(0)
+    rec = corpora.Recording("a", "test", tmp_path / "a.mp4", empty, {"valence": empty}, 0.04)
+    assert rec.face == "largest"
+    left = corpora.Recording("a", "test", rec.video, empty, {"valence": empty}, 0.04, face="left")
+    assert left.face == "left"
+    with pytest.raises(ValueError, match=r"Recording a: face 'center' is not one of"):
+        corpora.Recording("a", "test", rec.video, empty, {"valence": empty}, 0.04, face="center")
