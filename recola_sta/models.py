@@ -15,15 +15,16 @@
   valence output per frame.
 
 All take float32 clips `(batch, frames, size, size, 3)` in [0, 1] (the first
-layer standardises each clip, or each frame for `PER_FRAME_VARIANTS`) and return float32 `(batch, frames, 1)`: one
-valence per frame. Every kernel is Xavier (glorot_uniform) initialised.
+layer standardises each clip, or each frame for `PER_FRAME_VARIANTS`) and
+return float32 `(batch, frames, 1)`: one valence per frame. Every kernel is
+Xavier (glorot_uniform) initialised.
 
 Emotion network (section 2.3): conv1 (32) -> [attention] -> pool -> conv2 (64)
 -> pool -> conv3 (128) -> pool -> conv4 (256), "same" padding, ReLU, the
 max-pools (1, 2, 2) so time is kept; then each frame's final feature map is
 flattened (not averaged: averaging hides where a feature fired, and a
 prototype then predicted the label mean) -> Dense(fc_units, ReLU) ->
-Dropout(0.5) -> Dense(1, linear).
+Dropout(0.5) -> [CNN+RNN: `layers.CausalWindowLSTM`] -> Dense(1, linear).
 
 Layer names other code relies on: `"standardize"`, `"conv1"` (X'),
 `"temporal_decoder"`, `"attention"` (the maps A), `"attend"` (X''),
