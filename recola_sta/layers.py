@@ -3,14 +3,16 @@
 Lee, Kim, Kim and Sohn, "Spatiotemporal attention based deep neural networks
 for emotion recognition", ICASSP 2018, sections 2.2-2.3:
 
-- `ClipStandardization`: per-clip zero mean, unit variance (the models' first
-  layer, so exported models take plain [0, 1] RGB frames).
+- `ClipStandardization`: per-clip (or per-frame) zero mean, unit variance
+  (the models' first layer, so exported models take plain [0, 1] RGB frames).
 - `PeepholeConvLSTM2D`: the ConvLSTM of eq. (1), peephole terms included.
 - `FrameUpsampling2D`: the x2 enlargement ("deconvolution") of one decoder
   stage, applied to every frame.
 - `TemporalDecoder`: ConvLSTM stages, each followed by a x2 enlargement.
 - `SpatialSoftmax`: eq. (2), one attention map per frame summing to 1.
 - `AttentionMultiply`: eq. (3), X'' = A (.) X', rescaled (see the class).
+- `CausalWindowLSTM`: the recurrent layer of the CNN+RNN rows (Khorrami et
+  al.), an LSTM over the last W frames of every frame.
 
 Every layer uses `keras.ops` only, so it runs on the TensorFlow and JAX
 backends, and is registered for `.keras` saving under the package name
@@ -97,31 +99,52 @@ def _unfold_time(x, frames: int):
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
 class ClipStandardization(keras.layers.Layer):
-    """Standardises each clip to zero mean and unit variance.
+    """Standardises each clip (or each frame) to zero mean and unit variance.
 
-    Mean and variance are taken per sample over all of its frames, pixels and
-    colour channels, so a clip's brightness and contrast (which vary with the
-    recording, not with valence) are removed while the differences between
-    its frames are kept. On a prototype this was what let the networks learn
-    from [0, 1] frames (BUILD_NOTES.md, Model). A constant clip (e.g. padding) maps to 0.
+    By default mean and variance are taken per sample over all of its frames,
+    pixels and colour channels, so a clip's brightness and contrast (which
+    vary with the recording, not with valence) are removed while the
+    differences between its frames are kept. On a prototype this was what
+    let the networks learn from [0, 1] frames (BUILD_NOTES.md, Model). A
+    constant clip (e.g. padding) maps to 0.
+
+    With `per_frame=True` every frame (axis 1) gets its own mean and
+    variance over its pixels and channels, so a frame's output does not
+    depend on the other frames of the clip: what a strictly per-frame
+    network (the 2D-CNN, and the CNN trunk of the CNN+RNN rows) needs.
+    Configs saved before the option existed load as per clip.
 
     Args:
         epsilon: added to the variance before the square root.
+        per_frame: standardise each frame on its own instead of the clip.
 
-    Input shape: `(batch, ...)`, e.g. `(batch, time, height, width, 3)`.
+    Input shape: `(batch, ...)`, e.g. `(batch, time, height, width, 3)`;
+    at least `(batch, time, features)` with `per_frame=True`.
     Output shape: same as the input.
     """
 
-    def __init__(self, epsilon: float = 1e-6, **kwargs):
+    def __init__(self, epsilon: float = 1e-6, per_frame: bool = False, **kwargs):
         super().__init__(**kwargs)
         if not isinstance(epsilon, (int, float)) or not epsilon > 0:
             raise ValueError(
                 f"`epsilon` must be a positive number. Received: epsilon={epsilon!r}"
             )
+        if not isinstance(per_frame, bool):
+            raise ValueError(
+                f"`per_frame` must be True or False. Received: per_frame={per_frame!r}"
+            )
         self.epsilon = float(epsilon)
+        self.per_frame = per_frame
+
+    def build(self, input_shape):
+        if self.per_frame and len(input_shape) < 3:
+            raise ValueError(
+                "ClipStandardization(per_frame=True) expects inputs of shape "
+                f"(batch, time, ...). Received: input_shape={tuple(input_shape)}"
+            )
 
     def call(self, inputs):
-        axes = tuple(range(1, len(inputs.shape)))
+        axes = tuple(range(2 if self.per_frame else 1, len(inputs.shape)))
         mean = ops.mean(inputs, axis=axes, keepdims=True)
         variance = ops.var(inputs, axis=axes, keepdims=True)
         return (inputs - mean) * ops.rsqrt(variance + self.epsilon)
@@ -130,7 +153,8 @@ class ClipStandardization(keras.layers.Layer):
         return tuple(input_shape)
 
     def get_config(self):
-        return {**super().get_config(), "epsilon": self.epsilon}
+        return {**super().get_config(), "epsilon": self.epsilon,
+                "per_frame": self.per_frame}
 
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
@@ -703,3 +727,107 @@ class AttentionMultiply(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "scale": self.scale}
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class CausalWindowLSTM(keras.layers.Layer):
+    """An LSTM over a sliding window: frame t sees frames t-W+1 .. t only.
+
+    The recurrent layer of the CNN+RNN rows (Khorrami et al., ICIP 2016,
+    "CNN + RNN (~1 s)" and "(~4 s)" in the paper's tables). Each frame's
+    output is the last hidden state of an LSTM (zero initial state) run over
+    the `window` frames that end at it, so every frame gets the same
+    amount of past context, its prediction never depends on later frames
+    (padding appended at a recording's end changes no real frame), and a
+    frame more than `window - 1` frames before t has no influence on t.
+    The window never reaches before the clip: the first `window - 1` frames
+    of a clip see the clip's start only (clips are independent, as in the
+    other networks).
+
+    The prefix windows (frames 0 .. W-1) are all prefixes of one run, so
+    they come from a single LSTM call over the first W frames; the frames
+    after it each run one full window, all windows batched in a second call
+    of the same LSTM (shared weights). This is exact (no masking, so the
+    cuDNN kernel stays usable) and costs about W times a plain LSTM over the
+    clip, small beside the CNN trunk.
+
+    Args:
+        units: LSTM hidden units.
+        window: frames per window W (4 = ~1 s, 16 = ~4 s at 4 fps).
+        unit_forget_bias: initialise the forget-gate bias to 1 (Keras'
+            default, Jozefowicz et al., 2015).
+        kernel_initializer, recurrent_initializer: paper: Xavier
+            (`"glorot_uniform"`) for both (Keras' default recurrent
+            initialiser is orthogonal).
+
+    Input shape: `(batch, time, features)`, time and features static.
+    Output shape: `(batch, time, units)`.
+    """
+
+    def __init__(
+        self,
+        units: int,
+        window: int,
+        *,
+        unit_forget_bias: bool = True,
+        kernel_initializer="glorot_uniform",
+        recurrent_initializer="glorot_uniform",
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.units = _positive_int(units, "units")
+        self.window = _positive_int(window, "window")
+        self.unit_forget_bias = bool(unit_forget_bias)
+        self.kernel_initializer = initializers.get(kernel_initializer)
+        self.recurrent_initializer = initializers.get(recurrent_initializer)
+        self.lstm = keras.layers.LSTM(
+            self.units,
+            return_sequences=True,
+            unit_forget_bias=self.unit_forget_bias,
+            kernel_initializer=self.kernel_initializer,
+            recurrent_initializer=self.recurrent_initializer,
+            name="lstm",
+            dtype=self.dtype_policy,
+        )
+
+    def _check_shape(self, input_shape):
+        shape = tuple(input_shape)
+        if len(shape) != 3 or shape[1] is None or shape[2] is None:
+            raise ValueError(
+                "CausalWindowLSTM expects inputs of shape (batch, time, "
+                f"features) with static time and features. Received: input_shape={shape}"
+            )
+        return shape
+
+    def build(self, input_shape):
+        _, frames, features = self._check_shape(input_shape)
+        self.lstm.build((None, min(self.window, frames), features))
+
+    def call(self, inputs, training=None):
+        frames, features = inputs.shape[1:3]
+        w = min(self.window, frames)
+        head = self.lstm(inputs[:, :w], training=training)  # frames 0 .. w-1
+        if frames == w:
+            return head
+        count = frames - w
+        # Window of frame t (t = w .. T-1): frames t-w+1 .. t.
+        index = [[t - w + 1 + j for j in range(w)] for t in range(w, frames)]
+        windows = ops.take(inputs, ops.convert_to_tensor(index, dtype="int32"), axis=1)
+        windows = ops.reshape(windows, (-1, w, features))  # (B * count, w, F)
+        tail = self.lstm(windows, training=training)[:, -1]
+        tail = ops.reshape(tail, (-1, count, self.units))
+        return ops.concatenate([head, tail], axis=1)
+
+    def compute_output_shape(self, input_shape):
+        batch, frames, _ = self._check_shape(input_shape)
+        return (batch, frames, self.units)
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "units": self.units,
+            "window": self.window,
+            "unit_forget_bias": self.unit_forget_bias,
+            "kernel_initializer": initializers.serialize(self.kernel_initializer),
+            "recurrent_initializer": initializers.serialize(self.recurrent_initializer),
+        }

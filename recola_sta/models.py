@@ -1,26 +1,34 @@
-"""The three networks of the paper's Table 1, as Keras functional models.
+"""The networks of the paper's Tables 1-3, as Keras functional models.
 
 - `"2d_cnn"`: the emotion network with 2D (1x3x3) kernels, every frame on its
-  own (the paper's 2D-CNN row, Khorrami et al.'s CNN).
+  own, each frame standardised on its own (the paper's 2D-CNN row,
+  Khorrami et al.'s CNN).
 - `"3d_cnn"`: the emotion network of section 2.3 with 3x3x3 kernels.
 - `"3d_cnn_sta"`: the 3D-CNN whose first feature maps X' are multiplied by the
   spatiotemporal attention of section 2.2 (encoder -> ConvLSTM decoder ->
   spatial softmax), eq. (3).
+- `"cnn_rnn_1s"`, `"cnn_rnn_4s"`: our implementation of the cited CNN + RNN
+  rows of Khorrami et al. (ICIP 2016), "(~1 s)" and "(~4 s)" in Tables 2-3:
+  the 2D-CNN's per-frame trunk (conv1-conv4, flatten, fc1, dropout), then
+  `layers.CausalWindowLSTM` (one LSTM of `rnn_units` units over the last 4 or
+  16 frames of every frame, i.e. ~1 s or ~4 s at 4 fps), then the linear
+  valence output per frame.
 
 All take float32 clips `(batch, frames, size, size, 3)` in [0, 1] (the first
-layer standardises each clip) and return float32 `(batch, frames, 1)`: one
-valence per frame. Every kernel is Xavier (glorot_uniform) initialised.
+layer standardises each clip, or each frame for `PER_FRAME_VARIANTS`) and
+return float32 `(batch, frames, 1)`: one valence per frame. Every kernel is
+Xavier (glorot_uniform) initialised.
 
 Emotion network (section 2.3): conv1 (32) -> [attention] -> pool -> conv2 (64)
 -> pool -> conv3 (128) -> pool -> conv4 (256), "same" padding, ReLU, the
 max-pools (1, 2, 2) so time is kept; then each frame's final feature map is
 flattened (not averaged: averaging hides where a feature fired, and a
 prototype then predicted the label mean) -> Dense(fc_units, ReLU) ->
-Dropout(0.5) -> Dense(1, linear).
+Dropout(0.5) -> [CNN+RNN: `layers.CausalWindowLSTM`] -> Dense(1, linear).
 
 Layer names other code relies on: `"standardize"`, `"conv1"` (X'),
 `"temporal_decoder"`, `"attention"` (the maps A), `"attend"` (X''),
-`"valence"` (the output).
+`"rnn"` (the CNN+RNN's recurrent layer), `"valence"` (the output).
 """
 
 from __future__ import annotations
@@ -32,7 +40,12 @@ import keras
 
 from recola_sta import layers
 
-VARIANTS = ("2d_cnn", "3d_cnn", "3d_cnn_sta")
+VARIANTS = ("2d_cnn", "3d_cnn", "3d_cnn_sta", "cnn_rnn_1s", "cnn_rnn_4s")
+# Frames per recurrent window of the CNN+RNN variants (4 fps: ~1 s, ~4 s).
+RNN_WINDOWS = {"cnn_rnn_1s": 4, "cnn_rnn_4s": 16}
+# Variants whose every frame is processed on its own up to the recurrent
+# layer: (1, 3, 3) kernels and per-frame standardisation.
+PER_FRAME_VARIANTS = ("2d_cnn", *RNN_WINDOWS)
 # How each frame's last feature map (after conv4) becomes the FC input.
 READOUTS = ("flatten", "average", "max")
 
@@ -44,6 +57,9 @@ DEFAULT_OPTIONS: dict[str, Any] = {
     # weights); "average" / "max": pooled over space first, so the FC sees
     # what fired, not where (then only the attention can prefer a region).
     "readout": "flatten",
+    # Only used by the CNN+RNN variants: LSTM hidden units (Khorrami et al.'s
+    # RNN size as we recall it, unverified; BUILD_NOTES.md, Model).
+    "rnn_units": 100,
     # Only used by "3d_cnn_sta" (accepted and ignored by the others, so one
     # set of training flags serves every variant).
     "encoder_filters": (16, 32),
@@ -98,7 +114,8 @@ def _options(variant: str, frames: int, size: int, options: dict) -> dict:
             f"Unknown model option(s) {unknown}; known: {sorted(DEFAULT_OPTIONS)}."
         )
     opts = {**DEFAULT_OPTIONS, **options}
-    for name, value in (("frames", frames), ("size", size), ("fc_units", opts["fc_units"])):
+    for name, value in (("frames", frames), ("size", size), ("fc_units", opts["fc_units"]),
+                        ("rnn_units", opts["rnn_units"])):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"`{name}` must be a positive integer. Received: {name}={value!r}")
     dropout = opts["dropout"]
@@ -201,6 +218,7 @@ def build_model(
                 (not in eq. 2; needs attention_scores="linear") (False).
             readout: "flatten" (each frame's last map flattened into fc1) |
                 "average" | "max" (pooled over space first).
+            rnn_units: LSTM units of the CNN+RNN variants (100).
 
     Returns:
         A functional `keras.Model` named after the variant, input
@@ -210,9 +228,10 @@ def build_model(
         ValueError: unknown variant or option, or a bad value (named).
     """
     opts = _options(variant, frames, size, options)
-    kernel = (1, 3, 3) if variant == "2d_cnn" else (3, 3, 3)
+    per_frame = variant in PER_FRAME_VARIANTS
+    kernel = (1, 3, 3) if per_frame else (3, 3, 3)
     inputs = keras.Input((frames, size, size, 3), name="clip")
-    x = layers.ClipStandardization(name="standardize")(inputs)
+    x = layers.ClipStandardization(per_frame=per_frame, name="standardize")(inputs)
     features = keras.layers.Conv3D(
         opts["conv_filters"][0], kernel, padding="same", activation="relu", name="conv1"
     )(x)
@@ -239,6 +258,8 @@ def build_model(
         )(x)
     x = keras.layers.Dense(opts["fc_units"], activation="relu", name="fc1")(x)
     x = keras.layers.Dropout(opts["dropout"], name="dropout")(x)
+    if variant in RNN_WINDOWS:
+        x = layers.CausalWindowLSTM(opts["rnn_units"], RNN_WINDOWS[variant], name="rnn")(x)
     outputs = keras.layers.Dense(1, name="valence", dtype="float32")(x)
     return keras.Model(inputs, outputs, name=variant)
 

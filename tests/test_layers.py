@@ -142,6 +142,7 @@ def test_convlstm_initialisation_and_training_step():
     "layer",
     [
         layers.ClipStandardization(epsilon=1e-3),
+        layers.ClipStandardization(per_frame=True),
         layers.PeepholeConvLSTM2D(
             3, kernel_size=(3, 1), peephole_mode="hadamard", unit_forget_bias=False
         ),
@@ -387,3 +388,93 @@ def test_layer_errors():
         layers.AttentionMultiply(scale="sum")
     with pytest.raises(ValueError, match=r"attention shape=\(2, 3, 4, 4\)"):
         layers.AttentionMultiply()([np.ones((2, 3, 4, 4)), np.ones((2, 3, 8, 8, 2))])
+
+
+def test_clip_standardization_per_frame():
+    rng = _rng(7)
+    # Frames of one clip at different brightness and contrast, one constant.
+    x = np.stack([rng.random((4, 4, 3)), 0.6 + 0.3 * rng.random((4, 4, 3)),
+                  np.full((4, 4, 3), 0.2)])[None].astype("float32")
+    layer = layers.ClipStandardization(per_frame=True)
+    y = keras.ops.convert_to_numpy(layer(x))
+    np.testing.assert_allclose(y[0, :2].mean(axis=(1, 2, 3)), 0, atol=1e-5)
+    np.testing.assert_allclose(y[0, :2].std(axis=(1, 2, 3)), 1, atol=1e-3)
+    np.testing.assert_array_equal(y[0, 2], 0)  # constant frame
+    # A frame's output does not depend on the other frames ...
+    other = x.copy()
+    other[0, 0] = rng.random((4, 4, 3)) * 0.2
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(layer(other))[0, 1:], y[0, 1:])
+    # ... while per clip it does.
+    per_clip = layers.ClipStandardization()
+    assert not np.allclose(keras.ops.convert_to_numpy(per_clip(other))[0, 1:],
+                           keras.ops.convert_to_numpy(per_clip(x))[0, 1:], atol=1e-3)
+
+
+def test_clip_standardization_config_without_per_frame_loads_per_clip():
+    config = layers.ClipStandardization(per_frame=True, name="standardize").get_config()
+    assert config["per_frame"] is True
+    del config["per_frame"]  # as saved before the option existed
+    assert layers.ClipStandardization.from_config(config).per_frame is False
+    serialized = keras.saving.serialize_keras_object(layers.ClipStandardization(per_frame=True))
+    del serialized["config"]["per_frame"]
+    revived = keras.saving.deserialize_keras_object(serialized)
+    assert isinstance(revived, layers.ClipStandardization) and revived.per_frame is False
+
+
+def _window_reference(layer, x):
+    """Frame t: the layer's LSTM run alone over frames t-W+1 .. t (clipped at 0)."""
+    outputs = []
+    for t in range(x.shape[1]):
+        window = x[:, max(0, t - layer.window + 1) : t + 1]
+        outputs.append(keras.ops.convert_to_numpy(layer.lstm(window))[:, -1])
+    return np.stack(outputs, axis=1)
+
+
+@pytest.mark.parametrize("window", [1, 3, 9])
+def test_causal_window_lstm_runs_one_lstm_per_window(window):
+    keras.utils.set_random_seed(8)
+    x = _rng(8).normal(size=(2, 7, 5)).astype("float32")
+    layer = layers.CausalWindowLSTM(4, window)
+    y = keras.ops.convert_to_numpy(layer(x))
+    assert y.shape == (2, 7, 4)
+    np.testing.assert_allclose(y, _window_reference(layer, x), atol=1e-5)
+    if window >= 7:  # one window covers the clip: a plain LSTM over it
+        np.testing.assert_allclose(y, keras.ops.convert_to_numpy(layer.lstm(x)), atol=1e-6)
+    # Receptive field: changing frame 2 changes frames 2 .. 2+W-1 only.
+    changed = x.copy()
+    changed[:, 2] += 1.0
+    moved = np.abs(keras.ops.convert_to_numpy(layer(changed)) - y).max(axis=(0, 2)) > 1e-6
+    np.testing.assert_array_equal(moved, [2 <= t < 2 + window for t in range(7)])
+
+
+def test_causal_window_lstm_initialisation_and_config_round_trip():
+    layer = layers.CausalWindowLSTM(3, 2, name="rnn")
+    x = _rng(9).normal(size=(2, 5, 4)).astype("float32")
+    want = keras.ops.convert_to_numpy(layer(x))
+    cell = layer.lstm.cell
+    # Xavier for both kernels (Keras' recurrent default would be orthogonal).
+    assert isinstance(cell.kernel_initializer, keras.initializers.GlorotUniform)
+    assert isinstance(cell.recurrent_initializer, keras.initializers.GlorotUniform)
+    np.testing.assert_array_equal(layer.lstm.get_weights()[2][3:6], 1)  # forget gate
+    config = layer.get_config()
+    assert config["units"] == 3 and config["window"] == 2
+    revived = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(layer))
+    assert isinstance(revived, layers.CausalWindowLSTM) and revived.get_config() == config
+    revived.build(x.shape)
+    revived.set_weights(layer.get_weights())
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(revived(x)), want, atol=1e-6)
+
+
+def test_new_layer_errors():
+    with pytest.raises(ValueError, match="per_frame='yes'"):
+        layers.ClipStandardization(per_frame="yes")
+    with pytest.raises(ValueError, match=r"per_frame=True.*input_shape=\(2, 5\)"):
+        layers.ClipStandardization(per_frame=True)(np.zeros((2, 5), "float32"))
+    with pytest.raises(ValueError, match="window=0"):
+        layers.CausalWindowLSTM(3, 0)
+    with pytest.raises(ValueError, match="units=0"):
+        layers.CausalWindowLSTM(0, 4)
+    with pytest.raises(ValueError, match=r"input_shape=\(None, 4, 4, 2\)"):
+        layers.CausalWindowLSTM(3, 2).build((None, 4, 4, 2))
+    with pytest.raises(ValueError, match=r"static time.*input_shape=\(None, None, 2\)"):
+        layers.CausalWindowLSTM(3, 2).build((None, None, 2))

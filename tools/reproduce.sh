@@ -57,11 +57,14 @@ if [[ -n "$recola_dir" ]]; then
   train recola_2dcnn.cfg "$recola_dir" recola_2d_cnn
   train recola_3dcnn.cfg "$recola_dir" recola_3d_cnn
   train recola.cfg "$recola_dir" recola_3d_cnn_sta
+  train recola_cnn_rnn_1s.cfg "$recola_dir" recola_cnn_rnn_1s
+  train recola_cnn_rnn_4s.cfg "$recola_dir" recola_cnn_rnn_4s
   corpora=(recola=recola)
 fi
 if [[ -n "$avec_dir" ]]; then
   train avec2017_2dcnn.cfg "$avec_dir" avec2017_2d_cnn
   train avec2017.cfg "$avec_dir" avec2017_3d_cnn_sta
+  train avec2017_cnn_rnn_4s.cfg "$avec_dir" avec2017_cnn_rnn_4s
   corpora+=(avec2017=avec2017)
 fi
 IFS=, ; corpora_flag="${corpora[*]}" ; unset IFS
