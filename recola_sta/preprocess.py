@@ -13,6 +13,11 @@ recordings whose manifest entry and complete shard are already there. The
 settings that change the crops are stored in `preprocess.json`; re-using a
 cache folder with other settings is refused.
 
+Faces are found without flags from 176x144 up (`faces.FaceAligner` picks the
+detection scale from the frame); `--face` picks the subject in videos with
+several people. The summary lists, per recording, the face-found rate, the
+smallest face found and the samples that showed more than one face.
+
 Usage:
 
     python -m recola_sta.preprocess --corpus_dir=data/synthetic \
