@@ -35,6 +35,12 @@ flags.DEFINE_list("frames", ["640x480", "1280x720"], "Frame sizes WIDTHxHEIGHT."
 flags.DEFINE_list("detect_widths", ["320", "0"], "detect_width values (0: full resolution).")
 flags.DEFINE_bool("empty", False, "Also time detection on a frame without a face (the "
                   "cost of a missed sample, retry included).")
+flags.DEFINE_integer("compare_fixed_width", 0, "If > 0: also time, interleaved call by "
+                     "call in this process, `detect` against the fixed-width path it replaced "
+                     "(resize to this width with INTER_AREA, then dlib at upsample 0), "
+                     "repeats x runs calls each, per frame size (load on a shared machine "
+                     "hits both alike).",
+                     lower_bound=0)
 flags.DEFINE_integer("runs", 1, "Timing runs per setting; the median of their medians is "
                      "reported.", lower_bound=1)
 
@@ -61,6 +67,27 @@ def time_call(fn, repeats: int) -> float:
         fn()
         times.append(time.perf_counter() - start)
     return statistics.median(times)
+
+
+def compare_fixed_width(frame: np.ndarray, width: int, calls: int) -> tuple[float, float]:
+    """Median seconds of `FaceAligner.detect` and of the fixed-width path, interleaved."""
+    aligner = faces.FaceAligner(FLAGS.size)
+    detector = faces._load_detector()
+    h, w = frame.shape[:2]
+    size = (width, max(1, round(h * width / w))) if w > width else None
+
+    def fixed():
+        small = cv2.resize(frame, size, interpolation=cv2.INTER_AREA) if size else frame
+        return detector.run(small, 0, 0.0)
+
+    new, old = [], []
+    for i in range(calls):
+        pair = ((lambda: aligner.detect(frame), new), (fixed, old))
+        for fn, out in (pair if i % 2 else pair[::-1]):
+            start = time.perf_counter()
+            fn()
+            out.append(time.perf_counter() - start)
+    return statistics.median(new), statistics.median(old)
 
 
 def cpu_model() -> str:
@@ -107,6 +134,12 @@ def main(argv):
             print(f"{spec:>10} {face_px:>8d} {label:>12} {found:>5d} "
                   f"{1000 * statistics.median(detect):6.1f} ({runs:>19}) "
                   f"{1000 * align:9.1f} {1 / align:9.1f}")
+            if FLAGS.compare_fixed_width:
+                new, old = compare_fixed_width(frame, FLAGS.compare_fixed_width,
+                                               FLAGS.repeats * FLAGS.runs)
+                print(f"{spec:>10} interleaved {FLAGS.repeats * FLAGS.runs} calls each: detect "
+                      f"{1000 * new:.2f} ms, fixed {FLAGS.compare_fixed_width} px width "
+                      f"{1000 * old:.2f} ms")
             if FLAGS.empty:
                 empty = np.empty_like(frame)
                 empty[:] = (70, 90, 110)
