@@ -148,7 +148,7 @@ def predict_video(
         raise NoFaceError(
             f"No face was found in any of the {len(track.times)} frames sampled from {video} "
             f"({info.width}x{info.height}); nothing to predict. Is the face frontal? "
-            "Faces down to about a sixth of the frame height are searched for at the "
+            "Faces down to about an eighth of the frame height are searched for at the "
             "default settings; try --upsample=1 for smaller faces."
         )
     valence, attention = run_model(serve, track.crops, meta["frames"], batch_size)
