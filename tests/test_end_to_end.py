@@ -164,6 +164,27 @@ def test_predict_cli_on_short_video_at_another_frame_rate(trained, tmp_path):
     assert _png_ok(out / "attention_regions.png") and "attention_regions.png" in summary["files"]
 
 
+def test_predict_cli_finds_faces_in_a_small_video_without_flags(trained, tmp_path):
+    """The corpus' dev video shrunk to 176x144 (QCIF): faces of ~50-60 px."""
+    root, config, _ = trained
+    cap = cv2.VideoCapture(str(root / "corpus" / "recordings_video" / "dev_1.mp4"))
+    frames = []
+    while len(frames) < 50:  # 2 s at 25 fps: 8 samples
+        ok, frame = cap.read()
+        assert ok
+        frames.append(cv2.resize(frame, (176, 144), interpolation=cv2.INTER_AREA))
+    cap.release()
+    video = tmp_path / "qcif.mp4"
+    _write_clip(video, frames, 25.0)
+    out = tmp_path / "out"
+    proc = _run_cli("predict", f"--model={config.run_dir}/saved_model", f"--video={video}",
+                    f"--out={out}", "--noprogress")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["face_found_rate"] == 1.0 and summary["video_size"] == [176, 144]
+    assert 35 < summary["smallest_face_px"] < 80
+
+
 def test_predict_cli_without_any_face(trained, tmp_path):
     _, config, _ = trained
     rng = np.random.default_rng(0)
