@@ -52,6 +52,10 @@ class CacheEntry:
         targets: names of the label dimensions stored per sample.
         landmarks: whether the shard stores each sample's landmarks (False
             for caches written before they were stored).
+        min_face_px: side of the smallest face found, original-frame
+            pixels; None without a face or for older caches.
+        multi_face_samples: samples in which more than one face was
+            detected; None for older caches.
     """
 
     name: str
@@ -62,6 +66,8 @@ class CacheEntry:
     video: str
     targets: list[str]
     landmarks: bool = False
+    min_face_px: float | None = None
+    multi_face_samples: int | None = None
 
 
 @dataclasses.dataclass
@@ -260,6 +266,32 @@ def parse_example(
     for name in target_names:
         out[name] = parsed[f"target/{name}"]
     return out
+
+
+def read_target(cache_dir: str | os.PathLike, entry: CacheEntry, name: str) -> np.ndarray:
+    """One label dimension of a recording, (num_samples,) float32, without
+    decoding its images (NaN where unlabeled).
+
+    Raises:
+        FileNotFoundError: the shard is missing.
+        KeyError: `name` is not one of the entry's targets.
+        ValueError: the shard is corrupt.
+    """
+    if name not in entry.targets:
+        raise KeyError(f"Recording {entry.name!r} has no target {name!r} ({entry.targets}).")
+    path = pathlib.Path(cache_dir) / entry.shard
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"Shard {path} of recording {entry.name!r} is missing; "
+            "re-run preprocess to rebuild it."
+        )
+    spec = {f"target/{name}": tf.io.FixedLenFeature([], tf.float32)}
+    ds = tf.data.TFRecordDataset(str(path)).map(
+        lambda s: tf.io.parse_single_example(s, spec)[f"target/{name}"])
+    try:
+        return np.fromiter(ds.as_numpy_iterator(), np.float32)
+    except tf.errors.DataLossError as e:
+        raise ValueError(f"Corrupt cache shard {path}: {e.message}") from e
 
 
 @dataclasses.dataclass

@@ -8,8 +8,9 @@ project code or Keras custom objects. Its `serve` signature maps float32 clips
 (batch, frames, size, size, 3) in [0, 1] to a dict with `valence`
 (batch, frames) and, for the attention variant, `attention`
 (batch, frames, size, size). A `recola_sta.json` file beside `saved_model.pb`
-says how to make those clips (crop size, frames per clip, sampling rate,
-face template), so a video is prepared exactly as in training.
+says how to make those clips (crop size, frames per clip, sampling rate, and
+the face aligner's settings: detection scale, upsampling, face rule,
+template), so a video is prepared exactly as in training.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import json
 import os
 import pathlib
 import shutil
-from typing import Any
+from typing import Any, Mapping
 
 from recola_sta import io_utils
 
@@ -91,17 +92,84 @@ def export_saved_model(
     return path
 
 
+# The face aligner of models exported before the aligner's settings were
+# recorded (only its crop size was): faces.FaceAligner's defaults then.
+_ALIGNER_DEFAULTS = {"upsample": 0, "detect_width": 320, "face": "largest",
+                     "template": None, "predictor_path": None}
+
+
+def export_metadata(
+    *,
+    variant: str,
+    target: str,
+    frames: int,
+    size: int,
+    fps: float,
+    face_aligner: Mapping[str, Any],
+) -> dict[str, Any]:
+    """What `predict` needs to prepare a video exactly as in training.
+
+    Args:
+        variant: network name (`models.VARIANTS`).
+        target: the label dimension the model predicts.
+        frames: frames per clip (static in the SavedModel).
+        size: side of the aligned crops, pixels.
+        fps: sampling rate of the frames, per second.
+        face_aligner: the preprocess settings that made the training crops:
+            `upsample`, `detect_width`, `face`, `template`, `predictor_path`
+            (None for the packaged model); `size` is added.
+    """
+    aligner = {k: face_aligner.get(k, v) for k, v in _ALIGNER_DEFAULTS.items()}
+    aligner["size"] = int(size)
+    return {"variant": variant, "target": target, "frames": int(frames), "size": int(size),
+            "fps": float(fps), "face_aligner": aligner}
+
+
 def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
-    """Reads the `recola_sta.json` of an exported SavedModel folder.
+    """Reads and checks the `recola_sta.json` of an exported SavedModel folder.
+
+    Models exported before the face aligner's settings were recorded get the
+    aligner's defaults of that time (`face_aligner` always holds every key of
+    `export_metadata`).
 
     Raises:
         FileNotFoundError: `path` is not an exported recola_sta model.
+        ValueError: `recola_sta.json` is not valid JSON or lacks a field or
+            has one of the wrong type; the message names the file.
     """
     path = pathlib.Path(path)
-    meta = path / METADATA_NAME
-    if not (path / "saved_model.pb").is_file() or not meta.is_file():
+    meta_path = path / METADATA_NAME
+    if not (path / "saved_model.pb").is_file() or not meta_path.is_file():
         raise FileNotFoundError(
             f"{path} is not a recola_sta SavedModel (expected saved_model.pb and "
             f"{METADATA_NAME}); pass RUN_DIR/saved_model from a training run."
         )
-    return json.loads(meta.read_text())
+    try:
+        meta = json.loads(meta_path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ValueError(f"Invalid model metadata {meta_path}: not JSON ({e}).") from e
+    problems = []
+    if not isinstance(meta, dict):
+        raise ValueError(f"Invalid model metadata {meta_path}: expected a JSON object.")
+    for key, kind, ok in (
+        ("variant", str, lambda v: bool(v)),
+        ("frames", int, lambda v: v > 0),
+        ("size", int, lambda v: v >= 16),
+        ("fps", (int, float), lambda v: v > 0),
+    ):
+        value = meta.get(key)
+        if isinstance(value, bool) or not isinstance(value, kind) or not ok(value):
+            problems.append(f"{key}={value!r}")
+    aligner = meta.get("face_aligner", {})
+    if not isinstance(aligner, dict):
+        problems.append(f"face_aligner={aligner!r}")
+        aligner = {}
+    if problems:
+        raise ValueError(
+            f"Invalid model metadata {meta_path}: missing or bad "
+            f"{', '.join(problems)} (expected variant: a name, frames > 0, size >= 16, "
+            "fps > 0, face_aligner: an object). Re-export the model from its run folder."
+        )
+    meta.setdefault("target", "valence")
+    meta["face_aligner"] = {**_ALIGNER_DEFAULTS, **aligner, "size": meta["size"]}
+    return meta

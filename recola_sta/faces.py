@@ -4,12 +4,14 @@ The paper detects the face in each frame with dlib, finds the landmarks, and
 "mapped the detected landmark points to pre-defined pixel locations in order to
 normalize the eye and nose coordinates between adjacent frames". Here:
 
-* `FaceAligner` runs dlib's HOG frontal face detector (on a downscaled copy of
-  large frames, for speed), keeps one face per video (the one that continues
-  the previous frame's face), fits dlib's 68-point shape predictor at full
-  resolution, and warps the frame with the least-squares similarity transform
-  that maps the two eye centres and the nose tip onto a fixed template in a
-  `size x size` crop.
+* `FaceAligner` runs dlib's HOG frontal face detector on a copy of the frame
+  rescaled so that a face a third of the frame height is at least 80 px
+  (large frames are reduced for speed, small ones enlarged), retries once at
+  twice that scale where it finds nothing, keeps one face per video (chosen by
+  a rule, `face=`, then followed from frame to frame), fits dlib's 68-point
+  shape predictor at full resolution, and warps the frame with the
+  least-squares similarity transform that maps the two eye centres and the
+  nose tip onto a fixed template in a `size x size` crop.
 * `iter_frames_at` decodes a video once, sequentially, and returns the frame
   whose presentation timestamp is nearest to each requested time, so the 4 fps
   samples line up with the label grid whatever the video's frame rate.
@@ -53,9 +55,30 @@ DEFAULT_TEMPLATE: tuple[tuple[float, float], ...] = (
     (0.50, 0.54),
 )
 
+# Detection scale. dlib's HOG detector scans an 80 px window: on the
+# astronaut photo the smallest box it reports is 73 px and faces whose box
+# would be under ~60 px are missed. The scale is chosen so that a face of
+# typical size, 1 / TYPICAL_FACE_SHARE of the frame height, is at least
+# MIN_DETECT_FACE_PX at the scale the detector sees (FaceAligner.detection_scale).
+MIN_DETECT_FACE_PX = 80
+TYPICAL_FACE_SHARE = 3
+# Each upsampling step doubles the image the detector scans (4x time and
+# memory); --upsample=9 took 19 GB. Above 2 the smallest detectable face is
+# far below what the landmark model can fit.
+MAX_UPSAMPLE = 2
+# Rules for which face of a frame is the subject (FaceAligner, --face).
+FACE_RULES = ("largest", "left", "right", "center")
+
 # Detection boxes overlapping the tracked face by at least this IoU are taken
 # as the same face; otherwise the nearest box centre wins.
 _MIN_TRACK_IOU = 1e-6
+# A box continues a tracked face (the subject or a bystander) only if its
+# centre lies within this many box sides of that face's last box; beyond, the
+# face is lost (a camera cut, the person left) and the rule picks again.
+_MAX_TRACK_JUMP = 1.0
+# Bystanders (other faces) are remembered this many frames after they were
+# last seen, so that the subject leaving does not hand the track to them.
+_BYSTANDER_MEMORY = 8
 # Without a tracked face, detections scoring below this share of the best
 # detection's score are ignored (see FaceAligner._choose).
 _MIN_RELATIVE_SCORE = 0.5
@@ -151,6 +174,15 @@ def _centre(box: np.ndarray) -> np.ndarray:
     return np.array([(box[0] + box[2]) / 2, (box[1] + box[3]) / 2])
 
 
+def _side(box: np.ndarray) -> float:
+    return float(max(box[2] - box[0], box[3] - box[1], 1.0))
+
+
+def _jump(box: np.ndarray, ref: np.ndarray) -> float:
+    """Distance of `box`'s centre from `ref`'s, in sides of `ref`."""
+    return float(np.linalg.norm(_centre(box) - _centre(ref))) / _side(ref)
+
+
 def _iou(a: np.ndarray, b: np.ndarray) -> float:
     """IoU of two [left, top, right, bottom) boxes."""
     w = min(a[2], b[2]) - max(a[0], b[0])
@@ -161,24 +193,52 @@ def _iou(a: np.ndarray, b: np.ndarray) -> float:
     return float(inter / (_area(a) + _area(b) - inter))
 
 
+@dataclasses.dataclass(frozen=True)
+class FrameFace:
+    """What `FaceAligner.process` found in one frame.
+
+    Attributes:
+        crop: (size, size, 3) uint8 aligned crop of the chosen face, or None.
+        landmarks: (68, 2) float32 landmarks of that face in crop pixels, or None.
+        box: [left, top, right, bottom) of the chosen face in frame pixels, or None.
+        num_faces: confident detections in the frame (see `FaceAligner._choose`),
+            the chosen face included.
+    """
+
+    crop: np.ndarray | None
+    landmarks: np.ndarray | None
+    box: np.ndarray | None
+    num_faces: int
+
+
 class FaceAligner:
     """Detects, tracks and aligns one face per video with dlib.
 
+    Detection runs on a copy of the frame scaled by `detection_scale`: frames
+    wider than `detect_width` are reduced to that width (for speed), but never
+    so far that a face a third of the frame height falls below 80 px, and
+    small frames are enlarged until it reaches 80 px. Where a frame gives no
+    face at that scale, detection is retried once with one more upsampling
+    step (twice the scale) before the frame is marked missing.
+
     Args:
         size: side of the square output crop, pixels.
-        upsample: times dlib's detector upsamples the (possibly downscaled)
-            image; each step halves the smallest detectable face (about 80 px
-            without upsampling) and costs about 4x the time.
-        detect_width: frames wider than this are downscaled to this width for
-            face detection only (landmarks and the warp use the full frame);
-            0 or None detects at full resolution.
+        upsample: times dlib's detector upsamples the scaled image, 0 to
+            `MAX_UPSAMPLE`; each step halves the smallest detectable face and
+            costs about 4x the time and memory.
+        detect_width: frames wider than this are reduced towards this width
+            for face detection only (landmarks and the warp use the full
+            frame); 0 or None: no reduction.
         predictor_path: dlib 68-landmark model; default: the one shipped by
             the `face-recognition-models` package.
         template: three (x, y) positions, as fractions of `size`, for the
             image-left eye centre, image-right eye centre and nose tip.
+        face: which face of a frame is the subject when none is tracked yet
+            (or the tracked one was lost): "largest", "left"most, "right"most,
+            or nearest the frame's "center"; see `_choose`.
 
     Raises:
-        ValueError: bad size, upsample, detect_width or template.
+        ValueError: bad size, upsample, detect_width, template or face.
         FileNotFoundError: the predictor file does not exist.
     """
 
@@ -190,12 +250,20 @@ class FaceAligner:
         detect_width: int | None = 320,
         predictor_path: str | os.PathLike | None = None,
         template: Sequence[Sequence[float]] = DEFAULT_TEMPLATE,
+        face: str = "largest",
     ):
         if int(size) != size or size < 16:
             raise ValueError(f"size must be an integer >= 16. Received: size={size!r}")
-        if int(upsample) != upsample or upsample < 0:
+        if int(upsample) != upsample or not 0 <= upsample <= MAX_UPSAMPLE:
             raise ValueError(
-                f"upsample must be a non-negative integer. Received: upsample={upsample!r}"
+                f"upsample (--upsample) must be an integer from 0 to {MAX_UPSAMPLE}: each "
+                "step doubles the image the detector scans (4x time and memory), and "
+                "small frames are already enlarged for detection. "
+                f"Received: upsample={upsample!r}"
+            )
+        if face not in FACE_RULES:
+            raise ValueError(
+                f"face (--face) must be one of {', '.join(FACE_RULES)}. Received: face={face!r}"
             )
         if detect_width is not None and (int(detect_width) != detect_width or
                                          (detect_width != 0 and detect_width < 80)):
@@ -216,9 +284,25 @@ class FaceAligner:
         self.detect_width = int(detect_width or 0)
         self.predictor_path = str(predictor_path or default_predictor_path())
         self.template = template
+        self.face = face
         self._predictor = _load_predictor(self.predictor_path)
         self._detector = _load_detector()
         self._last_box: np.ndarray | None = None
+        # Other faces seen recently: [box, frames since seen].
+        self._bystanders: list[tuple[np.ndarray, int]] = []
+
+    def settings(self) -> dict:
+        """The arguments that change which faces are found and how they are
+        cropped, JSON-serialisable (recorded in preprocess.json and in an
+        exported model's recola_sta.json, where predict rebuilds the aligner
+        from them)."""
+        return {
+            "size": self.size,
+            "upsample": self.upsample,
+            "detect_width": self.detect_width,
+            "face": self.face,
+            "template": self.template.tolist(),
+        }
 
     @property
     def template_points(self) -> np.ndarray:
@@ -227,20 +311,44 @@ class FaceAligner:
         return self.template * self.size - 0.5
 
     def reset(self) -> None:
-        """Forgets the tracked face; call between videos."""
+        """Forgets the tracked face and the bystanders; call between videos."""
         self._last_box = None
+        self._bystanders = []
 
-    def detect(self, rgb: np.ndarray) -> tuple[list[np.ndarray], list[float]]:
+    def detection_scale(self, width: int, height: int) -> float:
+        """Factor by which a `width` x `height` frame is scaled for detection.
+
+        `detect_width / width` for frames wider than `detect_width` (1 for the
+        others, or with `detect_width` 0), raised where needed so that a face
+        of 1 / TYPICAL_FACE_SHARE of the frame height measures at least
+        MIN_DETECT_FACE_PX at the detector's scale: 0.5 for 640x480 (as with
+        the fixed 320 px width), 1/3 for 1280x720 (427x240 instead of
+        320x180), 5/3 for 176x144.
+        """
+        if width <= 0 or height <= 0:
+            raise ValueError(f"Frame size must be positive. Received: {width}x{height}")
+        scale = min(1.0, self.detect_width / width) if self.detect_width else 1.0
+        return max(scale, MIN_DETECT_FACE_PX * TYPICAL_FACE_SHARE / height)
+
+    def detect(self, rgb: np.ndarray, *, retry: bool = True) -> tuple[list[np.ndarray], list[float]]:
         """All face boxes [left, top, right, bottom) in full-frame pixels, and
-        the detector's confidence score of each."""
+        the detector's confidence score of each.
+
+        Detection runs at `detection_scale`; with `retry`, a frame without a
+        face there is scanned once more with one more upsampling step.
+        """
         rgb = _check_rgb(rgb)
         h, w = rgb.shape[:2]
+        scale = self.detection_scale(w, h)
         small = rgb
-        if self.detect_width and w > self.detect_width:
-            sh = max(1, round(h * self.detect_width / w))
-            small = cv2.resize(rgb, (self.detect_width, sh), interpolation=cv2.INTER_AREA)
+        if scale != 1.0:
+            size = (max(1, round(w * scale)), max(1, round(h * scale)))
+            small = cv2.resize(rgb, size, interpolation=cv2.INTER_AREA if scale < 1
+                               else cv2.INTER_LINEAR)
         sx, sy = small.shape[1] / w, small.shape[0] / h
         rects, scores, _ = self._detector.run(small, self.upsample, 0.0)
+        if not len(rects) and retry:
+            rects, scores, _ = self._detector.run(small, self.upsample + 1, 0.0)
         boxes = [
             np.array([r.left() / sx, r.top() / sy, (r.right() + 1) / sx,
                       (r.bottom() + 1) / sy])
@@ -248,44 +356,93 @@ class FaceAligner:
         ]
         return boxes, [float(s) for s in scores]
 
-    def _choose(self, boxes: list[np.ndarray], scores: list[float]) -> np.ndarray:
-        """The face that continues the tracked one; else the largest confident one.
+    def _pick(self, candidates: list[np.ndarray], width: int, height: int) -> np.ndarray:
+        """The subject among `candidates` by the `face` rule."""
+        if self.face == "left":
+            return min(candidates, key=lambda b: _centre(b)[0])
+        if self.face == "right":
+            return max(candidates, key=lambda b: _centre(b)[0])
+        if self.face == "center":
+            middle = np.array([width / 2, height / 2])
+            return min(candidates, key=lambda b: float(np.linalg.norm(_centre(b) - middle)))
+        return max(candidates, key=_area)
 
-        Without a tracked face, detections scoring below half the best score
-        are ignored before taking the largest: HOG false positives (a badge,
-        a helmet) are often large but weak. A tracked face is continued by
-        overlap (IoU), or the nearest box centre when nothing overlaps,
-        whatever its score, so a turning head is not swapped for a stronger
-        false positive.
+    def _choose(self, boxes: list[np.ndarray], scores: list[float], width: int,
+                height: int) -> tuple[np.ndarray | None, int]:
+        """The subject's box in this frame (or None) and the number of faces.
+
+        Faces are the detections scoring at least half the best score: HOG
+        false positives (a badge, a helmet) are often large but weak.
+
+        A tracked subject is continued by the detection, whatever its score
+        (a turning head scores low), whose centre lies within one box side of
+        the subject's last box and nearer to it than to any bystander's; among
+        several, the one overlapping most (IoU), else the nearest. Otherwise
+        (no subject yet, or it was lost) the `face` rule picks among the faces
+        that do not continue a bystander, i.e. another face seen in the last
+        frames: when the subject leaves, the track is not handed to the person
+        beside them; when it comes back, the rule finds it again. A frame
+        without the subject keeps its last box for the next frame.
         """
-        if self._last_box is None:
+        confident = []
+        if boxes:
             best = max(scores)
             confident = [b for b, s in zip(boxes, scores) if s >= _MIN_RELATIVE_SCORE * best]
-            return max(confident, key=_area)
-        if len(boxes) == 1:
-            return boxes[0]
-        last = self._last_box
-        ious = [_iou(b, last) for b in boxes]
-        if max(ious) >= _MIN_TRACK_IOU:
-            return boxes[int(np.argmax(ious))]
-        return min(boxes, key=lambda b: float(np.linalg.norm(_centre(b) - _centre(last))))
+        bystanders = [b for b, _ in self._bystanders]
+
+        def owner(box: np.ndarray) -> int | None:
+            """Index of the known face (0: subject, 1+: bystanders) `box`
+            continues, or None."""
+            known = ([self._last_box] if self._last_box is not None else []) + bystanders
+            offset = 0 if self._last_box is not None else 1
+            if not known:
+                return None
+            jumps = [_jump(box, k) for k in known]
+            k = int(np.argmin(jumps))
+            return k + offset if jumps[k] <= _MAX_TRACK_JUMP else None
+
+        chosen = None
+        if self._last_box is not None:
+            mine = [b for b in boxes if owner(b) == 0]
+            if mine:
+                ious = [_iou(b, self._last_box) for b in mine]
+                if max(ious) >= _MIN_TRACK_IOU:
+                    chosen = mine[int(np.argmax(ious))]
+                else:
+                    chosen = min(mine, key=lambda b: _jump(b, self._last_box))
+        if chosen is None:
+            free = [b for b in confident if owner(b) is None]
+            if free:
+                chosen = self._pick(free, width, height)
+        # Remember the other faces; keep unseen bystanders a few frames.
+        others = [b for b in confident if b is not chosen]
+        kept = [(b, age + 1) for b, age in self._bystanders
+                if age + 1 < _BYSTANDER_MEMORY and not any(_jump(o, b) <= _MAX_TRACK_JUMP
+                                                          for o in others)]
+        self._bystanders = [(b, 0) for b in others] + kept
+        if chosen is not None:
+            self._last_box = chosen
+        return chosen, len(confident)
+
+    def _fit(self, rgb: np.ndarray, box: np.ndarray) -> np.ndarray:
+        rect = dlib.rectangle(int(round(box[0])), int(round(box[1])),
+                              int(round(box[2])) - 1, int(round(box[3])) - 1)
+        shape = self._predictor(rgb, rect)
+        return np.array([(p.x, p.y) for p in shape.parts()], np.float64)
+
+    def _locate(self, rgb: np.ndarray) -> tuple[np.ndarray | None, int]:
+        boxes, scores = self.detect(rgb)
+        return self._choose(boxes, scores, rgb.shape[1], rgb.shape[0])
 
     def landmarks(self, rgb: np.ndarray) -> np.ndarray | None:
         """68 landmarks (x, y) of the tracked face, or None without a face.
 
         Updates the tracked face. Landmarks are fitted on the full-resolution
-        frame even when detection ran on a downscaled copy.
+        frame even when detection ran on a rescaled copy.
         """
         rgb = _check_rgb(rgb)
-        boxes, scores = self.detect(rgb)
-        if not boxes:
-            return None
-        box = self._choose(boxes, scores)
-        self._last_box = box
-        rect = dlib.rectangle(int(round(box[0])), int(round(box[1])),
-                              int(round(box[2])) - 1, int(round(box[3])) - 1)
-        shape = self._predictor(rgb, rect)
-        return np.array([(p.x, p.y) for p in shape.parts()], np.float64)
+        box, _ = self._locate(rgb)
+        return None if box is None else self._fit(rgb, box)
 
     def transform(self, landmarks: np.ndarray) -> np.ndarray:
         """(2, 3) similarity matrix mapping the frame onto the crop."""
@@ -304,15 +461,26 @@ class FaceAligner:
         coordinates (pixel centres at integers), so region masks drawn from
         them (`recola_sta.regions`) lie on the crop's features.
         """
+        found = self.process(rgb)
+        return None if found.crop is None else (found.crop, found.landmarks)
+
+    def process(self, rgb: np.ndarray) -> FrameFace:
+        """Detects, chooses and aligns the subject's face in one frame.
+
+        Updates the tracked face. Returns the crop and crop-pixel landmarks
+        (as `align_with_landmarks`), the chosen box in frame pixels, and the
+        number of faces in the frame.
+        """
         rgb = _check_rgb(rgb)
-        pts = self.landmarks(rgb)
-        if pts is None:
-            return None
+        box, num_faces = self._locate(rgb)
+        if box is None:
+            return FrameFace(None, None, None, num_faces)
+        pts = self._fit(rgb, box)
         matrix = self.transform(pts)
         crop = cv2.warpAffine(rgb, matrix, (self.size, self.size),
                               flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
         in_crop = pts @ matrix[:, :2].T + matrix[:, 2]
-        return crop, in_crop.astype(np.float32)
+        return FrameFace(crop, in_crop.astype(np.float32), box, num_faces)
 
 
 def _check_rgb(rgb: np.ndarray) -> np.ndarray:
@@ -362,17 +530,37 @@ class FaceTrack:
         landmarks: (N, 68, 2) float32 (x, y) landmarks in crop pixels, NaN
             where no face was found; None where they are unknown (a cache
             written before landmarks were stored).
+        face_px: (N,) float32 side of the chosen face's detection box in
+            original-frame pixels, NaN where no face was found; None where
+            unknown.
+        num_faces: (N,) int32 faces detected per sample (the chosen one and
+            any others); None where unknown.
     """
 
     times: np.ndarray
     crops: np.ndarray
     found: np.ndarray
     landmarks: np.ndarray | None = None
+    face_px: np.ndarray | None = None
+    num_faces: np.ndarray | None = None
 
     @property
     def found_rate(self) -> float:
         """Share of samples with a face (1.0 for an empty track)."""
         return float(self.found.mean()) if len(self.found) else 1.0
+
+    @property
+    def smallest_face_px(self) -> float | None:
+        """Smallest chosen face box side, original-frame pixels; None without
+        a face (or where unknown)."""
+        if self.face_px is None or not np.isfinite(self.face_px).any():
+            return None
+        return float(np.nanmin(self.face_px))
+
+    @property
+    def multi_face_samples(self) -> int | None:
+        """Samples in which more than one face was detected; None where unknown."""
+        return None if self.num_faces is None else int((self.num_faces > 1).sum())
 
 
 def _open(path: str | os.PathLike) -> tuple[pathlib.Path, cv2.VideoCapture]:
@@ -562,7 +750,10 @@ def track_video(
     """Aligned face crops of one video at the requested times.
 
     Resets `aligner` first, so the face tracked in another video is not
-    carried over. Samples without a face have `found` False and a zero crop.
+    carried over; the aligner's `face` rule picks the subject, which is then
+    followed through the video. Samples without a face have `found` False and
+    a zero crop. The track also records each sample's face size and number
+    of faces.
 
     Raises:
         FileNotFoundError, VideoError, TruncatedVideoError: see
@@ -573,6 +764,8 @@ def track_video(
     crops = np.zeros((n, aligner.size, aligner.size, 3), np.uint8)
     found = np.zeros(n, bool)
     landmarks = np.full((n, NUM_LANDMARKS, 2), np.nan, np.float32)
+    face_px = np.full(n, np.nan, np.float32)
+    num_faces = np.zeros(n, np.int32)
     aligner.reset()
     frames = iter_frames_at(path, times)
     if progress:
@@ -581,8 +774,11 @@ def track_video(
         frames = tqdm(frames, total=n, desc=pathlib.Path(path).name, unit="sample",
                       leave=False)
     for k, (_, frame) in enumerate(frames):
-        aligned = aligner.align_with_landmarks(frame)
-        if aligned is not None:
-            crops[k], landmarks[k] = aligned
+        result = aligner.process(frame)
+        num_faces[k] = result.num_faces
+        if result.crop is not None:
+            crops[k], landmarks[k] = result.crop, result.landmarks
+            face_px[k] = _side(result.box)
             found[k] = True
-    return FaceTrack(times=times, crops=crops, found=found, landmarks=landmarks)
+    return FaceTrack(times=times, crops=crops, found=found, landmarks=landmarks,
+                     face_px=face_px, num_faces=num_faces)

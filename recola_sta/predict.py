@@ -6,7 +6,9 @@
 Only the SavedModel is loaded (`tf.saved_model.load`): no training code and
 no Keras custom objects. The video may have any frame rate and size. Frames
 are sampled at the model's rate (4 fps) by timestamp, faces are detected and
-aligned exactly as in training, 16-frame clips are predicted (the last one,
+aligned exactly as in training (the face aligner is built from the settings
+in the model's recola_sta.json; --upsample, --detect_width, --face and
+--predictor_path override them), 16-frame clips are predicted (the last one,
 or a video shorter than one clip, is padded by repeating its last frame),
 samples without a face are interpolated from their neighbours, and the
 result is resampled to the video's own frame times.
@@ -20,7 +22,8 @@ Writes into --out:
                       the video's aligned faces beside each facial region's
                       share of it (also `attention_regions` in summary.json)
     attention.mp4     with --attention_video: every 4 fps sample, overlaid
-    summary.json      video facts, face-found rate, timing
+    summary.json      video facts, face-found rate, smallest face, samples
+                      with several faces, the aligner's settings, timing
 Exit codes: 0 success, 2 bad input (missing/corrupt file, not a model),
 3 no face found anywhere in the video.
 """
@@ -58,6 +61,36 @@ def _load_chain(model_dir: pathlib.Path):
     return postprocess.PostProcessor.load(path)
 
 
+def make_aligner(meta: dict[str, Any], model_dir: pathlib.Path,
+                 overrides: dict[str, Any] | None = None) -> faces.FaceAligner:
+    """The `FaceAligner` the model's crops were made with (`face_aligner` in
+    its recola_sta.json), with the non-None `overrides` applied.
+
+    Raises:
+        ValueError: a recorded setting is invalid (naming recola_sta.json),
+            or an override is (naming its flag).
+        FileNotFoundError: the landmark model file does not exist.
+    """
+    recorded = dict(meta["face_aligner"])
+    given = {k: v for k, v in (overrides or {}).items() if v is not None}
+    kwargs = {
+        "size": int(meta["size"]),
+        "upsample": given.get("upsample", recorded["upsample"]),
+        "detect_width": given.get("detect_width", recorded["detect_width"]),
+        "face": given.get("face", recorded["face"]),
+        "predictor_path": given.get("predictor_path", recorded["predictor_path"]),
+    }
+    if recorded.get("template") is not None:
+        kwargs["template"] = recorded["template"]
+    try:
+        return faces.FaceAligner(**kwargs)
+    except ValueError as e:
+        raise ValueError(
+            f"Cannot build the face aligner from {model_dir / export.METADATA_NAME} "
+            f"(face_aligner: {recorded}) and the flags {given or 'given (none)'}: {e}"
+        ) from e
+
+
 def run_model(serve, crops: np.ndarray, frames: int, batch_size: int) -> tuple[np.ndarray, np.ndarray | None]:
     """Per-sample valence (N,) and attention maps (N, S, S) or None."""
     import tensorflow as tf
@@ -78,14 +111,21 @@ def predict_video(
     attention_video: bool = False,
     attention_columns: int = 8,
     batch_size: int = 16,
-    upsample: int = 0,
+    upsample: int | None = None,
+    detect_width: int | None = None,
+    face: str | None = None,
+    predictor_path: str | None = None,
     progress: bool = True,
 ) -> dict[str, Any]:
     """Predicts valence (and attention) for one video; see the module doc.
 
+    `upsample`, `detect_width`, `face` and `predictor_path` override the face
+    aligner's settings recorded with the model; None keeps them.
+
     Raises:
         FileNotFoundError: the model folder or video does not exist.
-        ValueError: the video cannot be decoded.
+        ValueError: the video cannot be decoded; the model's recola_sta.json
+            is invalid.
         NoFaceError: no face in any sampled frame.
     """
     import tensorflow as tf
@@ -94,6 +134,8 @@ def predict_video(
     model_dir = pathlib.Path(model_dir)
     out_dir = pathlib.Path(out_dir)
     meta = export.read_metadata(model_dir)
+    aligner = make_aligner(meta, model_dir, {"upsample": upsample, "detect_width": detect_width,
+                                             "face": face, "predictor_path": predictor_path})
     info = faces.probe_video(video)
     loaded = tf.saved_model.load(str(model_dir))
     serve = loaded.serve
@@ -101,13 +143,13 @@ def predict_video(
     # Sample up to the last frame's own time, not past the end of the video.
     last_frame_time = max(0.0, info.duration - 1.0 / info.fps)
     sample_times = faces.sample_times(info.duration, fps=meta["fps"], end=last_frame_time)
-    aligner = faces.FaceAligner(size=meta["size"], upsample=upsample)
     track = faces.track_video(video, sample_times, aligner, progress=progress)
     if not track.found.any():
         raise NoFaceError(
-            f"No face was found in any of the {len(track.times)} frames sampled from {video}; "
-            "nothing to predict. Is the face frontal and at least ~80 px wide? "
-            "Try --upsample=1 for small faces."
+            f"No face was found in any of the {len(track.times)} frames sampled from {video} "
+            f"({info.width}x{info.height}); nothing to predict. Is the face frontal? "
+            "Faces down to about an eighth of the frame height are searched for at the "
+            "default settings; try --upsample=1 for smaller faces."
         )
     valence, attention = run_model(serve, track.crops, meta["frames"], batch_size)
     kept = "none"
@@ -169,6 +211,10 @@ def predict_video(
         "duration_s": info.duration,
         "samples": int(len(track.times)),
         "face_found_rate": float(track.found.mean()),
+        "video_size": [info.width, info.height],
+        "smallest_face_px": track.smallest_face_px,
+        "samples_with_several_faces": track.multi_face_samples,
+        "face_aligner": {**aligner.settings(), "predictor_path": aligner.predictor_path},
         "postprocess_kept": kept,
         "wall_time_s": round(seconds, 2),
         "real_time_factor": round(info.duration / seconds, 2) if seconds > 0 else None,
@@ -226,7 +272,10 @@ def define_flags() -> None:
     flags.DEFINE_bool("postprocess", True, "Apply the post-processing chain fitted on dev.")
     flags.DEFINE_bool("attention_video", False, "Also write attention.mp4 (attention model only).")
     flags.DEFINE_integer("batch_size", 16, "Clips per model call.")
-    flags.DEFINE_integer("upsample", 0, "dlib detector upsampling (1 finds smaller faces, slower).")
+    from recola_sta import preprocess
+
+    # Unset: as recorded with the model (recola_sta.json).
+    preprocess.define_face_flags({"upsample": None, "detect_width": None, "face": None})
     flags.DEFINE_bool("progress", True, "Show a progress bar.")
     for name in ("model", "video", "out"):
         flags.mark_flag_as_required(name)
@@ -247,7 +296,8 @@ def main(argv: Sequence[str]) -> int:
         summary = predict_video(
             FLAGS.model, FLAGS.video, FLAGS.out, apply_postprocess=FLAGS.postprocess,
             attention_video=FLAGS.attention_video, batch_size=FLAGS.batch_size,
-            upsample=FLAGS.upsample, progress=FLAGS.progress,
+            upsample=FLAGS.upsample, detect_width=FLAGS.detect_width, face=FLAGS.face,
+            predictor_path=FLAGS.predictor_path, progress=FLAGS.progress,
         )
     except NoFaceError as e:
         print(f"predict: {e}", file=sys.stderr)
@@ -255,8 +305,11 @@ def main(argv: Sequence[str]) -> int:
     except (FileNotFoundError, ValueError) as e:
         print(f"predict: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    smallest = summary["smallest_face_px"]
     print(
-        f"{summary['samples']} samples, faces found in {summary['face_found_rate']:.0%}; "
+        f"{summary['samples']} samples, faces found in {summary['face_found_rate']:.0%} "
+        f"(smallest {smallest:.0f} px; {summary['samples_with_several_faces']} samples with "
+        f"several faces, subject by --face={summary['face_aligner']['face']}); "
         f"{summary['wall_time_s']:.1f} s ({summary['real_time_factor']}x real time). "
         f"Wrote {', '.join(summary['files'])} to {FLAGS.out}"
     )

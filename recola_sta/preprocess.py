@@ -13,6 +13,11 @@ recordings whose manifest entry and complete shard are already there. The
 settings that change the crops are stored in `preprocess.json`; re-using a
 cache folder with other settings is refused.
 
+Faces are found without flags from 176x144 up (`faces.FaceAligner` picks the
+detection scale from the frame); `--face` picks the subject in videos with
+several people. The summary lists, per recording, the face-found rate, the
+smallest face found and the samples that showed more than one face.
+
 Usage:
 
     python -m recola_sta.preprocess --corpus_dir=data/synthetic \
@@ -42,6 +47,8 @@ if TYPE_CHECKING:  # the module itself is imported lazily, see preprocess_corpus
 
 SAMPLE_FPS = 4.0
 SETTINGS_NAME = "preprocess.json"
+# Settings added after caches were first written, with the value they had.
+_SETTING_DEFAULTS = {"face": "largest"}
 
 
 class PreprocessError(RuntimeError):
@@ -68,6 +75,7 @@ def preprocess_corpus(
     upsample: int = 0,
     detect_width: int = 320,
     predictor_path: str | None = None,
+    face: str = "largest",
     min_found_rate: float = 0.8,
     progress: bool = True,
 ) -> Manifest:
@@ -80,7 +88,8 @@ def preprocess_corpus(
         size: side of the aligned crops, pixels.
         workers: recordings processed in parallel (one process each).
         partitions: subset of ("train", "dev", "test"); default all.
-        upsample, detect_width, predictor_path: see `faces.FaceAligner`.
+        upsample, detect_width, predictor_path, face: see `faces.FaceAligner`
+            (`face` picks the subject where a video shows several faces).
         min_found_rate: recordings whose face-found rate is lower are logged
             as warnings.
         progress: show progress bars.
@@ -106,7 +115,7 @@ def preprocess_corpus(
             f"The {corpus_kind} corpus at {root} has no recordings in partitions "
             f"{list(wanted)} (--partitions)."
         )
-    aligner_kwargs = dict(size=size, upsample=upsample, detect_width=detect_width,
+    aligner_kwargs = dict(size=size, upsample=upsample, detect_width=detect_width, face=face,
                           predictor_path=str(predictor_path or faces.default_predictor_path()))
     # Fails early, in this process, on a bad predictor path or argument.
     faces.FaceAligner(**aligner_kwargs)
@@ -136,6 +145,8 @@ def preprocess_corpus(
             num_samples=len(track.times), found_rate=track.found_rate,
             video=str(recording.video.resolve()), targets=list(targets),
             landmarks=track.landmarks is not None,
+            min_face_px=track.smallest_face_px,
+            multi_face_samples=track.multi_face_samples,
         )
         cache.write_manifest(cache_dir, cache.Manifest(
             corpus_root=str(root.resolve()), corpus_kind=corpus_kind, size=size,
@@ -213,20 +224,34 @@ def labels_at(recording: corpora.Recording, times: np.ndarray) -> dict[str, np.n
 
 
 def summarize(manifest: Manifest, min_found_rate: float = 0.8) -> str:
-    """A table of samples and face-found rate per recording, low ones marked."""
-    lines = [f"{'recording':<16} {'partition':<9} {'samples':>7} {'found':>7}"]
+    """A table per recording: samples, face-found rate (low ones marked), the
+    smallest face found (side of its box in original-frame pixels) and the
+    samples showing more than one face; then the smallest face overall."""
+    lines = [f"{'recording':<16} {'partition':<9} {'samples':>7} {'found':>7} "
+             f"{'min face':>8} {'2+ faces':>8}"]
     low = 0
+    several = 0
     for e in manifest.entries:
         flag = ""
         if e.found_rate < min_found_rate:
             flag = f"  WARNING: below {min_found_rate:.0%}"
             low += 1
+        min_face = "-" if e.min_face_px is None else f"{e.min_face_px:.0f}px"
+        multi = "-" if e.multi_face_samples is None else str(e.multi_face_samples)
+        several += e.multi_face_samples or 0
         lines.append(f"{e.name:<16} {e.partition:<9} {e.num_samples:>7d} "
-                     f"{e.found_rate:>7.1%}{flag}")
+                     f"{e.found_rate:>7.1%} {min_face:>8} {multi:>8}{flag}")
+    sizes = [(e.min_face_px, e.name) for e in manifest.entries if e.min_face_px is not None]
+    if sizes:
+        px, name = min(sizes)
+        lines.append(f"Smallest face found: {px:.0f} px ({name}, original-frame pixels).")
+    if several:
+        lines.append(f"{several} sample(s) showed more than one face; the subject was "
+                     "chosen by --face and followed through each video.")
     if low:
         lines.append(
             f"{low} recording(s) with a face in fewer than {min_found_rate:.0%} of the "
-            "samples: check the videos, or try --upsample=1 / --detect_width=0 for small faces."
+            "samples: check the videos, or try --upsample=1 for small faces."
         )
     return "\n".join(lines)
 
@@ -297,6 +322,8 @@ def _check_settings(cache_dir: pathlib.Path, settings: dict[str, Any]) -> None:
             old = json.loads(path.read_text())
         except json.JSONDecodeError as e:
             raise ValueError(f"Malformed preprocess settings {path}: {e}") from e
+        # A setting an older cache did not record had its default value then.
+        old = {**_SETTING_DEFAULTS, **old}
         diff = {k: (old.get(k), v) for k, v in settings.items() if old.get(k) != v}
         if diff:
             raise ValueError(
@@ -365,6 +392,27 @@ def _advance(bar, name: str, done: dict, failures: dict) -> None:
 # Command line.
 
 
+def define_face_flags(defaults: dict[str, Any] | None = None) -> None:
+    """Defines --upsample, --detect_width, --predictor_path and --face (shared
+    by preprocess and train; `defaults` overrides their default values, e.g.
+    None for predict, where an unset flag means "as the model was trained")."""
+    d = {"upsample": 0, "detect_width": 320, "predictor_path": None, "face": "largest",
+         **(defaults or {})}
+    flags.DEFINE_integer("upsample", d["upsample"], "dlib detector upsampling on top of the "
+                         "automatic detection scale, 0-2; each step halves the smallest "
+                         "detectable face at 4x the detection time.",
+                         lower_bound=0, upper_bound=faces.MAX_UPSAMPLE)
+    flags.DEFINE_integer("detect_width", d["detect_width"], "Detect faces on a copy reduced "
+                         "towards this width (0: no reduction), but never so far that a face "
+                         "a third of the frame height is under 80 px; small frames are "
+                         "enlarged. Landmarks use the full frame.", lower_bound=0)
+    flags.DEFINE_string("predictor_path", d["predictor_path"], "dlib 68-landmark model; "
+                        "default: the one in the face-recognition-models package.")
+    flags.DEFINE_enum("face", d["face"], list(faces.FACE_RULES), "Which face is the subject "
+                      "where a video shows several: largest, left, right or center (nearest "
+                      "the frame centre); it is then followed through the video.")
+
+
 def _define_flags() -> None:
     flags.DEFINE_string("corpus_dir", None, "Corpus root folder.")
     flags.DEFINE_enum("corpus_kind", "synthetic", list(corpora.CORPUS_KINDS),
@@ -374,13 +422,7 @@ def _define_flags() -> None:
     flags.DEFINE_integer("workers", 2, "Recordings processed in parallel.", lower_bound=1)
     flags.DEFINE_list("partitions", list(corpora.PARTITIONS),
                       "Partitions to preprocess (comma-separated).")
-    flags.DEFINE_integer("upsample", 0, "dlib detector upsampling; 1 finds faces down to "
-                         "~40 px at 4x the detection time.", lower_bound=0)
-    flags.DEFINE_integer("detect_width", 320, "Detect faces on a copy downscaled to this "
-                         "width (0: full resolution); landmarks use the full frame.",
-                         lower_bound=0)
-    flags.DEFINE_string("predictor_path", None, "dlib 68-landmark model; default: the one "
-                        "in the face-recognition-models package.")
+    define_face_flags()
     flags.DEFINE_float("min_found_rate", 0.8, "Warn about recordings with a face in fewer "
                        "samples than this.", lower_bound=0.0, upper_bound=1.0)
     flags.DEFINE_bool("progress", True, "Show progress bars.")
@@ -403,7 +445,7 @@ def main(argv: Sequence[str]) -> None:
             FLAGS.corpus_dir, FLAGS.corpus_kind, FLAGS.cache_dir, size=FLAGS.size,
             workers=FLAGS.workers, partitions=FLAGS.partitions, upsample=FLAGS.upsample,
             detect_width=FLAGS.detect_width, predictor_path=FLAGS.predictor_path,
-            min_found_rate=FLAGS.min_found_rate, progress=FLAGS.progress,
+            face=FLAGS.face, min_found_rate=FLAGS.min_found_rate, progress=FLAGS.progress,
         )
     except PreprocessError as e:
         from recola_sta import cache

@@ -44,7 +44,7 @@ import pathlib
 import shutil
 import sys
 import time
-from typing import Callable, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import cv2
 import numpy as np
@@ -559,6 +559,22 @@ def _render_task(out_dir: str, name: str, partition: str, number: int,
     return name
 
 
+class CorpusSettingsError(ValueError):
+    """A folder holds a synthetic corpus made with other settings.
+
+    Attributes:
+        folder: the corpus folder.
+        differences: setting -> (value in the folder, value asked for), for
+            each setting that differs.
+    """
+
+    def __init__(self, message: str, folder: pathlib.Path,
+                 differences: dict[str, tuple[Any, Any]]):
+        super().__init__(message)
+        self.folder = folder
+        self.differences = differences
+
+
 def _check_params(num_train: int, num_dev: int, num_test: int, duration_s: float,
                   width: int, height: int, fps: float, annotation_delay_s: float,
                   workers: int) -> None:
@@ -639,10 +655,13 @@ def ensure_corpus(
         old = json.loads(marker.read_text())
         if old.get("params") != params:
             if not overwrite:
-                raise ValueError(
+                before = old.get("params") if isinstance(old.get("params"), dict) else {}
+                differences = {k: (before.get(k), v) for k, v in params.items()
+                               if before.get(k) != v}
+                raise CorpusSettingsError(
                     f"{out_dir} holds a synthetic corpus made with other settings "
                     f"({old.get('params')}); pass overwrite=True (--overwrite) or choose "
-                    "another folder."
+                    "another folder.", out_dir, differences,
                 )
         elif old.get("complete") and not overwrite:
             return out_dir

@@ -46,6 +46,7 @@ from recola_sta import (
     corpora,
     evaluate,
     export,
+    faces,
     io_utils,
     layers,
     metrics,
@@ -63,6 +64,16 @@ ARCHITECTURE_KEYS = (
     "attention_normalize_state", "attention_location_bias", "attention_temperature",
     "readout", "target", "corpus_kind",
 )
+# Settings a resumed run cannot honour: the optimizer and loss are restored
+# from checkpoints/last.keras (Adam's learning rate is part of its state), so
+# a changed value would be silently ignored.
+RESUME_KEYS = ("learning_rate", "loss")
+# Synthetic-corpus settings -> the train flag that sets them.
+_SYNTHETIC_FLAGS = {
+    "num_train": "synthetic_num_train", "num_dev": "synthetic_num_dev",
+    "num_test": "synthetic_num_test", "duration_s": "synthetic_duration_s",
+    "seed": "synthetic_seed",
+}
 
 
 @dataclasses.dataclass
@@ -102,6 +113,11 @@ class TrainConfig:
     seed: int = 0
     workers: int = 2
     min_found_rate: float = 0.8
+    # Face preprocessing (see faces.FaceAligner), forwarded to preprocess.
+    upsample: int = 0
+    detect_width: int = 320
+    predictor_path: str | None = None
+    face: str = "largest"
     time_shift: bool = False
     export: bool = True
     eval_partitions: tuple[str, ...] = ("dev", "test")
@@ -147,6 +163,11 @@ class TrainConfig:
             (self.readout in models.READOUTS, "readout", " or ".join(models.READOUTS)),
             (self.max_steps_per_epoch >= 0, "max_steps_per_epoch", "0 (all) or positive"),
             (self.workers > 0, "workers", "positive"),
+            (0 <= self.upsample <= faces.MAX_UPSAMPLE, "upsample",
+             f"0 to {faces.MAX_UPSAMPLE} (each step: 4x detection time and memory)"),
+            (self.detect_width == 0 or self.detect_width >= 80, "detect_width",
+             "0 (no reduction) or at least 80"),
+            (self.face in faces.FACE_RULES, "face", " or ".join(faces.FACE_RULES)),
             (bool(self.corpus_dir), "corpus_dir", "a corpus folder"),
         ]
         for ok, flag, expected in checks:
@@ -161,39 +182,78 @@ def prepare_corpus(config: TrainConfig) -> None:
     """Makes sure the corpus folder exists, generating the synthetic one."""
     root = pathlib.Path(config.corpus_dir)
     if config.corpus_kind == "synthetic":
-        synthetic.ensure_corpus(
-            root,
-            num_train=config.synthetic_num_train,
-            num_dev=config.synthetic_num_dev,
-            num_test=config.synthetic_num_test,
-            duration_s=config.synthetic_duration_s,
-            seed=config.synthetic_seed,
-            workers=config.workers,
-            progress=config.progress,
-        )
+        try:
+            synthetic.ensure_corpus(
+                root,
+                num_train=config.synthetic_num_train,
+                num_dev=config.synthetic_num_dev,
+                num_test=config.synthetic_num_test,
+                duration_s=config.synthetic_duration_s,
+                seed=config.synthetic_seed,
+                workers=config.workers,
+                progress=config.progress,
+            )
+        except synthetic.CorpusSettingsError as e:
+            # synthetic's own message suggests its --overwrite, which train lacks.
+            details = "; ".join(
+                f"{'--' + _SYNTHETIC_FLAGS[k] if k in _SYNTHETIC_FLAGS else k}: "
+                f"{old!r} there, {new!r} now"
+                for k, (old, new) in e.differences.items()
+            )
+            raise ValueError(
+                f"--corpus_dir={config.corpus_dir} holds a synthetic corpus made with other "
+                f"settings ({details}). Pass the --synthetic_* flags it was made with, "
+                "choose another --corpus_dir, or delete that folder to regenerate it."
+            ) from None
     elif not root.is_dir():
         raise FileNotFoundError(f"--corpus_dir={config.corpus_dir} does not exist or is not a folder.")
 
 
-def _write_config(config: TrainConfig, run_dir: pathlib.Path) -> None:
-    """Writes config.json, refusing to resume a run made with another network."""
-    path = run_dir / "config.json"
+def _config_payload(config: TrainConfig) -> dict[str, Any]:
     payload = dataclasses.asdict(config)
     payload["cache_dir"] = config.resolved_cache_dir()
-    if path.is_file():
+    return json.loads(json.dumps(payload))  # tuples -> lists, as read back
+
+
+def check_run_folder(config: TrainConfig, run_dir: pathlib.Path) -> None:
+    """The settings guard: refuses a run folder made with another network
+    (ARCHITECTURE_KEYS) or, once it holds a checkpoint, a resume with another
+    learning rate or loss (RESUME_KEYS). Writes nothing.
+
+    Raises:
+        ValueError: naming each changed flag, its old and new value.
+    """
+    path = run_dir / "config.json"
+    if not path.is_file():
+        return
+    try:
         previous = json.loads(path.read_text())
-        # A key an older run did not record had its default value then.
-        defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
-        changed = [k for k in ARCHITECTURE_KEYS if previous.get(k, defaults[k]) != payload[k]]
-        if changed:
-            details = ", ".join(
-                f"{k}: {previous.get(k, defaults[k])!r} -> {payload[k]!r}" for k in changed
-            )
-            raise ValueError(
-                f"--run_dir={run_dir} holds a run with other settings ({details}); "
-                "choose a new --run_dir or delete the old one."
-            )
-    io_utils.atomic_write_text(path, json.dumps(payload, indent=2) + "\n")
+    except json.JSONDecodeError as e:
+        raise ValueError(f"Malformed run settings {path}: {e}; delete the file or choose "
+                         "another --run_dir.") from e
+    payload = _config_payload(config)
+    # A key an older run did not record had its default value then.
+    defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
+    keys = ARCHITECTURE_KEYS + (RESUME_KEYS if _read_state(run_dir) is not None else ())
+    changed = [k for k in keys if previous.get(k, defaults[k]) != payload[k]]
+    if changed:
+        details = ", ".join(
+            f"--{k}: {previous.get(k, defaults[k])!r} -> {payload[k]!r}" for k in changed
+        )
+        why = (" (a resumed run restores its optimizer and loss from "
+               "checkpoints/last.keras, so --learning_rate and --loss cannot change)"
+               if set(changed) & set(RESUME_KEYS) else "")
+        raise ValueError(
+            f"--run_dir={run_dir} holds a run with other settings ({details}){why}; "
+            "pass the run's own values, choose a new --run_dir or delete the old one."
+        )
+
+
+def _write_config(config: TrainConfig, run_dir: pathlib.Path) -> None:
+    """Writes config.json after the settings guard (`check_run_folder`)."""
+    check_run_folder(config, run_dir)
+    io_utils.atomic_write_text(run_dir / "config.json",
+                               json.dumps(_config_payload(config), indent=2) + "\n")
 
 
 class EpochCheckpoint(keras.callbacks.Callback):
@@ -223,6 +283,43 @@ class EpochCheckpoint(keras.callbacks.Callback):
         state = {"epoch": epoch + 1, "best": self.best, "best_epoch": self.best_epoch,
                  "monitor": self.monitor}
         io_utils.atomic_write_text(self.run_dir / "checkpoints" / "state.json", json.dumps(state) + "\n")
+
+
+def check_cache(cache_dir: str, manifest: cache.Manifest, config: TrainConfig) -> None:
+    """Refuses a cache that cannot train this run: other crop size, a target
+    it does not hold, no training or dev recording, or dev labels that are
+    all NaN (model selection would log a meaningless val_ccc).
+
+    Raises:
+        ValueError: naming the cache, the flag, and for labels the partition
+            and each recording's shard and video.
+    """
+    if manifest.size != config.size:
+        raise ValueError(
+            f"The cache {cache_dir} holds {manifest.size}px crops but --size={config.size}; "
+            "pass another --cache_dir."
+        )
+    for partition in ("train", "dev"):
+        entries = manifest.partition(partition)
+        if not entries:
+            raise ValueError(f"The cache {cache_dir} has no {partition} recordings; "
+                             "training needs them (and dev for model selection).")
+        lacking = [e.name for e in entries if config.target not in e.targets]
+        if lacking:
+            raise ValueError(
+                f"--target={config.target} is not a label of the {partition} recordings "
+                f"{lacking} in the cache {cache_dir} (their labels: "
+                f"{sorted({t for e in entries for t in e.targets})})."
+            )
+    dev = manifest.partition("dev")
+    if not any(np.isfinite(cache.read_target(cache_dir, e, config.target)).any() for e in dev):
+        files = "; ".join(f"{e.name}: shard {pathlib.Path(cache_dir) / e.shard}, video {e.video}"
+                          for e in dev)
+        raise ValueError(
+            f"Every {config.target} label of the dev partition is NaN (unlabeled), so dev "
+            f"CCC cannot select a model. Dev recordings: {files}. Check the dev label files "
+            f"of the corpus at {manifest.corpus_root} ({manifest.corpus_kind} layout)."
+        )
 
 
 def _read_state(run_dir: pathlib.Path) -> dict[str, Any] | None:
@@ -275,26 +372,33 @@ def _build_and_compile(config: TrainConfig) -> keras.Model:
     return model
 
 
-def run_training(config: TrainConfig) -> dict[str, Any]:
-    """Runs every stage of a training run and returns its `results.json`."""
+def run_training(config: TrainConfig, flags_text: str | None = None) -> dict[str, Any]:
+    """Runs every stage of a training run and returns its `results.json`.
+
+    Nothing is written into the run folder (not even the folder itself)
+    before the settings guard (`check_run_folder`) and the cache checks
+    (`check_cache`) have passed; then `config.json` and, when given,
+    `flags.cfg` (`flags_text`, the CLI's flags) are written.
+    """
     config.validate()
     start = time.time()
     run_dir = pathlib.Path(config.run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    _write_config(config, run_dir)
+    check_run_folder(config, run_dir)
     cache_dir = config.resolved_cache_dir()
 
     prepare_corpus(config)
     preprocess.preprocess_corpus(
         config.corpus_dir, config.corpus_kind, cache_dir, size=config.size,
-        workers=config.workers, min_found_rate=config.min_found_rate, progress=config.progress,
+        workers=config.workers, upsample=config.upsample, detect_width=config.detect_width,
+        predictor_path=config.predictor_path, face=config.face,
+        min_found_rate=config.min_found_rate, progress=config.progress,
     )
     manifest = cache.read_manifest(cache_dir)
-    if manifest.size != config.size:
-        raise ValueError(
-            f"The cache {cache_dir} holds {manifest.size}px crops but --size={config.size}; "
-            "pass another --cache_dir."
-        )
+    check_cache(cache_dir, manifest, config)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    _write_config(config, run_dir)
+    if flags_text is not None:
+        io_utils.atomic_write_text(run_dir / "flags.cfg", flags_text)
     prep_seconds = time.time() - start
 
     keras.utils.set_random_seed(config.seed)
@@ -368,7 +472,7 @@ def run_training(config: TrainConfig) -> dict[str, Any]:
     )
     if config.export:
         export.export_saved_model(
-            best_model, run_dir / "saved_model", export_metadata(config, manifest),
+            best_model, run_dir / "saved_model", export_metadata(config, manifest, cache_dir),
             postprocess_json=run_dir / "postprocess.json",
         )
 
@@ -396,16 +500,25 @@ def run_training(config: TrainConfig) -> dict[str, Any]:
     return results
 
 
-def export_metadata(config: TrainConfig, manifest: cache.Manifest) -> dict[str, Any]:
-    """What `predict` needs to prepare a video exactly as in training."""
-    return {
-        "variant": config.variant,
-        "target": config.target,
-        "frames": config.frames,
-        "size": config.size,
-        "fps": manifest.fps,
-        "face_aligner": {"size": config.size},
-    }
+def export_metadata(config: TrainConfig, manifest: cache.Manifest,
+                    cache_dir: str | os.PathLike) -> dict[str, Any]:
+    """What `predict` needs to prepare a video exactly as in training.
+
+    The face aligner's settings are those the cache's crops were made with
+    (its `preprocess.json`), which may predate this run's flags.
+    """
+    settings_path = pathlib.Path(cache_dir) / preprocess.SETTINGS_NAME
+    try:
+        aligner = json.loads(settings_path.read_text()) if settings_path.is_file() else {}
+    except json.JSONDecodeError as e:
+        raise ValueError(f"Malformed preprocess settings {settings_path}: {e}") from e
+    if not aligner:
+        aligner = {"upsample": config.upsample, "detect_width": config.detect_width,
+                   "face": config.face, "predictor_path": config.predictor_path}
+    return export.export_metadata(
+        variant=config.variant, target=config.target, frames=config.frames,
+        size=config.size, fps=manifest.fps, face_aligner=aligner,
+    )
 
 
 def config_from_flags(flag_values) -> TrainConfig:
@@ -463,6 +576,8 @@ def define_flags() -> None:
     flags.DEFINE_integer("seed", d.seed, "Random seed.")
     flags.DEFINE_integer("workers", d.workers, "Processes for corpus generation and face preprocessing.")
     flags.DEFINE_float("min_found_rate", d.min_found_rate, "Warn for recordings with fewer faces found.")
+    preprocess.define_face_flags({"upsample": d.upsample, "detect_width": d.detect_width,
+                                  "predictor_path": d.predictor_path, "face": d.face})
     flags.DEFINE_bool("time_shift", d.time_shift, "Search annotation-delay compensation (paper: off).")
     flags.DEFINE_bool("export", d.export, "Export the best model as a SavedModel.")
     flags.DEFINE_list("eval_partitions", list(d.eval_partitions), "Partitions predicted after training.")
@@ -484,10 +599,7 @@ def main(argv: Sequence[str]) -> None:
         raise SystemExit(f"Unexpected arguments: {argv[1:]}")
     try:
         config = config_from_flags(FLAGS)
-        config.validate()
-        pathlib.Path(config.run_dir).mkdir(parents=True, exist_ok=True)
-        io_utils.atomic_write_text(pathlib.Path(config.run_dir) / "flags.cfg", FLAGS.flags_into_string())
-        results = run_training(config)
+        results = run_training(config, flags_text=FLAGS.flags_into_string())
     except (FileNotFoundError, ValueError, preprocess.PreprocessError) as e:
         raise SystemExit(f"train: {e}") from None
     dev = results["dev_post"]

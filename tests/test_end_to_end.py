@@ -89,6 +89,12 @@ def test_training_run_writes_every_output(trained):
     assert sum(shares) == pytest.approx(1.0, abs=1e-6)
     assert set(regions["per_recording"]) == {"dev_1"}
     assert _png_ok(run / "plots" / "attention_regions.png")
+    meta = json.loads((run / "saved_model" / "recola_sta.json").read_text())
+    assert (meta["frames"], meta["size"], meta["fps"], meta["target"]) == (FRAMES, SIZE, 4.0,
+                                                                          "valence")
+    assert meta["face_aligner"] == {"size": SIZE, "upsample": 0, "detect_width": 320,
+                                    "face": "largest", "predictor_path": None,
+                                    "template": [[0.35, 0.36], [0.65, 0.36], [0.5, 0.54]]}
 
 
 def test_resume_continues_at_epoch_two(trained, capsys):
@@ -148,10 +154,35 @@ def test_predict_cli_on_short_video_at_another_frame_rate(trained, tmp_path):
     assert (out / "attention.mp4").stat().st_size > 0
     summary = json.loads((out / "summary.json").read_text())
     assert summary["samples"] == 6 and summary["face_found_rate"] > 0.5
+    assert 100 < summary["smallest_face_px"] < 400  # the 640x480 upscale of a 320x240 corpus
+    assert summary["samples_with_several_faces"] == 0
+    assert summary["face_aligner"]["face"] == "largest" and summary["video_size"] == [640, 480]
+    assert "smallest" in proc.stdout
     regions = summary["attention_regions"]
     assert regions["available"] and regions["samples"] >= 1
     assert set(regions["regions"]) == {"mouth", "eyes", "brows", "nose", "face_rest", "background"}
     assert _png_ok(out / "attention_regions.png") and "attention_regions.png" in summary["files"]
+
+
+def test_predict_cli_finds_faces_in_a_small_video_without_flags(trained, tmp_path):
+    """The corpus' dev video shrunk to 176x144 (QCIF): faces of ~50-60 px."""
+    root, config, _ = trained
+    cap = cv2.VideoCapture(str(root / "corpus" / "recordings_video" / "dev_1.mp4"))
+    frames = []
+    while len(frames) < 50:  # 2 s at 25 fps: 8 samples
+        ok, frame = cap.read()
+        assert ok
+        frames.append(cv2.resize(frame, (176, 144), interpolation=cv2.INTER_AREA))
+    cap.release()
+    video = tmp_path / "qcif.mp4"
+    _write_clip(video, frames, 25.0)
+    out = tmp_path / "out"
+    proc = _run_cli("predict", f"--model={config.run_dir}/saved_model", f"--video={video}",
+                    f"--out={out}", "--noprogress")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["face_found_rate"] == 1.0 and summary["video_size"] == [176, 144]
+    assert 35 < summary["smallest_face_px"] < 80
 
 
 def test_predict_cli_without_any_face(trained, tmp_path):

@@ -214,9 +214,139 @@ def test_missing_predictor_file_is_named(tmp_path):
         faces.FaceAligner(96, predictor_path=path)
 
 
+def _small_frame(photo: np.ndarray, scale: float = 0.55) -> np.ndarray:
+    """A 176 x 144 talking-head frame: the photo scaled by `scale` around the
+    face, whose detection box is then about 53 px (at 0.55)."""
+    small = cv2.resize(photo, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+    x0 = round(_FACE_CENTRE[0] * scale) - 88
+    y0 = max(0, round(_FACE_CENTRE[1] * scale) - 72)
+    return np.ascontiguousarray(small[y0:y0 + 144, x0:x0 + 176])
+
+
+def test_detection_scale_enlarges_small_frames_and_keeps_640x480():
+    aligner = faces.FaceAligner(96)
+    assert aligner.detection_scale(640, 480) == 0.5  # 320 px wide, as before
+    assert aligner.detection_scale(320, 240) == 1.0
+    assert aligner.detection_scale(176, 144) == pytest.approx(240 / 144)
+    # 16:9: reduced less than to 320 px, so a face a third of the height is 80 px.
+    assert aligner.detection_scale(1280, 720) == pytest.approx(1 / 3)
+    assert aligner.detection_scale(720, 1280) == pytest.approx(320 / 720)
+    full = faces.FaceAligner(96, detect_width=0)
+    assert full.detection_scale(640, 480) == 1.0
+    assert full.detection_scale(176, 144) == pytest.approx(240 / 144)
+
+
+def test_faces_in_a_small_video_are_found_at_the_defaults(tmp_path, photo, aligner):
+    frame = _small_frame(photo)
+    # dlib at the frame's own scale misses this ~53 px face ...
+    rects, _, _ = faces._load_detector().run(frame, 0, 0.0)
+    assert len(rects) == 0
+    # ... the aligner's detection scale (5/3) finds it without a retry.
+    boxes, _ = aligner.detect(frame, retry=False)
+    assert len(boxes) == 1 and 45 < boxes[0][2] - boxes[0][0] < 65
+    path = tmp_path / "qcif.mp4"
+    _write_video(path, [np.roll(frame, i % 5, axis=1) for i in range(50)], 25.0)
+    times = faces.sample_times(faces.probe_video(path).duration)
+    track = faces.track_video(path, times, aligner)
+    assert track.found.all(), track.found
+    assert 45 < track.smallest_face_px < 65
+    assert track.multi_face_samples == 0
+
+
+def test_a_frame_without_a_face_at_the_chosen_scale_is_retried_finer(photo):
+    """A 74 px face in a 640x480 frame is 37 px at the detection scale 0.5:
+    missed there, found by the retry with one more upsampling step."""
+    frame = np.full((480, 640, 3), 100, np.uint8)
+    frame[100:270, 200:370] = cv2.resize(photo[20:260, 105:345], (170, 170),
+                                         interpolation=cv2.INTER_AREA)
+    aligner = faces.FaceAligner(96)
+    assert aligner.detect(frame, retry=False) == ([], [])
+    boxes, _ = aligner.detect(frame)
+    assert len(boxes) == 1
+    left, top, right, bottom = boxes[0]
+    assert 200 < left and right < 370 and 60 < right - left < 100
+    assert aligner.align(frame) is not None
+
+
+def _two_faces(photo: np.ndarray, left: bool = True, right: bool = True) -> np.ndarray:
+    """A 480 x 240 frame with the astronaut's head at x 20-220 (natural
+    colours) and, red and blue swapped, at x 260-460."""
+    head = cv2.resize(photo[20:260, 105:345], (200, 200), interpolation=cv2.INTER_AREA)
+    frame = np.full((240, 480, 3), 110, np.uint8)
+    if left:
+        frame[20:220, 20:220] = head
+    if right:
+        frame[20:220, 260:460] = head[..., ::-1]
+    return frame
+
+
+def _is_left_face(crop: np.ndarray) -> bool:
+    """The natural-colour head is redder than the swapped one."""
+    r, _, b = crop.reshape(-1, 3).mean(0)
+    return bool(r > b)
+
+
+@pytest.mark.parametrize("rule,expect_left", [("left", True), ("right", False),
+                                              ("largest", True), ("center", False)])
+def test_face_rule_picks_the_face(photo, rule, expect_left):
+    """A 200 px head at x 0-200 and a 160 px one, colours swapped, at x 250-410,
+    nearer the frame's centre (240)."""
+    head = photo[20:260, 105:345]
+    frame = np.full((240, 480, 3), 110, np.uint8)
+    frame[20:220, 0:200] = cv2.resize(head, (200, 200), interpolation=cv2.INTER_AREA)
+    frame[40:200, 250:410] = cv2.resize(head, (160, 160), interpolation=cv2.INTER_AREA)[..., ::-1]
+    aligner = faces.FaceAligner(96, face=rule)
+    found = aligner.process(frame)
+    assert found.num_faces == 2
+    centre_x = (found.box[0] + found.box[2]) / 2
+    assert (centre_x < 225) == expect_left
+    assert _is_left_face(found.crop) == expect_left
+
+
+def test_the_chosen_face_is_followed_and_picked_up_again(tmp_path, photo):
+    """Both faces, then the left person leaves for 1 s, then comes back."""
+    frames = ([_two_faces(photo)] * 6 + [_two_faces(photo, left=False)] * 4
+              + [_two_faces(photo)] * 6)
+    path = tmp_path / "two.mp4"
+    _write_video(path, frames, 4.0)
+    times = faces.sample_times(faces.probe_video(path).duration, end=3.75)
+    assert len(times) == 16
+    left = faces.track_video(path, times, faces.FaceAligner(64, face="left"))
+    # Missing while away: not swapped for the person on the right.
+    np.testing.assert_array_equal(left.found, [True] * 6 + [False] * 4 + [True] * 6)
+    assert all(_is_left_face(c) for c in left.crops[left.found])
+    assert left.multi_face_samples == 12
+    np.testing.assert_array_equal(left.num_faces, [2] * 6 + [1] * 4 + [2] * 6)
+    right = faces.track_video(path, times, faces.FaceAligner(64, face="right"))
+    assert right.found.all()
+    assert not any(_is_left_face(c) for c in right.crops)
+    # The landmarks (crop pixels) sit on the template either way.
+    for track in (left, right):
+        eyes = track.landmarks[track.found][:, list(faces.RIGHT_EYE)].mean(1)
+        np.testing.assert_allclose(eyes.mean(0), (0.35 * 64 - 0.5, 0.36 * 64 - 0.5), atol=3)
+
+
+def test_the_subject_coming_back_elsewhere_is_found_by_the_rule(photo):
+    head = cv2.resize(photo[20:260, 105:345], (200, 200), interpolation=cv2.INTER_AREA)
+    alone = np.full((400, 640, 3), 110, np.uint8)
+    alone[20:220, 420:620] = head[..., ::-1]
+    both = alone.copy()
+    both[20:220, 20:220] = head
+    back = alone.copy()
+    back[190:390, 140:340] = head  # ~170 px from where it left: not a continuation
+    aligner = faces.FaceAligner(64, face="left", detect_width=0)
+    assert _is_left_face(aligner.process(both).crop)
+    assert aligner.process(alone).crop is None
+    found = aligner.process(back)
+    assert found.crop is not None and _is_left_face(found.crop)
+    assert found.box[1] > 150
+
+
 @pytest.mark.parametrize("kwargs,match", [
     ({"size": 8}, "size"),
     ({"upsample": -1}, "upsample"),
+    ({"upsample": 3}, "--upsample"),
+    ({"face": "biggest"}, "--face"),
     ({"detect_width": 40}, "detect_width"),
     ({"template": ((0.3, 0.4), (0.7, 0.4))}, "template"),
 ])

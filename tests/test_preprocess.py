@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import pathlib
 import re
@@ -237,6 +238,35 @@ def test_summary_warns_below_the_threshold(reference_cache):
     assert "1 recording(s)" in lines[-1]
 
 
+def test_summary_reports_the_smallest_face_and_several_faces(reference_cache):
+    manifest = cache.read_manifest(reference_cache)
+    # The corpus' faces: detection boxes of about 110-130 px in 320 x 240 frames.
+    sizes = {e.name: e.min_face_px for e in manifest.entries}
+    assert sizes["test_1"] is None and 90 < sizes["train_1"] < 150
+    assert all(e.multi_face_samples == 0 for e in manifest.entries)
+    smallest = min(sizes["train_1"], sizes["dev_1"])
+    text = preprocess.summarize(manifest)
+    assert re.search(rf"^dev_1 .* {sizes['dev_1']:.0f}px\s+0$", text, re.M), text
+    assert f"Smallest face found: {smallest:.0f} px" in text
+    manifest.entries[0].multi_face_samples = 3
+    assert "3 sample(s) showed more than one face" in preprocess.summarize(manifest)
+
+
+def test_face_rule_is_a_cache_setting(corpus, reference_cache, tmp_path):
+    settings = json.loads((reference_cache / preprocess.SETTINGS_NAME).read_text())
+    assert settings["face"] == "largest"
+    with pytest.raises(ValueError, match="other settings.*face: 'largest' vs 'left'"):
+        _run(corpus, reference_cache, face="left")
+    # A cache written before the rule was recorded had the default rule.
+    old = tmp_path / "old"
+    shutil.copytree(reference_cache, old)
+    del settings["face"]
+    (old / preprocess.SETTINGS_NAME).write_text(json.dumps(settings))
+    assert len(_run(corpus, old).entries) == 3
+    with pytest.raises(ValueError, match="face: 'largest' vs 'right'"):
+        _run(corpus, old, face="right")
+
+
 def _cli(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "recola_sta.preprocess", *args],
                           capture_output=True, text=True, timeout=120,
@@ -252,7 +282,7 @@ def test_cli_with_a_flagfile(corpus, tmp_path):
     )
     done = _cli(f"--flagfile={flagfile}")
     assert done.returncode == 0, done.stderr
-    assert re.search(r"test_1 .* 0\.0%\s+WARNING", done.stdout), done.stdout
+    assert re.search(r"test_1 .* 0\.0%\s+-\s+0\s+WARNING", done.stdout), done.stdout
     assert [e.name for e in cache.read_manifest(tmp_path / "cache").entries] == ["test_1"]
 
 
@@ -264,3 +294,7 @@ def test_cli_errors_name_the_problem(tmp_path):
     assert done.returncode != 0 and "workers" in done.stderr
     done = _cli(f"--cache_dir={tmp_path / 'c'}")
     assert done.returncode != 0 and "corpus_dir" in done.stderr
+    done = _cli(f"--corpus_dir={tmp_path}", f"--cache_dir={tmp_path / 'c'}", "--upsample=9")
+    assert done.returncode != 0 and "--upsample" in done.stderr
+    done = _cli(f"--corpus_dir={tmp_path}", f"--cache_dir={tmp_path / 'c'}", "--face=biggest")
+    assert done.returncode != 0 and "--face" in done.stderr

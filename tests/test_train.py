@@ -1,0 +1,156 @@
+"""Contracts of recola_sta.train's run folder, on a hand-made tiny cache.
+
+No network is built or trained here: each test stops at a guard, in seconds.
+"""
+
+from __future__ import annotations
+
+import json
+import pathlib
+import re
+
+import numpy as np
+import pytest
+
+from recola_sta import cache, faces, preprocess, synthetic, train
+
+SIZE = 16
+
+
+def _write_cache(cache_dir: pathlib.Path, *, size: int = SIZE, dev_labels: bool = True,
+                 settings: dict | None = None) -> None:
+    """Two recordings of 8 samples (train_1, dev_1) with a `valence` label."""
+    entries = []
+    for name, partition in (("train_1", "train"), ("dev_1", "dev")):
+        n = 8
+        track = faces.FaceTrack(times=np.arange(n) / 4.0,
+                                crops=np.zeros((n, size, size, 3), np.uint8),
+                                found=np.ones(n, bool))
+        values = np.linspace(-0.5, 0.5, n, dtype=np.float32)
+        if partition == "dev" and not dev_labels:
+            values[:] = np.nan
+        shard = cache.shard_path(partition, name)
+        cache.write_shard(cache_dir / shard, track, {"valence": values})
+        entries.append(cache.CacheEntry(name=name, partition=partition, shard=shard,
+                                        num_samples=n, found_rate=1.0,
+                                        video=f"/videos/{name}.mp4", targets=["valence"]))
+    cache.write_manifest(cache_dir, cache.Manifest(corpus_root="/corpus", corpus_kind="csv",
+                                                   size=size, fps=4.0, entries=entries))
+    (cache_dir / preprocess.SETTINGS_NAME).write_text(json.dumps(settings or {
+        "size": size, "upsample": 0, "detect_width": 320, "face": "largest",
+        "predictor_path": None}))
+
+
+@pytest.fixture
+def no_preprocess(monkeypatch):
+    """Replaces the preprocess stage by a spy that records its arguments."""
+    calls = []
+    monkeypatch.setattr(preprocess, "preprocess_corpus",
+                        lambda *args, **kwargs: calls.append((args, kwargs)))
+    return calls
+
+
+def _config(tmp_path: pathlib.Path, **changes) -> train.TrainConfig:
+    (tmp_path / "corpus").mkdir(exist_ok=True)
+    return train.TrainConfig(**{
+        "corpus_dir": str(tmp_path / "corpus"), "corpus_kind": "csv",
+        "run_dir": str(tmp_path / "run"), "cache_dir": str(tmp_path / "cache"),
+        "size": SIZE, "frames": 4, "batch_size": 2, "epochs": 1, "progress": False,
+        **changes})
+
+
+@pytest.mark.parametrize("cache_kwargs,changes,match", [
+    ({"size": 32}, {}, "--size=16"),
+    ({}, {"target": "arousal"}, "--target=arousal"),
+    ({"dev_labels": False}, {}, r"dev partition is NaN.*dev_1: shard .*dev_1\.tfrecord"),
+])
+def test_nothing_is_written_before_the_cache_checks_pass(tmp_path, no_preprocess,
+                                                         cache_kwargs, changes, match):
+    _write_cache(tmp_path / "cache", **cache_kwargs)
+    config = _config(tmp_path, **changes)
+    with pytest.raises(ValueError, match=match):
+        train.run_training(config, flags_text="--size=16\n")
+    assert not (tmp_path / "run").exists()
+
+
+def test_all_nan_dev_labels_name_the_partition_and_files(tmp_path, no_preprocess):
+    _write_cache(tmp_path / "cache", dev_labels=False)
+    with pytest.raises(ValueError) as info:
+        train.run_training(_config(tmp_path))
+    message = str(info.value)
+    assert "dev" in message and "/videos/dev_1.mp4" in message
+    assert str(tmp_path / "cache" / "dev" / "dev_1.tfrecord") in message
+    assert "val_ccc" not in message and "/corpus" in message
+
+
+def test_face_flags_are_forwarded_to_preprocess(tmp_path, no_preprocess):
+    _write_cache(tmp_path / "cache", size=32)  # stops the run after preprocess
+    config = _config(tmp_path, upsample=1, detect_width=0, face="right",
+                     predictor_path="/models/shape.dat")
+    with pytest.raises(ValueError, match="--size"):
+        train.run_training(config)
+    (_, kwargs), = no_preprocess
+    assert {k: kwargs[k] for k in ("upsample", "detect_width", "face", "predictor_path")} == {
+        "upsample": 1, "detect_width": 0, "face": "right", "predictor_path": "/models/shape.dat"}
+
+
+@pytest.mark.parametrize("changes,flag", [
+    ({"upsample": 3}, "--upsample"),
+    ({"face": "biggest"}, "--face"),
+    ({"detect_width": 40}, "--detect_width"),
+])
+def test_bad_face_flags_are_named(tmp_path, changes, flag):
+    with pytest.raises(ValueError, match=flag):
+        _config(tmp_path, **changes).validate()
+
+
+@pytest.mark.parametrize("changes,flag", [
+    ({"learning_rate": 1e-3}, r"--learning_rate: 0\.0001 -> 0\.001"),
+    ({"loss": "ccc"}, "--loss: 'mse' -> 'ccc'"),
+])
+def test_resume_with_another_learning_rate_or_loss_is_refused(tmp_path, no_preprocess,
+                                                               changes, flag):
+    config = _config(tmp_path)
+    run = pathlib.Path(config.run_dir)
+    run.mkdir()
+    train._write_config(config, run)
+    # Not trained yet: nothing to resume, so the schedule may still change.
+    train.check_run_folder(_config(tmp_path, **changes), run)
+    (run / "checkpoints").mkdir()
+    (run / "checkpoints" / "last.keras").write_bytes(b"")
+    (run / "checkpoints" / "state.json").write_text('{"epoch": 1, "best": 0.1, "best_epoch": 1}')
+    before = (run / "config.json").read_text()
+    with pytest.raises(ValueError, match=flag):
+        train.run_training(_config(tmp_path, **changes), flags_text="--x\n")
+    assert (run / "config.json").read_text() == before
+    assert not (run / "flags.cfg").exists() and not no_preprocess
+
+
+def test_synthetic_corpus_mismatch_names_train_flags(tmp_path, no_preprocess):
+    corpus = tmp_path / "synthetic"
+    corpus.mkdir()
+    params = {"format_version": 1, "num_train": 20, "num_dev": 5, "num_test": 5}
+    (corpus / synthetic.MARKER_NAME).write_text(json.dumps({"params": params}))
+    config = _config(tmp_path, corpus_dir=str(corpus), corpus_kind="synthetic",
+                     synthetic_num_train=2, workers=1)
+    with pytest.raises(ValueError) as info:
+        train.run_training(config)
+    message = str(info.value)
+    assert "--overwrite" not in message and "overwrite" not in message
+    assert "--synthetic_num_train: 20 there, 2 now" in message
+    assert re.search(r"--corpus_dir=\S*synthetic", message)
+    assert not (tmp_path / "run").exists()
+
+
+def test_export_metadata_records_the_caches_aligner(tmp_path):
+    settings = {"size": SIZE, "upsample": 1, "detect_width": 0, "face": "left",
+                "predictor_path": None, "template": [list(p) for p in faces.DEFAULT_TEMPLATE],
+                "corpus_root": "/corpus"}
+    _write_cache(tmp_path / "cache", settings=settings)
+    config = _config(tmp_path, target="valence", frames=4)
+    meta = train.export_metadata(config, cache.read_manifest(tmp_path / "cache"),
+                                 tmp_path / "cache")
+    assert meta["fps"] == 4.0 and meta["frames"] == 4 and meta["target"] == "valence"
+    assert meta["face_aligner"] == {
+        "size": SIZE, "upsample": 1, "detect_width": 0, "face": "left",
+        "predictor_path": None, "template": settings["template"]}
