@@ -164,11 +164,18 @@ def preprocess_corpus(
             for r in todo]
     failures: dict[str, str] = {}
     bar = _progress_bar(len(jobs), progress)
+
+    def job_kwargs(job: _Job) -> dict[str, Any]:
+        # A recording that names its person's side (Aff-Wild2's NAME_left /
+        # NAME_right annotations) overrides --face for its video.
+        side = by_name[job.name].face
+        return aligner_kwargs if side == "largest" else {**aligner_kwargs, "face": side}
+
     try:
         if workers == 1 or len(jobs) <= 1:
             for job in jobs:
                 try:
-                    track = _track_recording(job, aligner_kwargs, progress)
+                    track = _track_recording(job, job_kwargs(job), progress)
                 except (OSError, ValueError) as e:
                     failures[job.name] = str(e)
                 else:
@@ -181,7 +188,7 @@ def preprocess_corpus(
                 initializer=_init_worker,
             )
             try:
-                futures = {pool.submit(_track_recording, job, aligner_kwargs, False): job
+                futures = {pool.submit(_track_recording, job, job_kwargs(job), False): job
                            for job in jobs}
                 for future in concurrent.futures.as_completed(futures):
                     job = futures[future]

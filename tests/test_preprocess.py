@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import pathlib
@@ -298,3 +299,25 @@ def test_cli_errors_name_the_problem(tmp_path):
     assert done.returncode != 0 and "--upsample" in done.stderr
     done = _cli(f"--corpus_dir={tmp_path}", f"--cache_dir={tmp_path / 'c'}", "--face=biggest")
     assert done.returncode != 0 and "--face" in done.stderr
+
+
+def test_a_recording_that_names_its_side_overrides_the_face_flag(corpus, tmp_path, monkeypatch):
+    # Aff-Wild2's NAME_left / NAME_right annotations become recordings with
+    # face="left" / "right"; their video is tracked with that rule.
+    real_load = corpora.load_corpus
+
+    def load(root, kind):
+        return [dataclasses.replace(r, face="right") if r.name == "dev_1" else r
+                for r in real_load(root, kind)]
+
+    rules = {}
+    real_track = preprocess._track_recording
+
+    def track(job, aligner_kwargs, progress):
+        rules[job.name] = aligner_kwargs["face"]
+        return real_track(job, aligner_kwargs, progress)
+
+    monkeypatch.setattr(corpora, "load_corpus", load)
+    monkeypatch.setattr(preprocess, "_track_recording", track)
+    _run(corpus, tmp_path, partitions=["train", "dev"], face="center")
+    assert rules == {"train_1": "center", "dev_1": "right"}
