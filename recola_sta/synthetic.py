@@ -1120,10 +1120,14 @@ def _turn(u: np.ndarray, center: float, radius: float, angle: np.ndarray) -> np.
 
 
 def _pose_identity_map(animator: RecolaLikeAnimator, plan: RecolaLikePlan, k: int,
-                       grid_x: np.ndarray, grid_y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+                       grid_x: np.ndarray, grid_y: np.ndarray, width: int, height: int
+                       ) -> tuple[np.ndarray, np.ndarray]:
     """Frame pixel -> photo coordinates for frame k: in-plane pose, out-of-plane
-    turn (a cylinder for yaw, another for pitch), then the identity's face shape."""
-    height, width = grid_x.shape
+    turn (a cylinder for yaw, another for pitch), then the identity's face shape.
+
+    Evaluated at the frame coordinates `grid_x`, `grid_y` (any shape; the
+    caller uses a coarse grid and interpolates, the map being smooth).
+    """
     inv = cv2.invertAffineTransform(_frame_affine(animator, plan, k, width, height)).astype(np.float32)
     ux = inv[0, 0] * grid_x + inv[0, 1] * grid_y + inv[0, 2]
     uy = inv[1, 0] * grid_x + inv[1, 1] * grid_y + inv[1, 2]
@@ -1163,9 +1167,15 @@ def render_frames_recola_like(
     noise_rng = np.random.default_rng(plan.background_noise_seed + 2)
     noise = (noise_rng.standard_normal((_RL_NOISE_BANK, height, width, 3), np.float32)
              * np.float32(plan.noise_sigma))
-    grid_y, grid_x = np.mgrid[0:height, 0:width].astype(np.float32)
-    xs = grid_x / width - 0.5
-    ys = grid_y / height - 0.5
+    # The pose map is computed every `step` pixels and interpolated.
+    step = 4
+    coarse_h, coarse_w = height // step + 2, width // step + 2
+    grid_y, grid_x = (np.mgrid[0:coarse_h, 0:coarse_w].astype(np.float32) * step)
+    full_size = (coarse_w * step, coarse_h * step)
+    ys, xs = np.mgrid[0:height, 0:width].astype(np.float32)
+    xs = xs / width - 0.5
+    ys = ys / height - 0.5
+    background = np.clip(background + 0.5, 0, 255).astype(np.uint8)
     for k, t in enumerate(plan.frame_times):
         face = animator.render_recola_like(source, closed, plan.valence[k], plan.brow[k],
                                            plan.blink[k], plan.jaw[k])
@@ -1174,15 +1184,18 @@ def render_frames_recola_like(
         for start, length, hand in hands:
             if start <= t < start + length:
                 _blend(face, hand, float(np.clip(min(t - start, start + length - t) / 0.15, 0, 1)))
-        map_x, map_y = _pose_identity_map(animator, plan, k, grid_x, grid_y)
-        warped = cv2.remap(face, map_x, map_y, cv2.INTER_LINEAR,
+        maps = [cv2.resize(m, full_size, interpolation=cv2.INTER_LINEAR)[:height, :width]
+                for m in _pose_identity_map(animator, plan, k, grid_x, grid_y, width, height)]
+        warped = cv2.remap(face, maps[0], maps[1], cv2.INTER_LINEAR,
                            borderMode=cv2.BORDER_CONSTANT, borderValue=0)
-        alpha = warped[..., 3:].astype(np.float32) * (1.0 / 255.0)
-        frame = background + (warped[..., :3].astype(np.float32) - background) * alpha
-        light = plan.gain[k] + plan.gradient_x[k] * xs + plan.gradient_y[k] * ys
-        frame *= light[..., None] * plan.color_cast[k].astype(np.float32)
-        frame += noise[plan.noise_index[k]]
-        frame = np.clip(frame + 0.5, 0, 255).astype(np.uint8)
+        alpha = warped[..., 3].astype(np.float32) * np.float32(1.0 / 255.0)
+        frame = cv2.blendLinear(np.ascontiguousarray(warped[..., :3]), background,
+                                alpha, np.float32(1.0) - alpha)
+        light = (np.float32(plan.gain[k]) + np.float32(plan.gradient_x[k]) * xs
+                 + np.float32(plan.gradient_y[k]) * ys)
+        frame = cv2.multiply(frame, tuple(float(c) for c in plan.color_cast[k]) + (0.0,))
+        frame = cv2.multiply(frame, cv2.cvtColor(light, cv2.COLOR_GRAY2RGB), dtype=cv2.CV_32F)
+        frame = cv2.add(frame, noise[plan.noise_index[k]], dtype=cv2.CV_8U)
         ok, jpeg = cv2.imencode(".jpg", cv2.cvtColor(frame, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, int(plan.jpeg_quality[k])])
         if not ok:
             raise RuntimeError("OpenCV cannot encode a JPEG frame.")
