@@ -579,11 +579,12 @@ PRESETS = ("default", "recola_like")
 RECOLA_LIKE_MOUTH_SHIFT_PX = 6.0  # mouth corners at |valence| = 1 (default preset: 16)
 RECOLA_LIKE_CHEEK_SHIFT_PX = 4.0  # cheek raise at valence = +1
 RECOLA_LIKE_LID_SHIFT_PX = 2.5  # lower-eyelid raise (narrower eyes) at valence = +1
-JAW_OPEN_PX = 6.5  # lower lip and chin drop at jaw opening 1
+JAW_OPEN_PX = 10.0  # chin drop at jaw opening 1 (the inner lower lip moves ~0.7 of it)
 MAX_YAW_DEG = 20.0
 MAX_PITCH_DEG = 20.0
-_RL_AFFECT_MIN_PERIOD_S = 10.0
-_RL_AFFECT_MAX_PERIOD_S = 120.0
+# Time constant range of the two cascaded low-pass filters that make the
+# recola_like affect traces (1/e autocorrelation time about 2.15 x this).
+_RL_AFFECT_TAU_S = (5.0, 12.0)
 _RL_NOISE_BANK = 8  # sensor-noise frames drawn per recording, reused at random
 _PRESET_STREAM = {"default": None, "recola_like": 1}
 _HAIR_COLORS = np.array([
@@ -648,8 +649,8 @@ class RecolaLikeAnimator(FaceAnimator):
     `RECOLA_LIKE_CHEEK_SHIFT_PX` and the lower eyelids by
     `RECOLA_LIKE_LID_SHIFT_PX` (narrower eyes), as in a Duchenne smile. The
     brows use the default preset's field. The jaw drop is a backward field
-    defined directly (no inversion): zero above the inner upper lip, rising
-    over 1.7 x `JAW_OPEN_PX` to a full drop of the lower lip and chin (so the
+    defined directly (no inversion): zero from 3 px above the inner upper lip up, rising
+    over 1.6 x `JAW_OPEN_PX` to a full drop of the lower lip and chin (so the
     stretch never folds), fading out below the chin; a dark mouth interior is
     painted into the opened gap. All fields act inside one region of the
     photo, summed, with one remap per frame.
@@ -688,8 +689,9 @@ class RecolaLikeAnimator(FaceAnimator):
             *self.brow_roi, self.brow_controls, lambda qx, qy: np.ones_like(qx), self.levels)
 
         # Jaw drop for opening 1 (a backward field; the remap samples p - B(p)).
-        self.lip_line_y = float(lm[61:64, 1].mean()) - 1.0
-        ramp = 1.7 * JAW_OPEN_PX
+        self.upper_inner_y = float(lm[61:64, 1].mean())
+        self.lip_line_y = self.upper_inner_y - 3.0
+        ramp = 1.6 * JAW_OPEN_PX
         chin_y = float(lm[8, 1])
         jaw_cx, jaw_sx = float(lm[[8, 51, 57], 0].mean()), 0.28 * jaw_w
         self.jaw_roi = _clip_roi((self.lip_line_y - 2, chin_y + 26),
@@ -756,8 +758,8 @@ class RecolaLikeAnimator(FaceAnimator):
                              ).reshape(out[roi].shape)
         if jaw > 0.05:
             # Dark mouth interior in the lower part of the opened gap.
-            gap = JAW_OPEN_PX * jaw * 0.85
-            cy = 0.5 * (self.lip_line_y + 2.0 + self.inner_lower_y + gap)
+            gap = JAW_OPEN_PX * jaw * 0.68
+            cy = 0.5 * (self.upper_inner_y + self.inner_lower_y + gap)
             ay = 0.35 * gap + 0.5
             ax = self.inner_mouth_half_w * (0.55 + 0.3 * jaw)
             gx, gy = self._jaw_grid
@@ -768,6 +770,39 @@ class RecolaLikeAnimator(FaceAnimator):
             rgb += (np.array([48.0, 22.0, 26.0], np.float32) - rgb) * a[..., None]
             patch[..., :3] = (rgb + 0.5).astype(np.uint8)
         return out
+
+
+class SlowTrace:
+    """Smooth random affect: white noise through two cascaded first-order
+    low-pass filters of time constant `tau_s` (autocorrelation
+    (1 + lag / tau) exp(-lag / tau), which drops below 1/e at about
+    2.15 tau), min-max normalised to [-1, 1] over [start_s, end_s].
+
+    Sampled every `LABEL_PERIOD_S` from `start_s - 4 tau` (a warm-up that
+    forgets the filters' zero start) and linearly interpolated between.
+
+    Args:
+        rng: random generator (its own; how much it draws depends on the span).
+        start_s, end_s: the span the trace is normalised over.
+        tau_s: filter time constant in seconds.
+    """
+
+    def __init__(self, rng: np.random.Generator, start_s: float, end_s: float, tau_s: float):
+        from scipy import signal
+
+        warm_up = 4.0 * tau_s
+        self.times = start_s - warm_up + np.arange(
+            int(math.ceil((end_s - start_s + warm_up) / LABEL_PERIOD_S)) + 2) * LABEL_PERIOD_S
+        a = math.exp(-LABEL_PERIOD_S / tau_s)
+        x = rng.standard_normal(len(self.times))
+        for _ in range(2):
+            x = signal.lfilter([1.0 - a], [1.0, -a], x)
+        window = self.times >= start_s - LABEL_PERIOD_S
+        lo, hi = x[window].min(), x[window].max()
+        self.values = (x - 0.5 * (lo + hi)) / (0.5 * max(hi - lo, 1e-9))
+
+    def __call__(self, t: np.ndarray) -> np.ndarray:
+        return np.clip(np.interp(t, self.times, self.values), -1.0, 1.0)
 
 
 def _speech_trace(rng: np.random.Generator, times: np.ndarray) -> np.ndarray:
@@ -875,8 +910,6 @@ def _plan_recola_like(name: str, partition: str, number: int, *, seed: int, dura
                                  _PRESET_STREAM["recola_like"]])
     frame_times = np.arange(int(round(duration_s * fps))) / fps
     label_times = np.round(np.arange(int(round(duration_s / LABEL_PERIOD_S)) + 1) * LABEL_PERIOD_S, 6)
-    reference = np.arange(-annotation_delay_s, max(duration_s, _RL_AFFECT_MAX_PERIOD_S) + 1e-9,
-                          LABEL_PERIOD_S)
 
     identity = Identity(
         face_width=float(rng.uniform(0.9, 1.1)),
@@ -906,13 +939,14 @@ def _plan_recola_like(name: str, partition: str, number: int, *, seed: int, dura
                                                     rng.uniform(20, 235, 3)])[[0, 2, 1, 3, 4, 5, 6]])
             for _ in range(int(rng.integers(0, 5)))]
 
-    # Valence: slow (periods 10-120 s), each recording around its own mean
-    # with its own range, as annotated moods differ between subjects.
-    valence_trace = SmoothTrace(rng, reference, _RL_AFFECT_MIN_PERIOD_S, _RL_AFFECT_MAX_PERIOD_S,
-                                span=True)
+    # Valence and arousal: slow (changing over tens of seconds), each
+    # recording around its own mean with its own range, as annotated moods
+    # differ between subjects.
+    valence_trace = SlowTrace(np.random.default_rng(rng.integers(2**63)), -annotation_delay_s,
+                              duration_s, float(rng.uniform(*_RL_AFFECT_TAU_S)))
     v_mean, v_amp = float(rng.uniform(-0.15, 0.35)), float(rng.uniform(0.3, 0.65))
-    arousal_trace = SmoothTrace(rng, reference, _RL_AFFECT_MIN_PERIOD_S, _RL_AFFECT_MAX_PERIOD_S,
-                                span=True)
+    arousal_trace = SlowTrace(np.random.default_rng(rng.integers(2**63)), -annotation_delay_s,
+                              duration_s, float(rng.uniform(*_RL_AFFECT_TAU_S)))
     a_mean, a_amp = float(rng.uniform(-0.2, 0.3)), float(rng.uniform(0.3, 0.65))
 
     def valence(t: np.ndarray) -> np.ndarray:
