@@ -586,7 +586,7 @@ MAX_PITCH_DEG = 20.0
 # recola_like affect traces (1/e autocorrelation time about 2.15 x this).
 _RL_AFFECT_TAU_S = (5.0, 12.0)
 _RL_NOISE_BANK = 8  # sensor-noise frames drawn per recording, reused at random
-_PRESET_STREAM = {"default": None, "recola_like": 1}
+_RECOLA_LIKE_STREAM = 1  # extra seed word: recola_like draws from its own streams
 _HAIR_COLORS = np.array([
     [34, 27, 24], [70, 46, 30], [118, 82, 50], [196, 164, 108], [150, 72, 36], [150, 146, 142],
 ], np.float32)  # black, dark brown, brown, blonde, red, grey
@@ -667,13 +667,17 @@ class RecolaLikeAnimator(FaceAnimator):
         eye_w = 0.5 * ((lm[39, 0] - lm[36, 0]) + (lm[45, 0] - lm[42, 0]))
 
         # Valence.
-        sx, sy = 0.25 * mouth_w, 0.30 * mouth_w
+        # Taller than the default bumps (0.30), so both lips follow the corners
+        # alike and a smile does not part them (the inner-lip gap stays put).
+        sx, sy = 0.25 * mouth_w, 0.45 * mouth_w
         up, out = -0.92 * RECOLA_LIKE_MOUTH_SHIFT_PX, 0.39 * RECOLA_LIKE_MOUTH_SHIFT_PX
         corners = [_Control(tuple(lm[48]), (-out, up), (sx, sy)),
                    _Control(tuple(lm[54]), (out, up), (sx, sy))]
-        cs = 0.16 * jaw_w
-        cheek_centers = [(0.5 * (lm[1, 0] + lm[31, 0]), lm[29, 1]),
-                         (0.5 * (lm[15, 0] + lm[35, 0]), lm[29, 1])]
+        # Cheek bumps high and outward enough not to push the upper lip (which
+        # would part the lips with valence).
+        cs = 0.13 * jaw_w
+        cheek_centers = [(0.6 * lm[1, 0] + 0.4 * lm[31, 0], lm[29, 1] - 3.0),
+                         (0.6 * lm[15, 0] + 0.4 * lm[35, 0], lm[29, 1] - 3.0)]
         cheeks = [_Control(c, (0.0, -RECOLA_LIKE_CHEEK_SHIFT_PX), (cs, cs)) for c in cheek_centers]
         lids = [_Control((lm[idx, 0].mean(), lm[idx, 1].mean() + 2.0),
                          (0.0, -RECOLA_LIKE_LID_SHIFT_PX), (0.5 * eye_w, 4.0))
@@ -906,8 +910,7 @@ class RecolaLikePlan(RecordingPlan):
 def _plan_recola_like(name: str, partition: str, number: int, *, seed: int, duration_s: float,
                       fps: float, annotation_delay_s: float) -> RecolaLikePlan:
     """Draws a `recola_like` recording from `(seed, partition, number, preset)`."""
-    rng = np.random.default_rng([seed, _PARTITION_INDEX[partition], number,
-                                 _PRESET_STREAM["recola_like"]])
+    rng = np.random.default_rng([seed, _PARTITION_INDEX[partition], number, _RECOLA_LIKE_STREAM])
     frame_times = np.arange(int(round(duration_s * fps))) / fps
     label_times = np.round(np.arange(int(round(duration_s / LABEL_PERIOD_S)) + 1) * LABEL_PERIOD_S, 6)
 

@@ -271,3 +271,13 @@ def test_autocorrelation_time_of_hand_made_signals():
         -period / np.log(a), rel=0.1)
     with pytest.raises(ValueError, match="constant"):
         corpus_stats.autocorrelation_time(np.ones(10), period)
+
+
+def test_recola_like_annotation_delay_shifts_labels():
+    kwargs = dict(seed=1, duration_s=10.0, fps=25.0, preset="recola_like")
+    plain = synthetic.plan_recording("dev_2", "dev", 2, annotation_delay_s=0.0, **kwargs)
+    np.testing.assert_allclose(plain.valence_labels[:250], plain.valence, atol=1e-12)
+    delayed = synthetic.plan_recording("dev_2", "dev", 2, annotation_delay_s=2.0, **kwargs)
+    # The label at t = 3 s (row 75) shows the face at t = 1 s (frame 25).
+    assert delayed.valence_labels[75] == pytest.approx(delayed.valence[25], abs=1e-9)
+    assert not np.allclose(delayed.valence_labels[:250], delayed.valence)
