@@ -731,7 +731,8 @@ class RecolaLikeAnimator(FaceAnimator):
         hsv = cv2.cvtColor(self.image, cv2.COLOR_RGB2HSV).astype(np.float32)
         hairy = ((hsv[..., 1] > 70) | (hsv[..., 2] < 150)).astype(np.float32)
         head = np.zeros((h, w), np.float32)
-        cv2.ellipse(head, (int(lm[0:17, 0].mean()), int(lm[17:27, 1].min() + 0.1 * self.face_height)),
+        head_center = (int(lm[0:17, 0].mean()), int(lm[17:27, 1].min() + 0.1 * self.face_height))
+        cv2.ellipse(head, head_center,
                     (int(0.82 * jaw_w), int(0.95 * self.face_height)), 0, 0, 360, 1.0, -1)
         ys, _ = np.mgrid[0:h, 0:w]
         head[ys > lm[4, 1]] = 0.0
@@ -937,10 +938,10 @@ def _plan_recola_like(name: str, partition: str, number: int, *, seed: int, dura
     stripes = (float(rng.uniform(0, 25) if rng.random() < 0.3 else 0.0),
                float(rng.uniform(0, np.pi)), float(rng.uniform(12, 60)))
     noise_seed = int(rng.integers(2**31))
-    room = [tuple(float(v) for v in np.concatenate([np.sort(rng.uniform(0, 1, 2)),
-                                                    np.sort(rng.uniform(0, 1, 2)),
-                                                    rng.uniform(20, 235, 3)])[[0, 2, 1, 3, 4, 5, 6]])
-            for _ in range(int(rng.integers(0, 5)))]
+    room = []
+    for _ in range(int(rng.integers(0, 5))):
+        (x0, x1), (y0, y1) = np.sort(rng.uniform(0, 1, 2)), np.sort(rng.uniform(0, 1, 2))
+        room.append(tuple(float(v) for v in (x0, y0, x1, y1, *rng.uniform(20, 235, 3))))
 
     # Valence and arousal: slow (changing over tens of seconds), each
     # recording around its own mean with its own range, as annotated moods
@@ -972,7 +973,8 @@ def _plan_recola_like(name: str, partition: str, number: int, *, seed: int, dura
 
     # Lighting: slow drift, sudden changes (a lamp, the camera's exposure)
     # eased over 0.3-1 s, a moving gradient and a colour cast.
-    gain = rng.uniform(0.7, 1.15) * (1.0 + 0.2 * SmoothTrace(rng, frame_times, 3.0, 30.0)(frame_times))
+    base_gain = rng.uniform(0.7, 1.15)
+    gain = base_gain * (1.0 + 0.2 * SmoothTrace(rng, frame_times, 3.0, 30.0)(frame_times))
     for start, length in _events(rng, frame_times[-1] if len(frame_times) else 0.0,
                                  1.0 / 25.0, 0.3, 1.0):
         gain *= 1.0 + (rng.uniform(0.7, 1.3) - 1.0) * _smoothstep((frame_times - start) / length)
@@ -1026,8 +1028,8 @@ def _identity_images(animator: RecolaLikeAnimator, plan: RecolaLikePlan
     if ident.accessory == "cap":
         cx = int(lm[0:17, 0].mean())
         base_y = int(lm[17:27, 1].min() - 0.22 * animator.face_height)
-        cv2.ellipse(cap, (cx, base_y), (int(0.8 * animator.jaw_width), int(0.75 * animator.face_height)),
-                    0, 180, 360, 1.0, -1)
+        dome = (int(0.8 * animator.jaw_width), int(0.75 * animator.face_height))
+        cv2.ellipse(cap, (cx, base_y), dome, 0, 180, 360, 1.0, -1)
         cv2.ellipse(cap, (cx, base_y), (int(0.85 * animator.jaw_width), 6), 0, 0, 360, 1.0, -1)
         cap = cv2.GaussianBlur(cap, (0, 0), 1.0)
     alpha = np.maximum(alpha, np.maximum(hair_layer, cap))
@@ -1054,15 +1056,17 @@ def _identity_images(animator: RecolaLikeAnimator, plan: RecolaLikePlan
     return out[0], out[1]
 
 
-def _sprite(rgb: np.ndarray, alpha: np.ndarray) -> tuple[tuple[slice, slice], np.ndarray, np.ndarray]:
+_Layer = tuple[tuple[slice, slice], np.ndarray, np.ndarray]  # ROI, RGB float32, alpha (h, w, 1)
+
+
+def _sprite(rgb: np.ndarray, alpha: np.ndarray) -> _Layer:
     """Crops a full-size layer to its non-zero bounding box."""
     ys, xs = np.nonzero(alpha > 0.004)
     roi = (slice(ys.min(), ys.max() + 1), slice(xs.min(), xs.max() + 1))
     return roi, rgb[roi].astype(np.float32), alpha[roi][..., None].astype(np.float32)
 
 
-def _glasses_layer(animator: RecolaLikeAnimator, color: np.ndarray
-                   ) -> tuple[tuple[slice, slice], np.ndarray, np.ndarray]:
+def _glasses_layer(animator: RecolaLikeAnimator, color: np.ndarray) -> _Layer:
     """Glasses drawn over the eyes (photo scale): frame, faint lens tint, bridge, arms."""
     lm = animator.landmarks
     h, w = animator.image.shape[:2]
@@ -1090,7 +1094,7 @@ def _glasses_layer(animator: RecolaLikeAnimator, color: np.ndarray
 
 
 def _hand_layer(animator: RecolaLikeAnimator, plan: RecolaLikePlan, dx: float, dy: float,
-                angle_deg: float) -> tuple[tuple[slice, slice], np.ndarray, np.ndarray]:
+                angle_deg: float) -> _Layer:
     """A hand-like blob (palm, four fingers, thumb) over the lower face, photo scale."""
     lm = animator.landmarks
     h, w = animator.image.shape[:2]
@@ -1120,8 +1124,7 @@ def _hand_layer(animator: RecolaLikeAnimator, plan: RecolaLikePlan, dx: float, d
     return _sprite(rgb, alpha)
 
 
-def _blend(image: np.ndarray, layer: tuple[tuple[slice, slice], np.ndarray, np.ndarray],
-           opacity: float) -> None:
+def _blend(image: np.ndarray, layer: _Layer, opacity: float) -> None:
     """Alpha-blends a layer onto an RGBA uint8 image in place (the alpha channel too)."""
     roi, rgb, alpha = layer
     a = alpha * np.float32(opacity)
@@ -1135,8 +1138,8 @@ def _room_background(plan: RecolaLikePlan, width: int, height: int) -> np.ndarra
     bg = _background(plan, width, height)
     if plan.room:
         for x0, y0, x1, y1, r, g, b in plan.room:
-            cv2.rectangle(bg, (int(x0 * width), int(y0 * height)), (int(x1 * width), int(y1 * height)),
-                          (r, g, b), -1)
+            cv2.rectangle(bg, (int(x0 * width), int(y0 * height)),
+                          (int(x1 * width), int(y1 * height)), (r, g, b), -1)
         bg = cv2.GaussianBlur(bg, (0, 0), 1.5)
     return bg
 
@@ -1165,7 +1168,8 @@ def _pose_identity_map(animator: RecolaLikeAnimator, plan: RecolaLikePlan, k: in
     Evaluated at the frame coordinates `grid_x`, `grid_y` (any shape; the
     caller uses a coarse grid and interpolates, the map being smooth).
     """
-    inv = cv2.invertAffineTransform(_frame_affine(animator, plan, k, width, height)).astype(np.float32)
+    inv = cv2.invertAffineTransform(_frame_affine(animator, plan, k, width, height))
+    inv = inv.astype(np.float32)
     ux = inv[0, 0] * grid_x + inv[0, 1] * grid_y + inv[0, 2]
     uy = inv[1, 0] * grid_x + inv[1, 1] * grid_y + inv[1, 2]
     lm = animator.landmarks
@@ -1233,7 +1237,8 @@ def render_frames_recola_like(
         frame = cv2.multiply(frame, tuple(float(c) for c in plan.color_cast[k]) + (0.0,))
         frame = cv2.multiply(frame, cv2.cvtColor(light, cv2.COLOR_GRAY2RGB), dtype=cv2.CV_32F)
         frame = cv2.add(frame, noise[plan.noise_index[k]], dtype=cv2.CV_8U)
-        ok, jpeg = cv2.imencode(".jpg", cv2.cvtColor(frame, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, int(plan.jpeg_quality[k])])
+        ok, jpeg = cv2.imencode(".jpg", cv2.cvtColor(frame, cv2.COLOR_RGB2BGR),
+                                [cv2.IMWRITE_JPEG_QUALITY, int(plan.jpeg_quality[k])])
         if not ok:
             raise RuntimeError("OpenCV cannot encode a JPEG frame.")
         yield cv2.cvtColor(cv2.imdecode(jpeg, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)

@@ -169,7 +169,7 @@ def test_recola_like_renders_deterministically_and_records_its_preset(recola_lik
     marker = json.loads((recola_like_corpus / synthetic.MARKER_NAME).read_text())
     assert marker["complete"] is True and marker["params"]["preset"] == "recola_like"
     rec = corpora.load_corpus(recola_like_corpus, "synthetic")[0]
-    frames, fps = _read_frames(rec.video)
+    frames, _ = _read_frames(rec.video)
     assert len(frames) == 50 and frames[0].shape == (240, 320, 3)
     assert np.abs(frames[0].astype(int) - frames[-1].astype(int)).mean() > 1.0  # it moves
     # Same seed, same bytes; another seed, another recording.
@@ -206,7 +206,7 @@ def test_recola_like_speech_is_independent_of_slow_valence():
     corpus_stats = _load_corpus_stats()
     plan = synthetic.plan_recording("train_2", "train", 2, seed=0, duration_s=900.0, fps=25.0,
                                     annotation_delay_s=0.0, preset="recola_like")
-    jaw, t = plan.jaw, plan.frame_times
+    jaw = plan.jaw
     assert jaw.min() >= 0.0 and jaw.max() <= 1.0
     r = np.corrcoef(jaw, plan.valence)[0, 1]
     assert abs(r) < 0.05, f"jaw opening vs valence r = {r:.3f}"
@@ -249,7 +249,7 @@ def test_recola_like_face_opens_with_jaw_and_smiles_with_valence():
         return corpus_stats.face_measures(np.array([[q.x, q.y] for q in shape.parts()]))
 
     closed_open, closed_height = measure(0.0, 0.0)
-    open_open, open_height = measure(0.0, 1.0)
+    open_open, _ = measure(0.0, 1.0)
     assert open_open > closed_open + 0.08, (closed_open, open_open)
     _, frown_height = measure(-1.0, 0.0)
     _, smile_height = measure(1.0, 0.0)
