@@ -1209,9 +1209,11 @@ def render_frames_recola_like(
     noise = (noise_rng.standard_normal((_RL_NOISE_BANK, height, width, 3), np.float32)
              * np.float32(plan.noise_sigma))
     # The pose map is computed every `step` pixels and interpolated.
+    # `cv2.resize` by a factor `step` reads coarse point u at pixel
+    # (u + 0.5) step - 0.5, so the coarse points are placed there.
     step = 4
-    coarse_h, coarse_w = height // step + 2, width // step + 2
-    grid_y, grid_x = (np.mgrid[0:coarse_h, 0:coarse_w].astype(np.float32) * step)
+    coarse_h, coarse_w = -(-height // step) + 1, -(-width // step) + 1
+    grid_y, grid_x = (np.mgrid[0:coarse_h, 0:coarse_w].astype(np.float32) + 0.5) * step - 0.5
     full_size = (coarse_w * step, coarse_h * step)
     ys, xs = np.mgrid[0:height, 0:width].astype(np.float32)
     xs = xs / width - 0.5
