@@ -9,6 +9,7 @@ import dlib
 import face_recognition_models
 import numpy as np
 import pytest
+import scipy.signal
 
 from recola_sta import corpora, synthetic
 
@@ -138,3 +139,145 @@ def test_mouth_field_moves_the_corners_by_the_stated_amount():
             synthetic.MOUTH_SHIFT_PX, rel=0.05)
     # Nothing moves above the mouth region's top edge (eyes, brows).
     np.testing.assert_allclose(animator.mouth_table[:, 0], 0.0, atol=1e-3)
+
+
+# ---------------------------------------------------------------------------
+# The recola_like preset
+
+
+def _load_corpus_stats():
+    import importlib.util
+    import pathlib
+
+    path = pathlib.Path(__file__).resolve().parents[1] / "tools" / "corpus_stats.py"
+    spec = importlib.util.spec_from_file_location("corpus_stats", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+RL_SETTINGS = dict(num_train=1, num_dev=0, num_test=0, duration_s=2.0, width=320, height=240,
+                   fps=25.0, seed=3, workers=1, preset="recola_like")
+
+
+@pytest.fixture(scope="module")
+def recola_like_corpus(tmp_path_factory):
+    return synthetic.ensure_corpus(tmp_path_factory.mktemp("recola_like"), **RL_SETTINGS)
+
+
+def test_recola_like_renders_deterministically_and_records_its_preset(recola_like_corpus, tmp_path):
+    marker = json.loads((recola_like_corpus / synthetic.MARKER_NAME).read_text())
+    assert marker["complete"] is True and marker["params"]["preset"] == "recola_like"
+    rec = corpora.load_corpus(recola_like_corpus, "synthetic")[0]
+    frames, _ = _read_frames(rec.video)
+    assert len(frames) == 50 and frames[0].shape == (240, 320, 3)
+    assert np.abs(frames[0].astype(int) - frames[-1].astype(int)).mean() > 1.0  # it moves
+    # Same seed, same bytes; another seed, another recording.
+    again = synthetic.ensure_corpus(tmp_path / "again", **RL_SETTINGS)
+    for sub in ("recordings_video/train_1.mp4", "ratings_gold_standard/valence/train_1.arff"):
+        assert (again / sub).read_bytes() == (recola_like_corpus / sub).read_bytes(), sub
+    other = synthetic.ensure_corpus(tmp_path / "other", **dict(RL_SETTINGS, seed=4))
+    assert ((other / "recordings_video/train_1.mp4").read_bytes()
+            != (recola_like_corpus / "recordings_video/train_1.mp4").read_bytes())
+
+
+def test_preset_mismatch_is_refused_and_old_markers_mean_default(recola_like_corpus, tmp_path):
+    with pytest.raises(ValueError, match="preset 'recola_like', not 'default'"):
+        synthetic.ensure_corpus(recola_like_corpus, **dict(RL_SETTINGS, preset="default"))
+    with pytest.raises(ValueError, match="preset must be one of"):
+        synthetic.ensure_corpus(tmp_path / "x", **dict(RL_SETTINGS, preset="recola"))
+    # A default corpus whose marker predates presets is still recognised as "default".
+    out = tmp_path / "d"
+    settings = dict(SETTINGS, num_dev=0, num_test=0, duration_s=1.0)
+    synthetic.ensure_corpus(out, **settings)
+    marker = out / synthetic.MARKER_NAME
+    payload = json.loads(marker.read_text())
+    assert payload["params"].pop("preset") == "default"
+    marker.write_text(json.dumps(payload))
+    video = out / "recordings_video" / "train_1.mp4"
+    mtime = video.stat().st_mtime_ns
+    synthetic.ensure_corpus(out, **settings)
+    assert video.stat().st_mtime_ns == mtime
+    with pytest.raises(ValueError, match="preset 'default', not 'recola_like'"):
+        synthetic.ensure_corpus(out, **dict(settings, preset="recola_like"))
+
+
+def test_recola_like_speech_is_independent_of_slow_valence():
+    corpus_stats = _load_corpus_stats()
+    plan = synthetic.plan_recording("train_2", "train", 2, seed=0, duration_s=900.0, fps=25.0,
+                                    annotation_delay_s=0.0, preset="recola_like")
+    jaw = plan.jaw
+    assert jaw.min() >= 0.0 and jaw.max() <= 1.0
+    r = np.corrcoef(jaw, plan.valence)[0, 1]
+    assert abs(r) < 0.05, f"jaw opening vs valence r = {r:.3f}"
+    # Talk spurts and pauses: the jaw rests (closed) for a sizeable share of the time ...
+    closed = np.mean(jaw < 1e-3)
+    assert 0.25 < closed < 0.75, closed
+    # ... and opens once per syllable, 2-6 times per second of talk.
+    peaks = np.nonzero((jaw[1:-1] > jaw[:-2]) & (jaw[1:-1] >= jaw[2:]) & (jaw[1:-1] > 0.1))[0]
+    talking_s = np.sum(jaw >= 1e-3) / 25.0
+    assert 2.0 < len(peaks) / talking_s < 6.0
+    # Valence changes over tens of seconds (the default preset's over seconds).
+    tau = corpus_stats.autocorrelation_time(plan.valence_labels, synthetic.LABEL_PERIOD_S)
+    default = synthetic.plan_recording("train_2", "train", 2, seed=0, duration_s=900.0, fps=25.0,
+                                       annotation_delay_s=0.0)
+    tau_default = corpus_stats.autocorrelation_time(default.valence_labels,
+                                                    synthetic.LABEL_PERIOD_S)
+    assert tau > 8.0 and tau > 2.0 * tau_default, (tau, tau_default)
+    assert 0.0 < np.ptp(plan.valence_labels) <= 2.0
+
+
+def test_recola_like_face_opens_with_jaw_and_smiles_with_valence():
+    corpus_stats = _load_corpus_stats()
+    animator = synthetic._animator(synthetic.astronaut_landmarks().tobytes(), "recola_like")
+    plan = synthetic.plan_recording("train_1", "train", 1, seed=0, duration_s=0.04, fps=25.0,
+                                    annotation_delay_s=0.0, preset="recola_like")
+    plan.identity.accessory = "none"
+    plan.occlusions = []
+    plan.noise_sigma, plan.jpeg_quality[:] = 0.0, 95
+    for trace in (plan.tx, plan.ty, plan.angle_deg, plan.yaw_deg, plan.pitch_deg, plan.blink):
+        trace[:] = 0.0
+    detector = dlib.get_frontal_face_detector()
+    predictor = dlib.shape_predictor(face_recognition_models.pose_predictor_model_location())
+
+    def measure(valence: float, jaw: float) -> tuple[float, float]:
+        plan.valence[:], plan.jaw[:] = valence, jaw
+        frame = next(synthetic.render_frames_recola_like(animator, plan, 320, 240))
+        boxes = detector(frame, 0)
+        assert boxes, (valence, jaw)
+        shape = predictor(frame, boxes[0])
+        return corpus_stats.face_measures(np.array([[q.x, q.y] for q in shape.parts()]))
+
+    closed_open, closed_height = measure(0.0, 0.0)
+    open_open, _ = measure(0.0, 1.0)
+    assert open_open > closed_open + 0.08, (closed_open, open_open)
+    _, frown_height = measure(-1.0, 0.0)
+    _, smile_height = measure(1.0, 0.0)
+    assert smile_height > closed_height > frown_height
+
+
+def test_autocorrelation_time_of_hand_made_signals():
+    corpus_stats = _load_corpus_stats()
+    period, t_cos = 0.04, 20.0
+    t = np.arange(100_000) * period  # 4000 s: 200 cycles, the biased estimator's taper is small
+    x = 3.0 + np.cos(2 * np.pi * t / t_cos)  # the mean must be removed
+    expected = t_cos * np.arccos(np.exp(-1.0)) / (2 * np.pi)  # 3.816 s
+    assert corpus_stats.autocorrelation_time(x, period) == pytest.approx(expected, abs=0.01)
+    assert corpus_stats.autocorrelation_time(x, 2 * period) == pytest.approx(2 * expected, abs=0.02)
+    # An AR(1) process with coefficient a decorrelates in -period / ln(a) seconds.
+    a = 0.98
+    ar = scipy.signal.lfilter([1.0], [1.0, -a], np.random.default_rng(0).normal(size=400_000))
+    assert corpus_stats.autocorrelation_time(ar, period) == pytest.approx(
+        -period / np.log(a), rel=0.1)
+    with pytest.raises(ValueError, match="constant"):
+        corpus_stats.autocorrelation_time(np.ones(10), period)
+
+
+def test_recola_like_annotation_delay_shifts_labels():
+    kwargs = dict(seed=1, duration_s=10.0, fps=25.0, preset="recola_like")
+    plain = synthetic.plan_recording("dev_2", "dev", 2, annotation_delay_s=0.0, **kwargs)
+    np.testing.assert_allclose(plain.valence_labels[:250], plain.valence, atol=1e-12)
+    delayed = synthetic.plan_recording("dev_2", "dev", 2, annotation_delay_s=2.0, **kwargs)
+    # The label at t = 3 s (row 75) shows the face at t = 1 s (frame 25).
+    assert delayed.valence_labels[75] == pytest.approx(delayed.valence[25], abs=1e-9)
+    assert not np.allclose(delayed.valence_labels[:250], delayed.valence)
