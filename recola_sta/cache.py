@@ -214,6 +214,8 @@ def write_shard(
             )
     with io_utils.atomic_path(path) as tmp:
         with tf.io.TFRecordWriter(str(tmp)) as writer:
+            # Track-like objects without landmarks (older callers) store none.
+            landmarks = getattr(track, "landmarks", None)
             for k in range(n):
                 writer.write(
                     serialize_sample(
@@ -222,7 +224,7 @@ def write_shard(
                         track.found[k],
                         k,
                         {name: values[k] for name, values in targets.items()},
-                        None if track.landmarks is None else track.landmarks[k],
+                        None if landmarks is None else landmarks[k],
                     )
                 )
 
