@@ -76,7 +76,7 @@ DEFAULT_OPTIONS: dict[str, Any] = {
     "attention_temperature": 1.0,
     # "per_location": eq. (2) as printed (one W_i per location); "shared":
     # one 1x1 map for every location.
-    "attention_weights": "shared",
+    "attention_weights": "per_location",
     # Constant multiplying the attention scores (W initialised / gain), i.e.
     # an Adam learning-rate multiplier for the score weights.
     "attention_score_gain": 1.0,

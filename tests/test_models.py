@@ -171,8 +171,10 @@ def test_attention_model_rejects_models_without_attention():
         {"upsampling": "bilinear", "peephole_mode": "hadamard"},
         {"upsampling": "nearest", "peepholes": False, "use_previous_state": False},
         {"attention_scale": "none", "encoder_filters": (4, 4, 4), "decoder_filters": (4, 4, 2)},
-        {"attention_weights": "per_location", "attention_score_gain": 30.0,
+        {"attention_weights": "shared", "attention_score_gain": 30.0,
          "attention_scores": "standardized", "attention_temperature": 0.5},
+        {"attention_normalize_state": True, "attention_location_bias": True,
+         "attention_score_gain": 100.0},
     ],
 )
 def test_sta_options(options):
@@ -186,7 +188,9 @@ def test_sta_options(options):
     attention = model.get_layer("attention")
     assert attention.use_previous_state == options.get("use_previous_state", True)
     assert model.get_layer("attend").scale == options.get("attention_scale", "hw")
-    assert attention.score_weights == options.get("attention_weights", "shared")
+    assert attention.score_weights == options.get("attention_weights", "per_location")
+    assert attention.normalize_state == options.get("attention_normalize_state", False)
+    assert attention.location_bias == options.get("attention_location_bias", False)
     assert attention.score_gain == options.get("attention_score_gain", 1.0)
     assert attention.initial_temperature == options.get("attention_temperature", 1.0)
 
