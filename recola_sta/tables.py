@@ -241,6 +241,7 @@ def aggregate_seed_runs(results_dir: str | os.PathLike, prefix: str,
         One SeedAggregate per Table 1 row, in the table's order.
     """
     runs_dir = pathlib.Path(results_dir) / "runs"
+    seeds = list(dict.fromkeys(seeds))  # a seed given twice is one run
     aggregates = []
     for label, _, _, _, variant in TABLE1:
         runs, missing, conventions = [], {}, set()

@@ -187,7 +187,9 @@ def _approx(summary: tables.Summary, mean: float | None, std: float | None, n: i
 
 
 def test_seed_runs_aggregate_to_mean_and_sample_std(seed_runs):
-    by_variant = {a.variant: a for a in tables.aggregate_seed_runs(seed_runs, PREFIX, [0, 1, 2])}
+    # A seed given twice counts once.
+    aggregates = tables.aggregate_seed_runs(seed_runs, PREFIX, [0, 1, 2, 1])
+    by_variant = {a.variant: a for a in aggregates}
     assert list(by_variant) == ["2d_cnn", "3d_cnn", "3d_cnn_sta"]
     cnn2d = by_variant["2d_cnn"]
     assert cnn2d.runs == [f"{PREFIX}_2d_cnn_seed{s}" for s in (0, 1, 2)] and not cnn2d.missing
