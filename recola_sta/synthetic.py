@@ -1278,7 +1278,7 @@ def _render_task(out_dir: str, name: str, partition: str, number: int,
 
 
 class CorpusSettingsError(ValueError):
-    """A folder holds a synthetic corpus made with other settings.
+    """A folder holds a synthetic corpus made with other settings or another preset.
 
     Attributes:
         folder: the corpus folder.
@@ -1383,9 +1383,13 @@ def ensure_corpus(
         old_params.setdefault("preset", "default")  # markers written before presets existed
         if old_params != params:
             if old_params["preset"] != preset and not overwrite:
-                raise ValueError(
+                # The mouth shift follows from the preset; other settings may differ too.
+                differences = {k: (old_params.get(k), v) for k, v in params.items()
+                               if old_params.get(k) != v and k != "mouth_shift_px"}
+                raise CorpusSettingsError(
                     f"{out_dir} holds a synthetic corpus of preset {old_params['preset']!r}, "
-                    f"not {preset!r}; pass overwrite=True (--overwrite) or choose another folder."
+                    f"not {preset!r}; pass overwrite=True (--overwrite) or choose another folder.",
+                    out_dir, differences,
                 )
             if not overwrite:
                 before = old.get("params") if isinstance(old.get("params"), dict) else {}

@@ -72,7 +72,7 @@ RESUME_KEYS = ("learning_rate", "loss")
 _SYNTHETIC_FLAGS = {
     "num_train": "synthetic_num_train", "num_dev": "synthetic_num_dev",
     "num_test": "synthetic_num_test", "duration_s": "synthetic_duration_s",
-    "seed": "synthetic_seed",
+    "seed": "synthetic_seed", "preset": "synthetic_preset",
 }
 
 
@@ -128,6 +128,7 @@ class TrainConfig:
     synthetic_num_test: int = 5
     synthetic_duration_s: float = 60.0
     synthetic_seed: int = 0
+    synthetic_preset: str = "default"  # one of synthetic.PRESETS
 
     def resolved_cache_dir(self) -> str:
         if self.cache_dir:
@@ -169,6 +170,8 @@ class TrainConfig:
              "0 (no reduction) or at least 80"),
             (self.face in faces.FACE_RULES, "face", " or ".join(faces.FACE_RULES)),
             (bool(self.corpus_dir), "corpus_dir", "a corpus folder"),
+            (self.synthetic_preset in synthetic.PRESETS, "synthetic_preset",
+             " or ".join(synthetic.PRESETS)),
         ]
         for ok, flag, expected in checks:
             if not ok:
@@ -190,6 +193,7 @@ def prepare_corpus(config: TrainConfig) -> None:
                 num_test=config.synthetic_num_test,
                 duration_s=config.synthetic_duration_s,
                 seed=config.synthetic_seed,
+                preset=config.synthetic_preset,
                 workers=config.workers,
                 progress=config.progress,
             )
@@ -587,6 +591,8 @@ def define_flags() -> None:
     flags.DEFINE_integer("synthetic_num_test", d.synthetic_num_test, "Synthetic corpus: test recordings.")
     flags.DEFINE_float("synthetic_duration_s", d.synthetic_duration_s, "Synthetic corpus: seconds each.")
     flags.DEFINE_integer("synthetic_seed", d.synthetic_seed, "Synthetic corpus: seed.")
+    flags.DEFINE_enum("synthetic_preset", d.synthetic_preset, list(synthetic.PRESETS),
+                      "Synthetic corpus: preset (recola_like: harder, see docs/recola_like.md).")
     flags.mark_flag_as_required("corpus_dir")
 
 

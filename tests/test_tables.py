@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
+import os
 import pathlib
 import re
+import subprocess
+import sys
 
 import pytest
 
@@ -120,3 +124,195 @@ def test_cnn_rnn_configs(cfg):
     # The paper's training recipe, as the other rows' configs.
     assert (config.frames, config.size, config.batch_size, config.learning_rate,
             config.dropout, config.loss) == (16, 96, 16, 1e-4, 0.5, "mse")
+
+
+# Synthetic Table 1 over seeds (`tools/reproduce.sh --synthetic`)
+
+PREFIX = "synthetic_recola_like"
+
+
+def _seed_result(rmse: float, cc: float, ccc: float, raw_ccc: float,
+                 ratios: dict[str, float] | None = None) -> dict:
+    result = {
+        "convention": "avec",
+        "dev_post": {"rmse": rmse, "cc": cc, "ccc": ccc},
+        "dev_raw": {"rmse": rmse + 0.05, "cc": cc - 0.05, "ccc": raw_ccc},
+    }
+    if ratios is not None:
+        result["attention_regions"] = {"available": True, "samples": 100, "regions": {
+            name: {"ratio": ratio, "attention_share": 0.1 * ratio, "area_share": 0.1}
+            for name, ratio in ratios.items()}}
+    return result
+
+
+def _write_run(results_dir: pathlib.Path, name: str, payload: dict | str) -> None:
+    run = results_dir / "runs" / name
+    run.mkdir(parents=True)
+    text = payload if isinstance(payload, str) else json.dumps(payload)
+    (run / "results.json").write_text(text)
+
+
+@pytest.fixture
+def seed_runs(tmp_path):
+    """2D-CNN: three seeds; 3D-CNN: seed 0 only (seed 1 without dev metrics,
+    seed 2 never ran); STA: three seeds, seed 2 without attention regions."""
+    for seed, values in enumerate([(0.1, 0.5, 0.2, 0.1), (0.2, 0.6, 0.4, 0.3),
+                                   (0.3, 0.9, 0.9, 0.5)]):
+        _write_run(tmp_path, f"{PREFIX}_2d_cnn_seed{seed}", _seed_result(*values))
+    _write_run(tmp_path, f"{PREFIX}_3d_cnn_seed0", _seed_result(0.15, 0.7, 0.4, 0.35))
+    _write_run(tmp_path, f"{PREFIX}_3d_cnn_seed1", {"convention": "avec", "dev_post": {},
+                                                    "dev_raw": {}})
+    sta_ratios = [{"mouth": 1.2, "eyes": 0.9, "brows": 1.0, "nose": 0.8, "face_rest": 1.0},
+                  {"mouth": 1.4, "eyes": 1.1, "brows": 1.0, "nose": 1.0, "face_rest": 1.0}]
+    for seed, ratios in enumerate(sta_ratios):
+        _write_run(tmp_path, f"{PREFIX}_3d_cnn_sta_seed{seed}",
+                   _seed_result(0.1, 0.8, 0.7 + 0.1 * seed, 0.6, ratios))
+    no_attention = _seed_result(0.1, 0.8, 0.9, 0.6)
+    no_attention["attention_regions"] = {"available": False, "reason": "no landmarks",
+                                         "partition": "dev"}
+    _write_run(tmp_path, f"{PREFIX}_3d_cnn_sta_seed2", no_attention)
+    # Another prefix and a seed outside the list are not counted.
+    _write_run(tmp_path, "synthetic_2d_cnn_seed0", _seed_result(9.0, 9.0, 9.0, 9.0))
+    _write_run(tmp_path, f"{PREFIX}_2d_cnn_seed7", _seed_result(9.0, 9.0, 9.0, 9.0))
+    return tmp_path
+
+
+def _approx(summary: tables.Summary, mean: float | None, std: float | None, n: int) -> None:
+    assert summary.n == n
+    assert (summary.mean is None) == (mean is None) and (summary.std is None) == (std is None)
+    if mean is not None:
+        assert summary.mean == pytest.approx(mean, rel=1e-12)
+    if std is not None:
+        assert summary.std == pytest.approx(std, rel=1e-12)
+
+
+def test_seed_runs_aggregate_to_mean_and_sample_std(seed_runs):
+    # A seed given twice counts once.
+    aggregates = tables.aggregate_seed_runs(seed_runs, PREFIX, [0, 1, 2, 1])
+    by_variant = {a.variant: a for a in aggregates}
+    assert list(by_variant) == ["2d_cnn", "3d_cnn", "3d_cnn_sta"]
+    cnn2d = by_variant["2d_cnn"]
+    assert cnn2d.runs == [f"{PREFIX}_2d_cnn_seed{s}" for s in (0, 1, 2)] and not cnn2d.missing
+    # By hand: sample std (n - 1), e.g. CCC 0.2, 0.4, 0.9: mean 0.5, std sqrt(0.26 / 2).
+    _approx(cnn2d.dev_post["rmse"], 0.2, 0.1, 3)
+    _approx(cnn2d.dev_post["cc"], 2.0 / 3.0, math.sqrt((0.5 - 2 / 3) ** 2 + (0.6 - 2 / 3) ** 2
+                                                      + (0.9 - 2 / 3) ** 2) / math.sqrt(2), 3)
+    _approx(cnn2d.dev_post["ccc"], 0.5, math.sqrt(0.13), 3)
+    _approx(cnn2d.dev_raw_ccc, 0.3, 0.2, 3)
+    assert cnn2d.attention == {} and cnn2d.conventions == {"avec"}
+    # One run counted: a mean, no standard deviation.
+    cnn3d = by_variant["3d_cnn"]
+    _approx(cnn3d.dev_post["ccc"], 0.4, None, 1)
+    sta = by_variant["3d_cnn_sta"]
+    _approx(sta.dev_post["ccc"], 0.8, 0.1, 3)
+    _approx(sta.attention["mouth"], 1.3, math.sqrt(0.02), 2)
+    _approx(sta.attention["eyes"], 1.0, math.sqrt(0.02), 2)
+    _approx(sta.attention["brows"], 1.0, 0.0, 2)
+    _approx(sta.attention["nose"], 0.9, math.sqrt(0.02), 2)
+    assert set(sta.attention) == set(tables.ATTENTION_REGIONS)
+
+
+def test_missing_seed_runs_are_listed_not_dropped(seed_runs, tmp_path_factory):
+    by_variant = {a.variant: a for a in tables.aggregate_seed_runs(seed_runs, PREFIX, [0, 1, 2])}
+    assert by_variant["3d_cnn"].missing == {
+        f"{PREFIX}_3d_cnn_seed1": "no dev metrics in results.json",
+        f"{PREFIX}_3d_cnn_seed2": "no results.json",
+    }
+    assert by_variant["3d_cnn_sta"].attention_missing == {
+        f"{PREFIX}_3d_cnn_sta_seed2": "attention regions unavailable: no landmarks"}
+    # Nothing run at all: every run is missing and every cell says so.
+    empty = tmp_path_factory.mktemp("empty")
+    _write_run(empty, f"{PREFIX}_2d_cnn_seed0", "{not json")
+    aggregates = tables.aggregate_seed_runs(empty, PREFIX, [0, 1])
+    assert [len(a.missing) for a in aggregates] == [2, 2, 2]
+    assert aggregates[0].missing[f"{PREFIX}_2d_cnn_seed0"].startswith("malformed results.json")
+    text = tables.render_seed_tables(aggregates, PREFIX, [0, 1])
+    assert "| 2D-CNN | 0 | not run | not run | not run | not run |" in text
+    assert "| 3D-CNN + STA | 0 | not run | not run | not run | not run |" in text
+    for variant in ("2d_cnn", "3d_cnn", "3d_cnn_sta"):
+        assert f"`{PREFIX}_{variant}_seed1` (no results.json)" in text
+
+
+def test_seed_tables_markdown(seed_runs):
+    path = tables.write_tables(seed_runs, {}, PREFIX, [0, 1, 2])
+    text = path.read_text(encoding="utf-8")
+    assert "## Table 1" not in text  # no corpora: Tables 1-3 are left out
+    main = text.split(f"## {tables.SEED_TABLE_TITLE}", 1)[1].split("\n## ", 1)[0]
+    lines = main.splitlines()
+    assert "| Method | n | RMSE | CC | CCC | CCC raw |" in lines
+    assert "| 2D-CNN | 3 | 0.200 +- 0.100 | 0.667 +- 0.208 | 0.500 +- 0.361 | 0.300 +- 0.200 |" in lines
+    assert "| 3D-CNN | 1 | 0.150 +- n/a | 0.700 +- n/a | 0.400 +- n/a | 0.350 +- n/a |" in lines
+    assert "| 3D-CNN + STA | 3 | 0.100 +- 0.000 | 0.800 +- 0.000 | 0.800 +- 0.100 | 0.600 +- 0.000 |" in lines
+    assert (f"Missing runs: `{PREFIX}_3d_cnn_seed1` (no dev metrics in results.json); "
+            f"`{PREFIX}_3d_cnn_seed2` (no results.json).") in lines
+    assert "seeds 0, 1, 2" in main and "CCC convention: avec." in lines
+    attention = text.split(f"## {tables.SEED_ATTENTION_TITLE}", 1)[1]
+    rows = [line for line in attention.splitlines() if line.startswith("| ")]
+    assert rows[0] == "| Method | n | mouth | eyes | brows | nose |"
+    assert rows[1:] == ["| 3D-CNN + STA | 2 | 1.300 +- 0.141 | 1.000 +- 0.141 | "
+                        "1.000 +- 0.000 | 0.900 +- 0.141 |"]
+    assert (f"Missing runs: `{PREFIX}_3d_cnn_sta_seed2` (attention regions unavailable: "
+            "no landmarks).") in attention.splitlines()
+    # With corpora, Tables 1-3 come first and the seed tables follow.
+    both = tables.write_tables(seed_runs, {"recola": "recola"}, PREFIX, [0, 1, 2]).read_text()
+    assert both.index("## Table 1") < both.index(f"## {tables.SEED_TABLE_TITLE}")
+
+
+@pytest.mark.parametrize("short,variant", [("2dcnn", "2d_cnn"), ("3dcnn", "3d_cnn"),
+                                           ("sta", "3d_cnn_sta")])
+def test_recola_like_configs(short, variant):
+    flags = _read_cfg(ROOT / "experiments" / f"synthetic_recola_like_{short}.cfg")
+    config = _typed_config(flags)
+    config.validate()
+    assert (config.variant, config.corpus_kind, config.synthetic_preset, config.corpus_dir,
+            config.size, config.seed) == (variant, "synthetic", "recola_like",
+                                          "data/synthetic_recola_like", 32, 0)
+    assert config.run_dir == f"runs/{tables.seed_run_name(PREFIX, variant, 0)}"
+    # Otherwise the schedule of the default synthetic configs.
+    default = _typed_config(_read_cfg(ROOT / "experiments" / "synthetic.cfg"))
+    keys = ("frames", "epochs", "batch_size", "learning_rate", "loss", "dropout")
+    assert [getattr(config, k) for k in keys] == [getattr(default, k) for k in keys]
+
+
+FAKE_PYTHON = """#!/usr/bin/env bash
+# Stands in for python: records recola_sta.train calls and writes a results.json
+# whose dev CCC is 0.4<seed>; runs everything else with the real interpreter.
+if [[ "$2" == recola_sta.train ]]; then
+  echo "$*" >> "$TRAIN_LOG"
+  for arg in "$@"; do
+    case "$arg" in --run_dir=*) run_dir="${arg#*=}" ;; --seed=*) seed="${arg#*=}" ;; esac
+  done
+  mkdir -p "$run_dir"
+  echo "{\\"convention\\": \\"avec\\", \\"dev_post\\": {\\"rmse\\": 0.1, \\"cc\\": 0.5, \\"ccc\\": 0.4$seed}, \\"dev_raw\\": {\\"rmse\\": 0.2, \\"cc\\": 0.4, \\"ccc\\": 0.3$seed}}" > "$run_dir/results.json"
+  exit 0
+fi
+exec "$REAL_PYTHON" "$@"
+"""
+
+
+def test_reproduce_synthetic_trains_every_seed_and_writes_seed_tables(tmp_path):
+    fake = tmp_path / "python"
+    fake.write_text(FAKE_PYTHON)
+    fake.chmod(0o755)
+    log, out = tmp_path / "train.log", tmp_path / "results"
+    env = {**os.environ, "PYTHON": str(fake), "REAL_PYTHON": sys.executable,
+           "TRAIN_LOG": str(log), "PYTHONPATH": str(ROOT)}
+    result = subprocess.run(
+        ["bash", str(ROOT / "tools" / "reproduce.sh"), "--synthetic", "--seeds=1 3",
+         f"--out={out}", "--epochs=1"],
+        capture_output=True, text=True, env=env, timeout=120)
+    assert result.returncode == 0, result.stderr
+    calls = log.read_text().splitlines()
+    expected = []
+    for short, variant in (("2dcnn", "2d_cnn"), ("3dcnn", "3d_cnn"), ("sta", "3d_cnn_sta")):
+        for seed in (1, 3):
+            expected.append(
+                f"-m recola_sta.train --flagfile=experiments/synthetic_recola_like_{short}.cfg "
+                f"--run_dir={out}/runs/{PREFIX}_{variant}_seed{seed} --epochs=1 --seed={seed}")
+    assert calls == expected
+    text = (out / "tables.md").read_text(encoding="utf-8")
+    assert "## Table 1" not in text
+    # Dev CCC 0.41 and 0.43: mean 0.42, sample std sqrt(0.0002) = 0.014.
+    assert "| 2D-CNN | 2 | 0.100 +- 0.000 | 0.500 +- 0.000 | 0.420 +- 0.014 | 0.320 +- 0.014 |" in text
+    assert "seeds 1, 3" in text
+    assert (f"`{PREFIX}_3d_cnn_sta_seed1` (no attention_regions in results.json)") in text

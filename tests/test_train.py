@@ -6,8 +6,11 @@ No network is built or trained here: each test stops at a guard, in seconds.
 from __future__ import annotations
 
 import json
+import os
 import pathlib
 import re
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -15,6 +18,7 @@ import pytest
 from recola_sta import cache, faces, preprocess, synthetic, train
 
 SIZE = 16
+ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
 def _write_cache(cache_dir: pathlib.Path, *, size: int = SIZE, dev_labels: bool = True,
@@ -140,6 +144,87 @@ def test_synthetic_corpus_mismatch_names_train_flags(tmp_path, no_preprocess):
     assert "--synthetic_num_train: 20 there, 2 now" in message
     assert re.search(r"--corpus_dir=\S*synthetic", message)
     assert not (tmp_path / "run").exists()
+
+
+def _default_preset_marker(corpus: pathlib.Path) -> None:
+    """A synthetic.json as a default-preset corpus of train's default settings
+    wrote it before presets existed (no "preset" key)."""
+    corpus.mkdir()
+    params = {"format_version": synthetic._FORMAT_VERSION, "source": "skimage.data.astronaut",
+              "num_train": 20, "num_dev": 5, "num_test": 5, "duration_s": 60.0,
+              "width": 320, "height": 240, "fps": 25.0, "seed": 0,
+              "annotation_delay_s": 0.0, "mouth_shift_px": synthetic.MOUTH_SHIFT_PX}
+    (corpus / synthetic.MARKER_NAME).write_text(json.dumps({"params": params, "complete": True}))
+
+
+@pytest.mark.parametrize("preset", synthetic.PRESETS)
+def test_synthetic_preset_reaches_ensure_corpus_and_the_recorded_config(
+        tmp_path, no_preprocess, monkeypatch, preset):
+    calls = []
+    monkeypatch.setattr(synthetic, "ensure_corpus",
+                        lambda root, **kwargs: calls.append((root, kwargs)))
+    _write_cache(tmp_path / "cache", size=32)  # stops the run after preprocess
+    config = _config(tmp_path, corpus_dir=str(tmp_path / "synthetic"),
+                     corpus_kind="synthetic", synthetic_preset=preset, workers=1)
+    with pytest.raises(ValueError, match="--size"):
+        train.run_training(config)
+    (root, kwargs), = calls
+    assert root == tmp_path / "synthetic" and kwargs["preset"] == preset
+    run = tmp_path / "run"
+    run.mkdir()
+    train._write_config(config, run)
+    assert json.loads((run / "config.json").read_text())["synthetic_preset"] == preset
+
+
+def test_synthetic_preset_mismatch_names_the_train_flag(tmp_path, no_preprocess):
+    corpus = tmp_path / "synthetic"
+    _default_preset_marker(corpus)
+    # The same settings and preset are accepted (the corpus is complete: nothing is generated).
+    train.prepare_corpus(_config(tmp_path, corpus_dir=str(corpus), corpus_kind="synthetic",
+                                 workers=1))
+    config = _config(tmp_path, corpus_dir=str(corpus), corpus_kind="synthetic",
+                     synthetic_preset="recola_like", workers=1)
+    with pytest.raises(ValueError) as info:
+        train.run_training(config)
+    message = str(info.value)
+    assert "--synthetic_preset: 'default' there, 'recola_like' now" in message
+    assert "overwrite" not in message and "mouth_shift_px" not in message
+    assert "--synthetic_num_train" not in message  # only what differs is named
+    assert re.search(r"--corpus_dir=\S*synthetic", message)
+    assert not (tmp_path / "run").exists() and not no_preprocess
+
+
+def test_bad_synthetic_preset_is_named(tmp_path, no_preprocess):
+    config = _config(tmp_path, corpus_kind="synthetic", synthetic_preset="recola")
+    with pytest.raises(ValueError, match=r"--synthetic_preset='recola' is invalid: "
+                                         r"expected default or recola_like"):
+        train.run_training(config)
+    assert not (tmp_path / "run").exists() and not no_preprocess
+
+
+def test_synthetic_preset_flag_choices():
+    """The CLI flag: parsed into the config, a bad value refused naming the flag."""
+    script = (
+        "from absl import flags\n"
+        "from recola_sta import train\n"
+        "train.define_flags()\n"
+        "FLAGS = flags.FLAGS\n"
+        "FLAGS(['train', '--corpus_dir=c', '--synthetic_preset=recola_like'])\n"
+        "print('parsed', train.config_from_flags(FLAGS).synthetic_preset)\n"
+        "FLAGS.unparse_flags()\n"
+        "try:\n"
+        "    FLAGS(['train', '--corpus_dir=c', '--synthetic_preset=recola'])\n"
+        "except flags.Error as e:\n"
+        "    print('refused', e)\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "3"}
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                            env=env, cwd=ROOT, timeout=120)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert "parsed recola_like" in lines
+    refused, = [line for line in lines if line.startswith("refused")]
+    assert "--synthetic_preset=recola" in refused and "default|recola_like" in refused
 
 
 def test_export_metadata_records_the_caches_aligner(tmp_path):
