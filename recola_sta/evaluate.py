@@ -41,8 +41,7 @@ if __name__ == "__main__":
 import numpy as np  # noqa: E402
 
 from recola_sta import cache, clips, corpora, io_utils, metrics, plots, postprocess  # noqa: E402
-
-PARTITIONS = ("train", "dev", "test")
+from recola_sta.corpora import PARTITIONS  # noqa: E402  (train reads evaluate.PARTITIONS)
 
 
 @dataclasses.dataclass
