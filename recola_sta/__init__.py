@@ -4,12 +4,12 @@ recognition from face videos (Lee, Kim, Kim, Sohn, ICASSP 2018), in Keras 3.
 Modules, in data-flow order: `corpora`, `synthetic`, `faces`, `preprocess`,
 `cache`, `pipeline`, `layers`, `models`, `metrics`, `train`, `resample`,
 `postprocess`, `evaluate`, `export`, `predict`, `plots`, `tables`.
+
+Importing the package or a module sets no environment variable and no global
+library state (such as matplotlib's backend). The command-line entry points
+that load TensorFlow quieten its C++ start-up logging themselves with
+`TF_CPP_MIN_LOG_LEVEL=2` (unless already set), before TensorFlow is imported:
+TensorFlow reads the variable once, when it loads.
 """
-
-import os as _os
-
-# TensorFlow's C++ start-up chatter (CUDA probing, oneDNN notices) hides the
-# progress bars; users can still raise it by setting the variable themselves.
-_os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 __version__ = "0.1.0"

@@ -10,7 +10,9 @@ the features `image` (PNG bytes of the aligned face crop), `time` (seconds),
 `found` (1 if a face was found), `index` (sample number), `landmarks` (the
 face's 68 dlib landmarks in crop pixels, x0 y0 x1 y1 ..., NaN without a face)
 and `target/<name>` (the label at that time, NaN where the recording is
-unlabeled). Shards written before landmarks were stored lack the feature;
+unlabeled). Nothing reads `index` (a sample's number is its position in the
+shard) and `parse_example` no longer parses it; it is still written, so that
+shards stay byte-identical to those of earlier versions. Shards written before landmarks were stored lack the feature;
 their manifest entries say so (`landmarks: false`) and they still load. PNG keeps the
 crops lossless: the synthetic valence signal is a few pixels of mouth motion.
 
@@ -172,7 +174,8 @@ def serialize_sample(
 ) -> bytes:
     """Serializes one 4 fps sample as a `tf.train.Example`.
 
-    `landmarks`, (68, 2) in crop pixels, is stored when given.
+    `landmarks`, (68, 2) in crop pixels, is stored when given. `index` (the
+    sample number) is written for compatibility only; nothing reads it.
     """
     feature = {
         "image": _bytes_feature(encode_png(image)),
@@ -237,7 +240,6 @@ def feature_spec(
         "image": tf.io.FixedLenFeature([], tf.string),
         "time": tf.io.FixedLenFeature([], tf.float32),
         "found": tf.io.FixedLenFeature([], tf.int64),
-        "index": tf.io.FixedLenFeature([], tf.int64),
     }
     if landmarks:
         spec["landmarks"] = tf.io.FixedLenFeature([LANDMARK_VALUES], tf.float32)
@@ -253,7 +255,7 @@ def parse_example(
 
     Returns:
         A dict with `image` (uint8, (size, size, 3)), `time` (float32),
-        `found` (bool), `index` (int64), with `landmarks=True` also
+        `found` (bool), with `landmarks=True` also
         `landmarks` (float32, (68, 2)), and one float32 entry per target name.
     """
     parsed = tf.io.parse_single_example(serialized, feature_spec(target_names, landmarks))
@@ -261,7 +263,6 @@ def parse_example(
         "image": tf.io.decode_png(parsed["image"], channels=3),
         "time": parsed["time"],
         "found": tf.cast(parsed["found"], tf.bool),
-        "index": parsed["index"],
     }
     if landmarks:
         out["landmarks"] = tf.reshape(parsed["landmarks"], (LANDMARK_VALUES // 2, 2))

@@ -44,7 +44,7 @@ from typing import Iterable, Sequence
 import cv2
 import numpy as np
 
-from recola_sta import io_utils
+from recola_sta import io_utils, resample
 
 CORPUS_KINDS = ("recola", "avec2017", "affwild2", "synthetic", "csv")
 PARTITIONS = ("train", "dev", "test")
@@ -757,9 +757,9 @@ def _parse_float(
 def _check_increasing(path: pathlib.Path, times: np.ndarray, linenos: Sequence[int]) -> None:
     if times.size == 0:
         raise ValueError(f"{path}: no label rows.")
-    bad = np.flatnonzero(np.diff(times) <= 0)
-    if bad.size:
-        k = int(bad[0]) + 1
+    step = resample.first_unordered_step(times, strict=True)
+    if step is not None:
+        k = step + 1
         raise ValueError(
             f"{path}:{linenos[k]}: times are not strictly increasing "
             f"({times[k - 1]:g} then {times[k]:g})."

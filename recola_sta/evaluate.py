@@ -33,11 +33,15 @@ import sys
 import time
 from typing import Callable, Sequence
 
-import numpy as np
+if __name__ == "__main__":
+    # Before TensorFlow loads (through `cache`), which reads it only then:
+    # its C++ start-up chatter hides the progress bars.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from recola_sta import cache, clips, corpora, io_utils, metrics, plots, postprocess
+import numpy as np  # noqa: E402
 
-PARTITIONS = ("train", "dev", "test")
+from recola_sta import cache, clips, corpora, io_utils, metrics, plots, postprocess  # noqa: E402
+from recola_sta.corpora import PARTITIONS  # noqa: E402  (train reads evaluate.PARTITIONS)
 
 
 @dataclasses.dataclass

@@ -32,9 +32,9 @@ from typing import Sequence
 import tensorflow as tf
 
 from recola_sta import cache
+from recola_sta.corpora import PARTITIONS
 
 AUTOTUNE = tf.data.AUTOTUNE
-PARTITIONS = ("train", "dev", "test")
 
 
 @dataclasses.dataclass(frozen=True)

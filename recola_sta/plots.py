@@ -1,8 +1,10 @@
 """Figures a person looks at: valence over time (paper Figs. 3-4) and
 attention heatmaps over the aligned faces (paper Fig. 5).
 
-Every figure is written atomically as PNG with the non-interactive Agg
-backend, so plotting works on servers without a display.
+Every figure is a `matplotlib.figure.Figure` drawn on its own Agg canvas and
+written atomically as PNG: plotting works on servers without a display, and
+neither importing this module nor plotting selects matplotlib's global
+backend or touches pyplot's figure registry.
 """
 
 from __future__ import annotations
@@ -11,18 +13,23 @@ import os
 from typing import Sequence
 
 import matplotlib
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-from recola_sta import io_utils  # noqa: E402
+from recola_sta import io_utils
 
 
-def _save(fig: plt.Figure, path: str | os.PathLike) -> None:
+def _figure(**kwargs) -> Figure:
+    """A figure on its own Agg canvas, outside pyplot (no global backend)."""
+    fig = Figure(**kwargs)
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _save(fig: Figure, path: str | os.PathLike) -> None:
     with io_utils.atomic_path(path, suffix=".png") as tmp:
         fig.savefig(tmp, dpi=110, bbox_inches="tight")
-    plt.close(fig)
 
 
 def plot_valence(
@@ -46,7 +53,8 @@ def plot_valence(
         title: figure title, e.g. the recording name and its CCC.
         ylabel: axis label.
     """
-    fig, ax = plt.subplots(figsize=(10, 3.2))
+    fig = _figure(figsize=(10, 3.2))
+    ax = fig.subplots()
     if gold is not None:
         ax.plot(times, gold, color="black", lw=1.2, label="gold standard")
     ax.plot(times, predicted, color="tab:red", lw=1.2, label="predicted")
@@ -91,7 +99,7 @@ def overlay_attention(
     a = np.asarray(attention, np.float64)
     limit = attention_colour_limit(a) if vmax is None else vmax
     relative = np.clip(a * a.size / limit, 0.0, 1.0)
-    heat = plt.get_cmap("jet")(relative)[..., :3] * 255.0
+    heat = matplotlib.colormaps["jet"](relative)[..., :3] * 255.0
     blended = (1.0 - alpha) * face.astype(np.float64) + alpha * heat
     return np.clip(blended, 0, 255).astype(np.uint8)
 
@@ -118,7 +126,8 @@ def plot_attention_grid(
     n = len(faces)
     vmax = attention_colour_limit(attention)
     rows = max(1, -(-n // columns))
-    fig, axes = plt.subplots(rows, columns, figsize=(1.6 * columns, 1.75 * rows + 0.4), squeeze=False)
+    fig = _figure(figsize=(1.6 * columns, 1.75 * rows + 0.4))
+    axes = fig.subplots(rows, columns, squeeze=False)
     for k, ax in enumerate(axes.flat):
         ax.axis("off")
         if k < n:
@@ -154,8 +163,8 @@ def plot_attention_regions(
     if relative.shape[0] != size:
         relative = cv2.resize(relative, (size, size), interpolation=cv2.INTER_LINEAR)
     vmax = float(max(2.0, relative.max()))
-    fig, (ax_map, ax_bar) = plt.subplots(1, 2, figsize=(9, 3.8),
-                                         gridspec_kw={"width_ratios": [1, 1.4]})
+    fig = _figure(figsize=(9, 3.8))
+    ax_map, ax_bar = fig.subplots(1, 2, gridspec_kw={"width_ratios": [1, 1.4]})
     ax_map.imshow(mean_face)
     image = ax_map.imshow(relative, cmap="jet", alpha=0.5, vmin=0.0, vmax=vmax)
     ax_map.axis("off")

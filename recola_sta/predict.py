@@ -282,6 +282,7 @@ def define_flags() -> None:
 
 
 def main(argv: Sequence[str]) -> int:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow loads: quieter start-up
     from absl import flags, logging
 
     FLAGS = flags.FLAGS

@@ -79,13 +79,22 @@ def interpolate_missing(values, found, times=None) -> np.ndarray:
     return filled
 
 
+def first_unordered_step(times: np.ndarray, strict: bool = True) -> int | None:
+    """The increasing-times check shared by the label readers (`corpora`) and
+    this module: index `i` of the first step where `times[i + 1]` does not
+    follow `times[i]` (is not larger, or with `strict=False` is smaller), or
+    None when `times` is in order. Callers word the error for their input.
+    """
+    steps = np.diff(np.asarray(times, np.float64))
+    bad = np.flatnonzero(steps <= 0 if strict else steps < 0)
+    return int(bad[0]) if bad.size else None
+
+
 def _check_increasing(name: str, times: np.ndarray, strict: bool) -> None:
     if not np.isfinite(times).all():
         raise ValueError(f"{name} must be finite.")
-    steps = np.diff(times)
-    bad = np.flatnonzero(steps <= 0 if strict else steps < 0)
-    if bad.size:
-        i = int(bad[0])
+    i = first_unordered_step(times, strict)
+    if i is not None:
         kind = "strictly increasing" if strict else "non-decreasing"
         raise ValueError(
             f"{name} must be {kind}; {name}[{i}]={float(times[i])!r} is followed by "

@@ -109,6 +109,7 @@ def test_resume_continues_at_epoch_two(trained, capsys):
     assert json.loads(state_path.read_text())["epoch"] == 2
 
 
+@pytest.mark.slow
 def test_evaluate_cli(trained):
     _, config, _ = trained
     proc = _run_cli("evaluate", f"--run_dir={config.run_dir}", "--partitions=dev")
@@ -129,6 +130,7 @@ def _write_clip(path: pathlib.Path, frames: list[np.ndarray], fps: float) -> Non
     writer.release()
 
 
+@pytest.mark.slow
 def test_predict_cli_on_short_video_at_another_frame_rate(trained, tmp_path):
     root, config, _ = trained
     cap = cv2.VideoCapture(str(root / "corpus" / "recordings_video" / "dev_1.mp4"))
@@ -164,6 +166,7 @@ def test_predict_cli_on_short_video_at_another_frame_rate(trained, tmp_path):
     assert _png_ok(out / "attention_regions.png") and "attention_regions.png" in summary["files"]
 
 
+@pytest.mark.slow
 def test_predict_cli_finds_faces_in_a_small_video_without_flags(trained, tmp_path):
     """The corpus' dev video shrunk to 176x144 (QCIF): faces of ~50-60 px."""
     root, config, _ = trained
@@ -185,6 +188,7 @@ def test_predict_cli_finds_faces_in_a_small_video_without_flags(trained, tmp_pat
     assert 35 < summary["smallest_face_px"] < 80
 
 
+@pytest.mark.slow
 def test_predict_cli_without_any_face(trained, tmp_path):
     _, config, _ = trained
     rng = np.random.default_rng(0)
@@ -196,6 +200,7 @@ def test_predict_cli_without_any_face(trained, tmp_path):
     assert "No face" in proc.stderr and "Traceback" not in proc.stderr
 
 
+@pytest.mark.slow
 def test_predict_cli_missing_video(trained, tmp_path):
     _, config, _ = trained
     proc = _run_cli("predict", f"--model={config.run_dir}/saved_model",
@@ -219,6 +224,7 @@ def test_bad_settings_name_the_flag(changes, flag, tmp_path):
         config.validate()
 
 
+@pytest.mark.slow
 def test_train_cli_errors_are_clear(tmp_path):
     proc = _run_cli("train", f"--corpus_dir={tmp_path / 'missing'}", "--corpus_kind=recola",
                     f"--run_dir={tmp_path / 'run'}")

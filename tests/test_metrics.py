@@ -24,9 +24,10 @@ def test_hand_computed_values():
     assert metrics.ccc(GOLD, PRED, "population") == pytest.approx(11 / 14, abs=1e-12)
     # avec: 2 * 1.375 / (5/3 + 2.25 + 0.5625) = 132 / 215
     assert metrics.ccc(GOLD, PRED, "avec") == pytest.approx(132 / 215, abs=1e-12)
-    default = metrics.DEFAULT_CONVENTION
-    assert metrics.ccc(GOLD, PRED) == metrics.ccc(GOLD, PRED, default)
-    assert metrics.DEFAULT_CONVENTION == "avec"
+    # Without a convention, CCC is the AVEC (N - 1) one, by value: the two
+    # conventions differ on these numbers, so a changed default shows.
+    assert metrics.ccc(GOLD, PRED) == pytest.approx(132 / 215, abs=1e-12)
+    assert metrics.score(GOLD, PRED)["ccc"] == pytest.approx(132 / 215, abs=1e-12)
 
 
 def test_nan_pairs_are_dropped():

@@ -257,6 +257,7 @@ _JAX_SCRIPT = textwrap.dedent(
 )
 
 
+@pytest.mark.slow
 def test_sta_runs_under_jax_backend_with_the_same_outputs(tmp_path):
     if importlib.util.find_spec("jax") is None:
         pytest.skip("JAX is not installed")

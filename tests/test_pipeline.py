@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from recola_sta import cache, pipeline
+from recola_sta import cache, clips, pipeline
 
 S = 16  # crop side
 BAND = 4  # width of the white band that marks the crop's left side
@@ -158,6 +158,42 @@ def test_eval_dataset_yields_every_sample_in_order(cache_dir):
     entry = cache.read_manifest(cache_dir).entry("train_1")
     x2, _, _ = _all(pipeline.eval_dataset(cache_dir, entry, frames=8, batch_size=3))
     np.testing.assert_array_equal(x, x2)
+
+
+
+@pytest.mark.parametrize("name", ["train_1", "train_2", "dev_1"])
+def test_eval_dataset_pads_like_clips_split_into_clips(cache_dir, name):
+    """The two padding implementations agree: tf.data (`eval_dataset`, used in
+    training) and NumPy (`clips.predict_clips`, used by evaluate/predict) feed
+    a model the same clips, batch by batch, and the tf.data weights are 0
+    exactly on the samples NumPy drops again (padding) and where no face was
+    found or the label is unknown."""
+    frames, batch_size = 8, 2
+    entry = cache.read_manifest(cache_dir).entry(name)
+    recording = cache.load_entry(cache_dir, entry)
+    fed = []
+
+    def predict_fn(batch):
+        fed.append(batch)
+        return {"value": np.zeros(batch.shape[:2], np.float32)}
+
+    clips.predict_clips(predict_fn, recording.crops, frames, batch_size)
+    batches = list(pipeline.eval_dataset(cache_dir, entry, frames=frames,
+                                         batch_size=batch_size).as_numpy_iterator())
+    assert len(batches) == len(fed)
+    for (x, _, _), numpy_batch in zip(batches, fed):
+        assert x.dtype == numpy_batch.dtype == np.float32 and x.shape == numpy_batch.shape
+        # Same pixels; the float scaling differs by at most an ulp
+        # (tf.image.convert_image_dtype multiplies by 1/255, NumPy divides).
+        np.testing.assert_array_equal(np.round(x * 255), np.round(numpy_batch * 255))
+        np.testing.assert_allclose(x, numpy_batch, rtol=2e-7, atol=0)
+    padded = clips.split_into_clips(recording.crops, frames)
+    np.testing.assert_array_equal(
+        np.round(np.concatenate([x for x, _, _ in batches]) * 255).astype(np.uint8), padded)
+    weights = np.concatenate([w for _, _, w in batches]).reshape(-1)
+    n = entry.num_samples
+    kept = recording.found & np.isfinite(recording.targets["valence"])
+    np.testing.assert_array_equal(weights, np.concatenate([kept, np.zeros(len(weights) - n)]))
 
 
 def test_eval_dataset_of_recording_without_the_target(tmp_path):

@@ -274,6 +274,7 @@ def _cli(*args: str) -> subprocess.CompletedProcess:
                           env={**os.environ, "PYTHONPATH": str(pathlib.Path.cwd())})
 
 
+@pytest.mark.slow
 def test_cli_with_a_flagfile(corpus, tmp_path):
     flagfile = tmp_path / "prep.flags"
     flagfile.write_text(
@@ -287,6 +288,7 @@ def test_cli_with_a_flagfile(corpus, tmp_path):
     assert [e.name for e in cache.read_manifest(tmp_path / "cache").entries] == ["test_1"]
 
 
+@pytest.mark.slow
 def test_cli_errors_name_the_problem(tmp_path):
     missing = tmp_path / "nowhere"
     done = _cli(f"--corpus_dir={missing}", f"--cache_dir={tmp_path / 'c'}")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from recola_sta.resample import interpolate_missing, resample
+from recola_sta.resample import first_unordered_step, interpolate_missing, resample
 
 
 def test_interpolate_missing_fills_gaps_and_holds_edges():
@@ -63,3 +63,10 @@ def test_resample_bad_input():
         resample([0.0, 0.25], [1.0, 2.0], [])
     with pytest.raises(ValueError, match="1-D"):
         resample([0.0, 0.25], [[1.0], [2.0]], [0.1])
+
+
+def test_first_unordered_step_is_the_one_increasing_times_check():
+    assert first_unordered_step([0.0, 0.25, 0.5]) is None
+    assert first_unordered_step([0.0, 0.25, 0.25, 0.1]) == 1
+    assert first_unordered_step([0.0, 0.25, 0.25, 0.1], strict=False) == 2
+    assert first_unordered_step([]) is None

@@ -290,6 +290,7 @@ exec "$REAL_PYTHON" "$@"
 """
 
 
+@pytest.mark.slow
 def test_reproduce_synthetic_trains_every_seed_and_writes_seed_tables(tmp_path):
     fake = tmp_path / "python"
     fake.write_text(FAKE_PYTHON)

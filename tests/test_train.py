@@ -202,6 +202,7 @@ def test_bad_synthetic_preset_is_named(tmp_path, no_preprocess):
     assert not (tmp_path / "run").exists() and not no_preprocess
 
 
+@pytest.mark.slow
 def test_synthetic_preset_flag_choices():
     """The CLI flag: parsed into the config, a bad value refused naming the flag."""
     script = (
