@@ -116,11 +116,14 @@ def predict_video(
     face: str | None = None,
     predictor_path: str | None = None,
     progress: bool = True,
+    model: Any = None,
 ) -> dict[str, Any]:
     """Predicts valence (and attention) for one video; see the module doc.
 
     `upsample`, `detect_width`, `face` and `predictor_path` override the face
-    aligner's settings recorded with the model; None keeps them.
+    aligner's settings recorded with the model; None keeps them. `model`: the
+    SavedModel of `model_dir` already loaded (`tf.saved_model.load`), to
+    predict several videos without loading it again; None loads it.
 
     Raises:
         FileNotFoundError: the model folder or video does not exist.
@@ -137,7 +140,7 @@ def predict_video(
     aligner = make_aligner(meta, model_dir, {"upsample": upsample, "detect_width": detect_width,
                                              "face": face, "predictor_path": predictor_path})
     info = faces.probe_video(video)
-    loaded = tf.saved_model.load(str(model_dir))
+    loaded = tf.saved_model.load(str(model_dir)) if model is None else model
     serve = loaded.serve
 
     # Sample up to the last frame's own time, not past the end of the video.
