@@ -80,7 +80,8 @@ def test_pipeline_run_measures_both_augmentation_settings(tmp_path):
     (row,) = record["results"]["pipeline"]
     # One recording of 240 samples: 15 non-overlapping 16-frame clips.
     assert row["clips_per_epoch"] == 15
-    for key in ("first_epoch_clips_per_s", "augment_clips_per_s", "no_augment_clips_per_s"):
+    for key in ("first_epoch_clips_per_s", "augment_clips_per_s", "no_augment_clips_per_s",
+                "eval_clips_per_s"):
         assert row[key] > 0
 
 
