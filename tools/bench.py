@@ -271,8 +271,12 @@ def predict_breakdown(model_dir: pathlib.Path, video: pathlib.Path, serve,
 
 
 def bench_predict(workdir: pathlib.Path, *, seconds: float, size: int,
-                  repeats: int) -> dict[str, Any]:
-    """Real-time factor of predict_video with the model loaded, and its parts."""
+                  repeats: int, compare_prefetch: bool = False) -> dict[str, Any]:
+    """Real-time factor of predict_video with the model loaded, and its parts.
+
+    With `compare_prefetch`, each repeat also runs predict_video decoding in
+    line (`prefetch=0`), in alternating order, for the before/after ratio.
+    """
     import tensorflow as tf
 
     from recola_sta import predict
@@ -288,16 +292,21 @@ def bench_predict(workdir: pathlib.Path, *, seconds: float, size: int,
     first_call = time.perf_counter() - start
     startup["first_model_call_s"] = first_call
 
-    def work():
+    def work(**kwargs):
         return predict.predict_video(model_dir, video, workdir / "out", progress=False,
-                                     model=loaded)
+                                     model=loaded, **kwargs)
 
     summary = work()  # warm-up: plots, fonts, attention analysis caches
-    totals, parts = [], []
-    for _ in range(repeats):  # whole run and its parts interleaved
-        start = time.perf_counter()
-        work()
-        totals.append(time.perf_counter() - start)
+    totals, parts, in_line = [], [], []
+    for i in range(repeats):  # whole runs and their parts interleaved
+        runs = [(totals, {})]
+        if compare_prefetch:  # the same work decoding in line; order alternating
+            runs = runs + [(in_line, {"prefetch": 0})] if i % 2 == 0 else \
+                [(in_line, {"prefetch": 0})] + runs
+        for out, kwargs in runs:
+            start = time.perf_counter()
+            work(**kwargs)
+            out.append(time.perf_counter() - start)
         parts.append(predict_breakdown(model_dir, video, loaded.serve))
     total = statistics.median(totals)
     stages = {k: statistics.median(p[k] for p in parts)
@@ -314,6 +323,9 @@ def bench_predict(workdir: pathlib.Path, *, seconds: float, size: int,
         "startup": {**startup, "in_process_saved_model_load_s": in_process_load},
         "stages_s": stages,
         "stage_share": {k: v / total for k, v in stages.items()},
+        **({"work_in_line_decode_s": statistics.median(in_line),
+            "work_in_line_decode_runs_s": in_line,
+            "prefetch_speedup": statistics.median(in_line) / total} if in_line else {}),
         "load_average_1min": os.getloadavg()[0],
     }
 
@@ -493,6 +505,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--video_seconds", type=float, default=60.0,
                         help="Length of the predict/preprocess video.")
     parser.add_argument("--predict_size", type=int, default=32, help="Crop size of predict.")
+    parser.add_argument("--compare_prefetch", action="store_true",
+                        help="Predict: also time decoding in line (prefetch=0), interleaved.")
     parser.add_argument("--preprocess_samples", type=int, default=40,
                         help="Frames the preprocess part aligns per pass.")
     parser.add_argument("--recordings", type=int, default=10,
@@ -547,7 +561,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             (root / "predict").mkdir(exist_ok=True)
             r = result["results"]["predict"] = bench_predict(
                 root / "predict", seconds=args.video_seconds, size=args.predict_size,
-                repeats=args.repeats)
+                repeats=args.repeats, compare_prefetch=args.compare_prefetch)
             s, st = r["startup"], r["stages_s"]
             print(f"predict   {args.video_seconds:.0f} s 640x480 video, {r['video']['samples']} "
                   f"samples: work {r['work_s']:.2f} s = {r['real_time_factor']:.1f}x real time; "
@@ -556,6 +570,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                   flush=True)
             print("          " + ", ".join(
                 f"{k[:-2]} {v:.2f} s ({r['stage_share'][k]:.0%})" for k, v in st.items()))
+            if "prefetch_speedup" in r:
+                print(f"          decoding in line (prefetch=0): work "
+                      f"{r['work_in_line_decode_s']:.2f} s; prefetch speed-up "
+                      f"{r['prefetch_speedup']:.3f}x")
         if "preprocess" in args.only:
             video = root / "predict" / "face.mp4"
             if not video.is_file():
