@@ -62,12 +62,14 @@ def test_train_run_writes_the_json_record(tmp_path):
     assert [p.name for p in out.parent.iterdir()] == ["bench.json"]
 
 
-def test_mixed_precision_is_recorded_and_the_policy_restored():
+def test_mixed_precision_and_jit_are_recorded_and_the_policy_restored():
     import keras
 
     before = keras.mixed_precision.global_policy().name
-    row = bench.bench_train("2d_cnn", size=16, batch=2, repeats=1, mixed_precision=True)
-    assert row["precision"] == "mixed_bfloat16"
+    row = bench.bench_train("2d_cnn", size=16, batch=2, repeats=1, mixed_precision=True,
+                            jit_compile=True)
+    assert row["precision"] == "mixed_bfloat16" and row["jit_compile"] is True
+    assert row["clips_per_s"] > 0
     assert keras.mixed_precision.global_policy().name == before
 
 
@@ -117,5 +119,20 @@ def test_train_part_under_jax_does_not_import_tensorflow():
     env = {**os.environ, "KERAS_BACKEND": "jax", "PYTHONPATH": str(ROOT)}
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.strip().splitlines()[-1] == "False"
+
+
+def test_the_bench_module_and_machine_record_import_no_tensorflow():
+    """The JAX test's premise, checked with any backend: only the parts import it."""
+    code = (
+        "import importlib.util, sys\n"
+        f"spec = importlib.util.spec_from_file_location('bench', {str(ROOT / 'tools' / 'bench.py')!r})\n"
+        "bench = importlib.util.module_from_spec(spec); spec.loader.exec_module(bench)\n"
+        "bench.machine_record(); bench.parse_args(['--only=train'])\n"
+        "print('tensorflow' in sys.modules)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=120)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.strip().splitlines()[-1] == "False"
