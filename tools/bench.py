@@ -110,7 +110,8 @@ def machine_record() -> dict[str, Any]:
     }
 
 
-def _median_seconds(fn: Callable[[], Any], repeats: int, warmup: int = 1) -> tuple[float, list[float]]:
+def _median_seconds(fn: Callable[[], Any], repeats: int,
+                    warmup: int = 1) -> tuple[float, list[float]]:
     for _ in range(warmup):
         fn()
     times = []
@@ -227,9 +228,9 @@ def startup_seconds(model_dir: pathlib.Path) -> dict[str, float]:
         "t2 = time.perf_counter()\n"
         "print(t1 - t0, t2 - t1)\n"
     )
+    root = str(pathlib.Path(__file__).resolve().parents[1])
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3",
-           "PYTHONPATH": os.pathsep.join(filter(None, [str(pathlib.Path(__file__).resolve().parents[1]),
-                                                       os.environ.get("PYTHONPATH")]))}
+           "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))}
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           env=env, check=True)
     imports, load = (float(v) for v in proc.stdout.split()[-2:])
