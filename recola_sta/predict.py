@@ -116,11 +116,17 @@ def predict_video(
     face: str | None = None,
     predictor_path: str | None = None,
     progress: bool = True,
+    model: Any = None,
+    prefetch: int = 4,
 ) -> dict[str, Any]:
     """Predicts valence (and attention) for one video; see the module doc.
 
     `upsample`, `detect_width`, `face` and `predictor_path` override the face
-    aligner's settings recorded with the model; None keeps them.
+    aligner's settings recorded with the model; None keeps them. `model`: the
+    SavedModel of `model_dir` already loaded (`tf.saved_model.load`), to
+    predict several videos without loading it again; None loads it.
+    `prefetch`: sampled frames decoded ahead of the face aligner by a
+    background thread (`faces.track_video`); 0 decodes in line.
 
     Raises:
         FileNotFoundError: the model folder or video does not exist.
@@ -137,13 +143,14 @@ def predict_video(
     aligner = make_aligner(meta, model_dir, {"upsample": upsample, "detect_width": detect_width,
                                              "face": face, "predictor_path": predictor_path})
     info = faces.probe_video(video)
-    loaded = tf.saved_model.load(str(model_dir))
+    loaded = tf.saved_model.load(str(model_dir)) if model is None else model
     serve = loaded.serve
 
     # Sample up to the last frame's own time, not past the end of the video.
     last_frame_time = max(0.0, info.duration - 1.0 / info.fps)
     sample_times = faces.sample_times(info.duration, fps=meta["fps"], end=last_frame_time)
-    track = faces.track_video(video, sample_times, aligner, progress=progress)
+    track = faces.track_video(video, sample_times, aligner, progress=progress,
+                              prefetch=prefetch)
     if not track.found.any():
         raise NoFaceError(
             f"No face was found in any of the {len(track.times)} frames sampled from {video} "

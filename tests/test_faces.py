@@ -471,3 +471,53 @@ def test_unreadable_videos_raise_naming_the_file(tmp_path, aligner):
         faces.probe_video(missing)
     with pytest.raises(FileNotFoundError, match=re.escape(str(missing))):
         faces.track_video(missing, [0.0], aligner)
+
+
+# --------------------------------------------------------------------------
+# Decoding ahead of the aligner (`prefetched`, `track_video(prefetch=...)`).
+
+
+def test_prefetched_keeps_order_and_raises_after_the_items_before_the_error():
+    def items():
+        yield from range(5)
+        raise faces.VideoError("broken at 5")
+
+    got = []
+    with pytest.raises(faces.VideoError, match="broken at 5"):
+        for item in faces.prefetched(items(), 2):
+            got.append(item)
+    assert got == [0, 1, 2, 3, 4]
+    assert list(faces.prefetched(iter(range(100)), 3)) == list(range(100))
+    with pytest.raises(ValueError, match="depth"):
+        next(faces.prefetched(iter(range(3)), 0))
+
+
+def test_prefetched_closed_early_stops_its_thread_and_closes_the_source():
+    import threading
+
+    closed = []
+
+    def items():
+        try:
+            yield from range(1000)
+        finally:
+            closed.append(True)
+
+    before = threading.active_count()
+    stream = faces.prefetched(items(), 2)
+    assert [next(stream) for _ in range(3)] == [0, 1, 2]
+    stream.close()
+    assert closed == [True]
+    assert threading.active_count() == before
+
+
+def test_track_video_with_prefetch_gives_the_same_track(tmp_path, photo, aligner):
+    path = tmp_path / "face.mp4"
+    _write_video(path, [_face_frame(photo, shift=i % 20) for i in range(50)], 25.0)
+    times = faces.sample_times(faces.probe_video(path).duration)
+    plain = faces.track_video(path, times, aligner)
+    ahead = faces.track_video(path, times, aligner, prefetch=3)
+    assert plain.found.all()
+    np.testing.assert_array_equal(ahead.crops, plain.crops)
+    np.testing.assert_array_equal(ahead.found, plain.found)
+    np.testing.assert_array_equal(ahead.landmarks, plain.landmarks)
