@@ -37,11 +37,16 @@ import sys
 import time
 from typing import Any, Sequence
 
-import keras
-import numpy as np
-import tensorflow as tf
+if __name__ == "__main__":
+    # Before TensorFlow loads (it reads this only then): its C++ start-up
+    # chatter would hide the progress bars.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from recola_sta import (
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from recola_sta import (  # noqa: E402
     cache,
     corpora,
     evaluate,

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import pathlib
 import time
 
@@ -59,6 +60,7 @@ def main() -> None:
                         help="Also report the region ratios on this cache's dev partition "
                              "(recordings from a corpus seed never trained on).")
     args = parser.parse_args()
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
     import keras
 
