@@ -59,14 +59,9 @@ def make_frame(width: int, height: int) -> np.ndarray:
 
 def time_call(fn, repeats: int) -> float:
     """Median seconds of one call of `fn`, after 3 warm-up calls."""
-    for _ in range(3):
-        fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    from bench import _median_seconds  # tools/bench.py, beside this script
+
+    return _median_seconds(fn, repeats, warmup=3)[0]
 
 
 def compare_fixed_width(frame: np.ndarray, width: int, calls: int) -> tuple[float, float]:
