@@ -163,8 +163,8 @@ def plot_attention_regions(
     if relative.shape[0] != size:
         relative = cv2.resize(relative, (size, size), interpolation=cv2.INTER_LINEAR)
     vmax = float(max(2.0, relative.max()))
-    fig = _figure(figsize=(9, 3.8))
-    ax_map, ax_bar = fig.subplots(1, 2, gridspec_kw={"width_ratios": [1, 1.4]})
+    fig = _figure(figsize=(10, 4.2))
+    ax_map, ax_bar = fig.subplots(1, 2, gridspec_kw={"width_ratios": [1, 1.4], "wspace": 0.45})
     ax_map.imshow(mean_face)
     image = ax_map.imshow(relative, cmap="jet", alpha=0.5, vmin=0.0, vmax=vmax)
     ax_map.axis("off")
@@ -172,7 +172,8 @@ def plot_attention_regions(
     fig.colorbar(image, ax=ax_map, fraction=0.046, pad=0.04)
     names = list(summary)
     ratios = [summary[n]["ratio"] for n in names]
-    bars = ax_bar.bar(names, ratios, color=["tab:red" if r > 1 else "tab:blue" for r in ratios])
+    labels = [n.replace("_", " ") for n in names]
+    bars = ax_bar.bar(labels, ratios, color=["tab:red" if r > 1 else "tab:blue" for r in ratios])
     ax_bar.axhline(1.0, color="black", lw=1, ls="--", label="uniform")
     for bar, name in zip(bars, names):
         row = summary[name]
@@ -181,7 +182,7 @@ def plot_attention_regions(
                         ha="center", va="bottom", fontsize=7)
     ax_bar.set_ylabel("attention share / area share")
     ax_bar.set_title("attention mass per region (frames 2..T)", fontsize=9)
-    ax_bar.tick_params(axis="x", labelsize=8)
+    ax_bar.tick_params(axis="x", labelsize=8, labelrotation=25)
     ax_bar.legend(fontsize=8, loc="upper right")
     ax_bar.set_ylim(0, max(2.0, max(ratios) * 1.25))
     if title:
