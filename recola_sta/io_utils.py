@@ -7,8 +7,10 @@ name, and a resumed run can trust that every file it finds is complete.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import pathlib
+import socket
 import tempfile
 from typing import Iterator
 
@@ -49,3 +51,75 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     """Writes `text` (UTF-8) to `path` atomically."""
     atomic_write_bytes(path, text.encode("utf-8"))
+
+
+class LockedError(ValueError):
+    """Another live process holds the lock."""
+
+
+def _holder_alive(holder: dict) -> bool:
+    if holder.get("host") != socket.gethostname():
+        return True  # cannot tell: assume alive
+    try:
+        os.kill(int(holder["pid"]), 0)
+    except (ProcessLookupError, ValueError, KeyError, TypeError):
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+@contextlib.contextmanager
+def exclusive_lock(path: str | os.PathLike, what: str) -> Iterator[None]:
+    """Holds `path` as a lock file for the block; refuses a second live holder.
+
+    The file is created with O_EXCL and holds the holder's host and pid. A
+    lock left by a process that no longer runs on this host (killed) is
+    stale and taken over; a live holder raises `LockedError` naming it.
+    Released (removed) when the block ends, however it ends.
+    """
+    path = pathlib.Path(path)
+    me = {"host": socket.gethostname(), "pid": os.getpid()}
+    for _ in range(2):
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            try:
+                holder = json.loads(path.read_text() or "{}")
+            except (OSError, json.JSONDecodeError):
+                holder = {}
+            if holder and _holder_alive(holder):
+                raise LockedError(
+                    f"{what} is in use by process {holder.get('pid')} on "
+                    f"{holder.get('host')} (lock file {path}); wait for it to finish, or "
+                    "remove the lock file if that process is gone.") from None
+            path.unlink(missing_ok=True)  # stale: its holder is dead
+            continue
+        with os.fdopen(fd, "w") as f:
+            json.dump(me, f)
+        break
+    else:
+        raise LockedError(f"Could not take the lock {path} for {what}.")
+    try:
+        yield
+    finally:
+        path.unlink(missing_ok=True)
+
+
+def remove_temporaries(folder: str | os.PathLike) -> list[pathlib.Path]:
+    """Removes the temporary files `atomic_path` leaves when its process is killed.
+
+    They are the hidden `.NAME.XXXX<suffix>` files beside a target; call this
+    only while no other process writes into `folder` (e.g. under
+    `exclusive_lock`). Returns what was removed.
+    """
+    folder = pathlib.Path(folder)
+    removed = []
+    if not folder.is_dir():
+        return removed
+    for entry in folder.iterdir():
+        name = entry.name
+        if entry.is_file() and name.startswith(".") and name != ".lock" and name.count(".") >= 2:
+            entry.unlink(missing_ok=True)
+            removed.append(entry)
+    return removed

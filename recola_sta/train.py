@@ -405,6 +405,17 @@ def run_training(config: TrainConfig, flags_text: str | None = None) -> dict[str
     manifest = cache.read_manifest(cache_dir)
     check_cache(cache_dir, manifest, config)
     run_dir.mkdir(parents=True, exist_ok=True)
+    with io_utils.exclusive_lock(run_dir / ".lock", f"run folder {run_dir}"):
+        # Temporary files of a killed earlier run (atomic writes never renamed).
+        io_utils.remove_temporaries(run_dir)
+        io_utils.remove_temporaries(run_dir / "checkpoints")
+        return _train_locked(config, run_dir, cache_dir, manifest, flags_text, start)
+
+
+def _train_locked(config: TrainConfig, run_dir: pathlib.Path, cache_dir: str,
+                  manifest: cache.Manifest, flags_text: str | None,
+                  start: float) -> dict[str, Any]:
+    """The stages of `run_training` that write the run folder (held locked)."""
     _write_config(config, run_dir)
     if flags_text is not None:
         io_utils.atomic_write_text(run_dir / "flags.cfg", flags_text)

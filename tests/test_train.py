@@ -9,13 +9,14 @@ import json
 import os
 import pathlib
 import re
+import socket
 import subprocess
 import sys
 
 import numpy as np
 import pytest
 
-from recola_sta import cache, faces, preprocess, synthetic, train
+from recola_sta import cache, faces, io_utils, preprocess, synthetic, train
 
 SIZE = 16
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -240,3 +241,30 @@ def test_export_metadata_records_the_caches_aligner(tmp_path):
     assert meta["face_aligner"] == {
         "size": SIZE, "upsample": 1, "detect_width": 0, "face": "left",
         "predictor_path": None, "template": settings["template"]}
+
+
+def test_a_run_folder_in_use_is_refused_and_a_killed_runs_leftovers_are_cleared(
+        tmp_path, no_preprocess):
+    _write_cache(tmp_path / "cache")
+    config = _config(tmp_path)
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    # A live holder (this very process) keeps a second run out, naming itself.
+    (run / ".lock").write_text(json.dumps({"host": socket.gethostname(), "pid": os.getpid()}))
+    with pytest.raises(io_utils.LockedError, match=rf"in use by process {os.getpid()}"):
+        train.run_training(config)
+    assert not (run / "config.json").exists()
+    # A lock whose process is gone is stale; a killed run's temporaries go too.
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)
+    (run / ".lock").write_text(json.dumps({"host": socket.gethostname(),
+                                           "pid": int(dead.stdout)}))
+    leftover = run / "checkpoints" / ".last.keras.k1ll3d.keras"
+    leftover.write_bytes(b"half a model")
+    # The run takes the folder and trains; it then stops at evaluation, which
+    # needs the corpus this cache-only fixture does not have.
+    with pytest.raises(FileNotFoundError, match="Corpus root"):
+        train.run_training(config)
+    assert (run / "config.json").is_file() and (run / "checkpoints" / "last.keras").is_file()
+    assert not leftover.exists()
+    assert not (run / ".lock").exists()  # released however the run ends
