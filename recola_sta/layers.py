@@ -97,6 +97,13 @@ def _unfold_time(x, frames: int):
     return ops.reshape(x, (-1, frames, h, w, c))
 
 
+def _z_score(x, axis, epsilon: float):
+    """(x - mean) / sqrt(variance + epsilon) over `axis` (kept for broadcasting)."""
+    mean = ops.mean(x, axis=axis, keepdims=True)
+    variance = ops.var(x, axis=axis, keepdims=True)
+    return (x - mean) * ops.rsqrt(variance + epsilon)
+
+
 @keras.saving.register_keras_serializable(package=_PACKAGE)
 class ClipStandardization(keras.layers.Layer):
     """Standardises each clip (or each frame) to zero mean and unit variance.
@@ -145,9 +152,7 @@ class ClipStandardization(keras.layers.Layer):
 
     def call(self, inputs):
         axes = tuple(range(2 if self.per_frame else 1, len(inputs.shape)))
-        mean = ops.mean(inputs, axis=axes, keepdims=True)
-        variance = ops.var(inputs, axis=axes, keepdims=True)
-        return (inputs - mean) * ops.rsqrt(variance + self.epsilon)
+        return _z_score(inputs, axes, self.epsilon)
 
     def compute_output_shape(self, input_shape):
         return tuple(input_shape)
@@ -631,9 +636,7 @@ class SpatialSoftmax(keras.layers.Layer):
     def call(self, inputs):
         frames, height, width, channels = inputs.shape[1:5]
         if self.normalize_state:
-            mean = ops.mean(inputs, axis=-1, keepdims=True)
-            variance = ops.var(inputs, axis=-1, keepdims=True)
-            inputs = (inputs - mean) * ops.rsqrt(variance + 1e-6)
+            inputs = _z_score(inputs, -1, 1e-6)
         if self.score_weights == "shared":
             scores = ops.matmul(inputs, self.kernel)[..., 0]  # (B, T, H, W)
             scores = ops.reshape(scores, (-1, frames, height * width))
@@ -642,9 +645,7 @@ class SpatialSoftmax(keras.layers.Layer):
             # (HW, C) weights: location i's score is W_i . H_i.
             scores = ops.sum(state * ops.transpose(self.kernel), axis=-1)
         if self.scores == "standardized":
-            mean = ops.mean(scores, axis=-1, keepdims=True)
-            variance = ops.var(scores, axis=-1, keepdims=True)
-            scores = self.temperature * (scores - mean) * ops.rsqrt(variance + 1e-8)
+            scores = self.temperature * _z_score(scores, -1, 1e-8)
         zero_state = ops.zeros_like(scores[:, :1])
         if self.location_bias:
             scores = scores + self.bias
