@@ -30,7 +30,6 @@ from __future__ import annotations
 import concurrent.futures
 import dataclasses
 import json
-import multiprocessing
 import os
 import pathlib
 import sys
@@ -40,7 +39,7 @@ import cv2
 import numpy as np
 from absl import app, flags, logging
 
-from recola_sta import corpora, faces, io_utils
+from recola_sta import corpora, faces, io_utils, pools
 
 if TYPE_CHECKING:  # the module itself is imported lazily, see preprocess_corpus
     from recola_sta.cache import Manifest
@@ -182,12 +181,9 @@ def preprocess_corpus(
                     save(by_name[job.name], track)
                 _advance(bar, job.name, done, failures)
         else:
-            pool = concurrent.futures.ProcessPoolExecutor(
-                max_workers=min(workers, len(jobs)),
-                mp_context=multiprocessing.get_context("spawn"),
-                initializer=_init_worker,
-            )
-            try:
+            # On an interruption the pool drops the queued recordings instead of
+            # finishing them; the finished ones are in the manifest.
+            with pools.spawn_pool(min(workers, len(jobs)), _init_worker) as pool:
                 futures = {pool.submit(_track_recording, job, job_kwargs(job), False): job
                            for job in jobs}
                 for future in concurrent.futures.as_completed(futures):
@@ -199,10 +195,6 @@ def preprocess_corpus(
                     else:
                         save(by_name[job.name], track)
                     _advance(bar, job.name, done, failures)
-            finally:
-                # On an interruption, drop the queued recordings instead of
-                # finishing them; the finished ones are in the manifest.
-                pool.shutdown(wait=True, cancel_futures=True)
     finally:
         if bar is not None:
             bar.close()

@@ -46,7 +46,6 @@ import dataclasses
 import functools
 import json
 import math
-import multiprocessing
 import os
 import pathlib
 import shutil
@@ -57,7 +56,7 @@ from typing import Any, Callable, Iterator, Sequence
 import cv2
 import numpy as np
 
-from recola_sta import corpora, io_utils
+from recola_sta import corpora, io_utils, pools
 
 MARKER_NAME = "synthetic.json"
 LABEL_PERIOD_S = 0.04  # RECOLA's gold standard: one row every 40 ms
@@ -1428,10 +1427,7 @@ def ensure_corpus(
             if bar is not None:
                 bar.update()
     else:
-        # "spawn": a forked child of a process that already runs TensorFlow
-        # threads can deadlock.
-        ctx = multiprocessing.get_context("spawn")
-        with concurrent.futures.ProcessPoolExecutor(min(workers, len(todo)), mp_context=ctx) as pool:
+        with pools.spawn_pool(min(workers, len(todo))) as pool:
             futures = [pool.submit(_render_task, str(out_dir), name, partition, number,
                                    params, landmarks_bytes) for name, partition, number in todo]
             for future in concurrent.futures.as_completed(futures):

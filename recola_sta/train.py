@@ -77,7 +77,7 @@ RESUME_KEYS = ("learning_rate", "loss")
 _SYNTHETIC_FLAGS = {
     "num_train": "synthetic_num_train", "num_dev": "synthetic_num_dev",
     "num_test": "synthetic_num_test", "duration_s": "synthetic_duration_s",
-    "seed": "synthetic_seed", "preset": "synthetic_preset",
+    "seed": "synthetic_seed", "preset": "synthetic_preset", "fps": "synthetic_fps",
 }
 
 
@@ -134,6 +134,10 @@ class TrainConfig:
     synthetic_duration_s: float = 60.0
     synthetic_seed: int = 0
     synthetic_preset: str = "default"  # one of synthetic.PRESETS
+    # Video frame rate of the synthetic corpus. RECOLA's is 25; the faces are
+    # sampled at 4 fps (preprocess.SAMPLE_FPS) whatever the rate, so a lower
+    # rate renders fewer frames that are never used.
+    synthetic_fps: float = 25.0
 
     def resolved_cache_dir(self) -> str:
         if self.cache_dir:
@@ -177,6 +181,8 @@ class TrainConfig:
             (bool(self.corpus_dir), "corpus_dir", "a corpus folder"),
             (self.synthetic_preset in synthetic.PRESETS, "synthetic_preset",
              " or ".join(synthetic.PRESETS)),
+            (self.synthetic_fps >= preprocess.SAMPLE_FPS, "synthetic_fps",
+             f"at least the {preprocess.SAMPLE_FPS:g} fps at which faces are sampled"),
         ]
         for ok, flag, expected in checks:
             if not ok:
@@ -199,6 +205,7 @@ def prepare_corpus(config: TrainConfig) -> None:
                 duration_s=config.synthetic_duration_s,
                 seed=config.synthetic_seed,
                 preset=config.synthetic_preset,
+                fps=config.synthetic_fps,
                 workers=config.workers,
                 progress=config.progress,
             )
@@ -609,6 +616,8 @@ def define_flags() -> None:
     flags.DEFINE_integer("synthetic_seed", d.synthetic_seed, "Synthetic corpus: seed.")
     flags.DEFINE_enum("synthetic_preset", d.synthetic_preset, list(synthetic.PRESETS),
                       "Synthetic corpus: preset (recola_like: harder, see docs/recola_like.md).")
+    flags.DEFINE_float("synthetic_fps", d.synthetic_fps,
+                       "Synthetic corpus: video frame rate (RECOLA: 25; faces are sampled at 4).")
     flags.mark_flag_as_required("corpus_dir")
 
 

@@ -195,6 +195,30 @@ def test_synthetic_preset_mismatch_names_the_train_flag(tmp_path, no_preprocess)
     assert not (tmp_path / "run").exists() and not no_preprocess
 
 
+def test_synthetic_fps_reaches_ensure_corpus_and_a_mismatch_names_the_flag(
+        tmp_path, no_preprocess, monkeypatch):
+    corpus = tmp_path / "synthetic"
+    _default_preset_marker(corpus)  # made at 25 fps
+    config = _config(tmp_path, corpus_dir=str(corpus), corpus_kind="synthetic",
+                     synthetic_fps=8.0, workers=1)
+    with pytest.raises(ValueError) as info:
+        train.run_training(config)
+    assert "--synthetic_fps: 25.0 there, 8.0 now" in str(info.value)
+    calls = []
+    monkeypatch.setattr(synthetic, "ensure_corpus",
+                        lambda root, **kwargs: calls.append(kwargs))
+    train.prepare_corpus(config)
+    assert calls[0]["fps"] == 8.0
+
+
+def test_synthetic_fps_below_the_sampling_rate_is_refused(tmp_path, no_preprocess):
+    config = _config(tmp_path, corpus_kind="synthetic", synthetic_fps=3.0)
+    with pytest.raises(ValueError, match=r"--synthetic_fps=3.0 is invalid: expected at least "
+                                         r"the 4 fps"):
+        train.run_training(config)
+    assert not (tmp_path / "run").exists() and not no_preprocess
+
+
 def test_bad_synthetic_preset_is_named(tmp_path, no_preprocess):
     config = _config(tmp_path, corpus_kind="synthetic", synthetic_preset="recola")
     with pytest.raises(ValueError, match=r"--synthetic_preset='recola' is invalid: "

@@ -1,0 +1,76 @@
+"""Worker process pools that start in under a second.
+
+Corpus generation and face preprocessing run their recordings in a pool of
+"spawn" processes (a forked child of a process that already runs TensorFlow
+threads can deadlock). A spawned child first re-imports the parent's
+`__main__` module so that functions defined there can be unpickled; under
+`python -m recola_sta.train` that module imports TensorFlow and Keras, which
+costs every worker 6-20 s of start-up and ~600 MB of memory before it does any
+work, although the workers run only OpenCV, dlib and NumPy code from
+`recola_sta.synthetic` and `recola_sta.preprocess`.
+
+`spawn_pool` hides the parent's main module from the children while it starts
+them, so each child imports only what its tasks need. Tasks must therefore be
+module-level functions of importable modules (never of `__main__`), which all
+of this package's are.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import contextlib
+import multiprocessing
+import sys
+from typing import Callable, Iterator
+
+_MISSING = object()
+
+
+@contextlib.contextmanager
+def _main_module_hidden() -> Iterator[None]:
+    """Makes `multiprocessing.spawn` see a `__main__` with nothing to re-import.
+
+    Spawn's preparation data names the main module by `__main__.__spec__`
+    (run with -m) or `__main__.__file__` (a script); without either the
+    child keeps its own bootstrap `__main__`.
+    """
+    main = sys.modules["__main__"]
+    saved = {name: getattr(main, name, _MISSING) for name in ("__spec__", "__file__")}
+    main.__spec__ = None
+    if saved["__file__"] is not _MISSING:
+        del main.__file__
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is not _MISSING:
+                setattr(main, name, value)
+
+
+@contextlib.contextmanager
+def spawn_pool(
+    max_workers: int, initializer: Callable[[], None] | None = None
+) -> Iterator[concurrent.futures.ProcessPoolExecutor]:
+    """A "spawn" ProcessPoolExecutor whose workers skip the parent's `__main__`.
+
+    The main module stays hidden while the pool is open (the executor starts
+    its processes as tasks are submitted); submit module-level functions only.
+    On exit, queued tasks that have not started are cancelled (an interrupted
+    run drops them instead of finishing them) and running ones are awaited.
+
+    Args:
+        max_workers: processes in the pool, >= 1.
+        initializer: called once in each worker before its first task.
+    """
+    if max_workers < 1:
+        raise ValueError(f"max_workers must be >= 1, got {max_workers}.")
+    with _main_module_hidden():
+        pool = concurrent.futures.ProcessPoolExecutor(
+            max_workers=max_workers,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=initializer,
+        )
+        try:
+            yield pool
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)

@@ -1,0 +1,57 @@
+"""Worker pools start without re-importing the parent's main module."""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import subprocess
+import sys
+
+import pytest
+
+from recola_sta import pools
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+# The parent's main module: every import of it appends a line to imports.txt.
+# Run as a script or with -m, it maps os.getpid over a 2-process pool.
+_MAIN = """
+import os, pathlib, sys
+with open(pathlib.Path(sys.argv[1]) / "imports.txt", "a") as f:
+    f.write(f"{__name__} {os.getpid()}\\n")
+if __name__ == "__main__":
+    from recola_sta import pools
+    with pools.spawn_pool(2) as pool:
+        pids = {pool.submit(os.getpid).result() for _ in range(4)}
+    assert os.getpid() not in pids, pids
+    print("ok", len(pids))
+"""
+
+
+@pytest.mark.parametrize("how", ["script", "module"])
+def test_spawned_workers_do_not_import_the_main_module(tmp_path, how):
+    (tmp_path / "probe_main.py").write_text(_MAIN)
+    command = ([sys.executable, str(tmp_path / "probe_main.py")] if how == "script"
+               else [sys.executable, "-m", "probe_main"])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(tmp_path)])}
+    done = subprocess.run(command + [str(tmp_path)], capture_output=True, text=True,
+                          timeout=120, env=env, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split()[0] == "ok"
+    imports = (tmp_path / "imports.txt").read_text().splitlines()
+    # Only the parent imported it; a plain spawn pool adds "__mp_main__ PID" lines.
+    assert [line.split()[0] for line in imports] == ["__main__"]
+
+
+def test_main_module_is_restored_after_the_pool(tmp_path):
+    main = sys.modules["__main__"]
+    before = (getattr(main, "__spec__", None), getattr(main, "__file__", None))
+    with pools.spawn_pool(1) as pool:
+        assert pool.submit(os.getpid).result() != os.getpid()
+    assert (getattr(main, "__spec__", None), getattr(main, "__file__", None)) == before
+
+
+def test_bad_worker_count_is_refused():
+    with pytest.raises(ValueError, match="max_workers"):
+        with pools.spawn_pool(0):
+            pass
