@@ -6,6 +6,7 @@ import os
 import pathlib
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -55,3 +56,44 @@ def test_bad_worker_count_is_refused():
     with pytest.raises(ValueError, match="max_workers"):
         with pools.spawn_pool(0):
             pass
+
+
+# The parent starts two workers busy for two minutes, prints their pids, and
+# waits to be killed.
+_PARENT = """
+import multiprocessing, sys, time
+from recola_sta import pools
+with pools.spawn_pool(2) as pool:
+    futures = [pool.submit(time.sleep, 120) for _ in range(2)]
+    while len(multiprocessing.active_children()) < 2:
+        time.sleep(0.05)
+    print(" ".join(str(p.pid) for p in multiprocessing.active_children()), flush=True)
+    time.sleep(120)
+"""
+
+
+def _alive(pid: int) -> bool:
+    try:
+        status = pathlib.Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:
+        return False
+    return "\\nState:\\tZ" not in status  # a zombie has exited
+
+
+@pytest.mark.skipif(not pathlib.Path("/proc/self/status").exists(), reason="needs /proc")
+def test_workers_exit_when_the_parent_is_killed():
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    parent = subprocess.Popen([sys.executable, "-c", _PARENT], stdout=subprocess.PIPE,
+                              text=True, env=env)
+    try:
+        pids = [int(p) for p in parent.stdout.readline().split()]
+        assert len(pids) == 2 and all(_alive(p) for p in pids)
+        parent.kill()
+        parent.wait(timeout=30)
+        deadline = time.monotonic() + 30
+        while any(_alive(p) for p in pids) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not any(_alive(p) for p in pids), "workers outlived their killed parent"
+    finally:
+        parent.kill()
+        parent.stdout.close()
