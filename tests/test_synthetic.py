@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import scipy.signal
 
-from recola_sta import corpora, synthetic
+from recola_sta import corpora, face_animation, synthetic, synthetic_scenes
 
 DURATION_S = 8.0
 SETTINGS = dict(num_train=1, num_dev=1, num_test=1, duration_s=DURATION_S, width=320, height=240,
@@ -117,26 +117,26 @@ def test_ensure_corpus_completes_an_interrupted_corpus(corpus, tmp_path):
 
 def test_plans_are_deterministic_and_delay_shifts_labels():
     kwargs = dict(seed=4, duration_s=10.0, fps=25.0, annotation_delay_s=0.0)
-    a = synthetic.plan_recording("train_3", "train", 3, **kwargs)
-    b = synthetic.plan_recording("train_3", "train", 3, **kwargs)
-    c = synthetic.plan_recording("train_4", "train", 4, **kwargs)
+    a = synthetic_scenes.plan_recording("train_3", "train", 3, **kwargs)
+    b = synthetic_scenes.plan_recording("train_3", "train", 3, **kwargs)
+    c = synthetic_scenes.plan_recording("train_4", "train", 4, **kwargs)
     np.testing.assert_array_equal(a.valence, b.valence)
     np.testing.assert_array_equal(a.tx, b.tx)
     assert not np.allclose(a.valence, c.valence)
     assert len(a.frame_times) == 250 and len(a.label_times) == 251
     np.testing.assert_allclose(a.valence_labels[::1][:250], a.valence, atol=1e-12)  # 40 ms = 1 frame
-    delayed = synthetic.plan_recording("train_3", "train", 3, **dict(kwargs, annotation_delay_s=2.0))
+    delayed = synthetic_scenes.plan_recording("train_3", "train", 3, **dict(kwargs, annotation_delay_s=2.0))
     # The label at t shows the face at t - 2 s (frame 25 is t = 1 s; label row 75 is t = 3 s).
     assert delayed.valence_labels[75] == pytest.approx(delayed.valence[25], abs=1e-12)
     assert delayed.valence_labels.min() >= -1 and delayed.valence_labels.max() <= 1
 
 
 def test_mouth_field_moves_the_corners_by_the_stated_amount():
-    animator = synthetic.FaceAnimator(synthetic.astronaut_landmarks())
+    animator = face_animation.FaceAnimator(face_animation.astronaut_landmarks())
     for level in (0, -1):  # valence -1 and +1
         field = animator.mouth_table[level]
         assert np.hypot(field[..., 0], field[..., 1]).max() == pytest.approx(
-            synthetic.MOUTH_SHIFT_PX, rel=0.05)
+            face_animation.MOUTH_SHIFT_PX, rel=0.05)
     # Nothing moves above the mouth region's top edge (eyes, brows).
     np.testing.assert_allclose(animator.mouth_table[:, 0], 0.0, atol=1e-3)
 
@@ -204,7 +204,7 @@ def test_preset_mismatch_is_refused_and_old_markers_mean_default(recola_like_cor
 
 def test_recola_like_speech_is_independent_of_slow_valence():
     corpus_stats = _load_corpus_stats()
-    plan = synthetic.plan_recording("train_2", "train", 2, seed=0, duration_s=900.0, fps=25.0,
+    plan = synthetic_scenes.plan_recording("train_2", "train", 2, seed=0, duration_s=900.0, fps=25.0,
                                     annotation_delay_s=0.0, preset="recola_like")
     jaw = plan.jaw
     assert jaw.min() >= 0.0 and jaw.max() <= 1.0
@@ -218,19 +218,19 @@ def test_recola_like_speech_is_independent_of_slow_valence():
     talking_s = np.sum(jaw >= 1e-3) / 25.0
     assert 2.0 < len(peaks) / talking_s < 6.0
     # Valence changes over tens of seconds (the default preset's over seconds).
-    tau = corpus_stats.autocorrelation_time(plan.valence_labels, synthetic.LABEL_PERIOD_S)
-    default = synthetic.plan_recording("train_2", "train", 2, seed=0, duration_s=900.0, fps=25.0,
+    tau = corpus_stats.autocorrelation_time(plan.valence_labels, synthetic_scenes.LABEL_PERIOD_S)
+    default = synthetic_scenes.plan_recording("train_2", "train", 2, seed=0, duration_s=900.0, fps=25.0,
                                        annotation_delay_s=0.0)
     tau_default = corpus_stats.autocorrelation_time(default.valence_labels,
-                                                    synthetic.LABEL_PERIOD_S)
+                                                    synthetic_scenes.LABEL_PERIOD_S)
     assert tau > 8.0 and tau > 2.0 * tau_default, (tau, tau_default)
     assert 0.0 < np.ptp(plan.valence_labels) <= 2.0
 
 
 def test_recola_like_face_opens_with_jaw_and_smiles_with_valence():
     corpus_stats = _load_corpus_stats()
-    animator = synthetic._animator(synthetic.astronaut_landmarks().tobytes(), "recola_like")
-    plan = synthetic.plan_recording("train_1", "train", 1, seed=0, duration_s=0.04, fps=25.0,
+    animator = synthetic._animator(face_animation.astronaut_landmarks().tobytes(), "recola_like")
+    plan = synthetic_scenes.plan_recording("train_1", "train", 1, seed=0, duration_s=0.04, fps=25.0,
                                     annotation_delay_s=0.0, preset="recola_like")
     plan.identity.accessory = "none"
     plan.occlusions = []
@@ -242,7 +242,7 @@ def test_recola_like_face_opens_with_jaw_and_smiles_with_valence():
 
     def measure(valence: float, jaw: float) -> tuple[float, float]:
         plan.valence[:], plan.jaw[:] = valence, jaw
-        frame = next(synthetic.render_frames_recola_like(animator, plan, 320, 240))
+        frame = next(synthetic_scenes.render_frames_recola_like(animator, plan, 320, 240))
         boxes = detector(frame, 0)
         assert boxes, (valence, jaw)
         shape = predictor(frame, boxes[0])
@@ -275,9 +275,9 @@ def test_autocorrelation_time_of_hand_made_signals():
 
 def test_recola_like_annotation_delay_shifts_labels():
     kwargs = dict(seed=1, duration_s=10.0, fps=25.0, preset="recola_like")
-    plain = synthetic.plan_recording("dev_2", "dev", 2, annotation_delay_s=0.0, **kwargs)
+    plain = synthetic_scenes.plan_recording("dev_2", "dev", 2, annotation_delay_s=0.0, **kwargs)
     np.testing.assert_allclose(plain.valence_labels[:250], plain.valence, atol=1e-12)
-    delayed = synthetic.plan_recording("dev_2", "dev", 2, annotation_delay_s=2.0, **kwargs)
+    delayed = synthetic_scenes.plan_recording("dev_2", "dev", 2, annotation_delay_s=2.0, **kwargs)
     # The label at t = 3 s (row 75) shows the face at t = 1 s (frame 25).
     assert delayed.valence_labels[75] == pytest.approx(delayed.valence[25], abs=1e-9)
     assert not np.allclose(delayed.valence_labels[:250], delayed.valence)

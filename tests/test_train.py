@@ -16,7 +16,7 @@ import sys
 import numpy as np
 import pytest
 
-from recola_sta import cache, faces, io_utils, preprocess, synthetic, train
+from recola_sta import cache, face_animation, faces, io_utils, preprocess, synthetic, train
 
 SIZE = 16
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -154,7 +154,7 @@ def _default_preset_marker(corpus: pathlib.Path) -> None:
     params = {"format_version": synthetic._FORMAT_VERSION, "source": "skimage.data.astronaut",
               "num_train": 20, "num_dev": 5, "num_test": 5, "duration_s": 60.0,
               "width": 320, "height": 240, "fps": 25.0, "seed": 0,
-              "annotation_delay_s": 0.0, "mouth_shift_px": synthetic.MOUTH_SHIFT_PX}
+              "annotation_delay_s": 0.0, "mouth_shift_px": face_animation.MOUTH_SHIFT_PX}
     (corpus / synthetic.MARKER_NAME).write_text(json.dumps({"params": params, "complete": True}))
 
 

@@ -19,7 +19,7 @@ from typing import Sequence
 
 import cv2
 
-from recola_sta import synthetic
+from recola_sta import face_animation, synthetic, synthetic_scenes
 
 
 def bench(presets: Sequence[str], recordings: int, duration_s: float, width: int = 320,
@@ -38,21 +38,21 @@ def bench(presets: Sequence[str], recordings: int, duration_s: float, width: int
     if duration_s < 1.0:
         raise ValueError(f"duration_s must be at least 1 s, got {duration_s}.")
     cv2.setNumThreads(1)  # as in the corpus's worker processes
-    landmarks = synthetic.astronaut_landmarks()
+    landmarks = face_animation.astronaut_landmarks()
     results: dict[str, dict] = {}
     for preset in presets:
         start = time.perf_counter()
-        animator = (synthetic.RecolaLikeAnimator(landmarks) if preset == "recola_like"
-                    else synthetic.FaceAnimator(landmarks))
+        animator = (face_animation.RecolaLikeAnimator(landmarks) if preset == "recola_like"
+                    else face_animation.FaceAnimator(landmarks))
         results[preset] = {"setup_s": time.perf_counter() - start, "recording_s": [],
                            "animator": animator}
     with tempfile.TemporaryDirectory() as tmp:
         for n in range(1, recordings + 1):
             for preset in presets:
                 start = time.perf_counter()
-                plan = synthetic.plan_recording(f"train_{n}", "train", n, seed=0,
-                                                duration_s=duration_s, fps=fps,
-                                                annotation_delay_s=0.0, preset=preset)
+                plan = synthetic_scenes.plan_recording(f"train_{n}", "train", n, seed=0,
+                                                       duration_s=duration_s, fps=fps,
+                                                       annotation_delay_s=0.0, preset=preset)
                 synthetic.write_recording(pathlib.Path(tmp) / preset,
                                           results[preset]["animator"], plan, width, height, fps)
                 results[preset]["recording_s"].append(time.perf_counter() - start)
