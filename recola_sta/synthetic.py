@@ -312,34 +312,6 @@ def ensure_corpus(
     return out_dir
 
 
-def generate_corpus(
-    out_dir: str | os.PathLike,
-    *,
-    num_train: int = 20,
-    num_dev: int = 5,
-    num_test: int = 5,
-    duration_s: float = 60.0,
-    width: int = 320,
-    height: int = 240,
-    fps: float = 25.0,
-    seed: int = 0,
-    annotation_delay_s: float = 0.0,
-    workers: int = 2,
-    progress: bool = False,
-    preset: str = "default",
-) -> pathlib.Path:
-    """Generates a whole synthetic corpus, replacing one already in `out_dir`.
-
-    Same arguments as `ensure_corpus` (which keeps what is already there).
-    """
-    return ensure_corpus(
-        out_dir, num_train=num_train, num_dev=num_dev, num_test=num_test,
-        duration_s=duration_s, width=width, height=height, fps=fps, seed=seed,
-        annotation_delay_s=annotation_delay_s, workers=workers, progress=progress,
-        overwrite=True, preset=preset,
-    )
-
-
 # ---------------------------------------------------------------------------
 # CLI
 
