@@ -36,11 +36,12 @@ strict ("raises CCC"); the median step additionally needs `min_gain`.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import math
 import os
 import pathlib
-from typing import Any, Sequence
+from typing import Any, NamedTuple, Sequence
 
 import numpy as np
 from scipy import ndimage
@@ -124,6 +125,93 @@ def _relative_gain(before: float, after: float) -> float:
     return (after - before) / abs(before)
 
 
+@dataclasses.dataclass(frozen=True)
+class _TuningSet:
+    """The tuning partition's labels, concatenated over recordings."""
+
+    gold: np.ndarray  # (frames,), NaN where unlabelled
+    labelled: np.ndarray  # (frames,) bool
+    convention: str
+
+    def score(self, recordings: list[np.ndarray]) -> float:
+        """CCC of predictions (one array per recording) on the whole partition."""
+        return metrics.ccc(self.gold, np.concatenate(recordings), self.convention)
+
+    def labelled_pred(self, recordings: list[np.ndarray]) -> np.ndarray:
+        return np.concatenate(recordings)[self.labelled]
+
+
+class _StepFit(NamedTuple):
+    """One step's best candidate: its predictions, their CCC, whether the
+    step is kept, and the parameters it would store."""
+
+    candidate: list[np.ndarray]
+    ccc: float
+    keep: bool
+    values: dict[str, float | int]
+
+
+# Each fit takes the tuning set and the predictions entering the step (and
+# their CCC); it returns a _StepFit, None when the step has nothing to try,
+# or a string saying why it cannot run. Each apply maps one recording's
+# predictions and the stored parameters to the step's output.
+
+
+def _fit_time_shift(tuning_set: _TuningSet, current: list[np.ndarray], current_ccc: float, *,
+                    frame_period: float, max_shift_s: float, shift_step_s: float) -> _StepFit:
+    best = _StepFit(current, current_ccc, False, {"shift_frames": 0})
+    for frames in shift_candidates(frame_period, max_shift_s, shift_step_s):
+        candidate = [shift_forward(p, frames) for p in current]
+        value = tuning_set.score(candidate)
+        if value > best.ccc:
+            best = _StepFit(candidate, value, True, {"shift_frames": frames})
+    return best
+
+
+def _fit_median(tuning_set: _TuningSet, current: list[np.ndarray], current_ccc: float, *,
+                frame_period: float, max_median_s: float, min_gain: float) -> _StepFit | None:
+    windows = median_windows(frame_period, max_median_s)
+    if not windows:
+        return None
+    best = _StepFit(current, -math.inf, False, {"median_window": 0})
+    for window in windows:
+        candidate = [median_smooth(p, window) for p in current]
+        value = tuning_set.score(candidate)
+        if value > best.ccc:
+            best = _StepFit(candidate, value, False, {"median_window": window})
+    keep = best.ccc > current_ccc and _relative_gain(current_ccc, best.ccc) >= min_gain
+    return best._replace(keep=keep)
+
+
+def _fit_center(tuning_set: _TuningSet, current: list[np.ndarray], current_ccc: float) -> _StepFit:
+    bias = float(np.mean(tuning_set.gold[tuning_set.labelled])
+                 - np.mean(tuning_set.labelled_pred(current)))
+    candidate = [p + bias for p in current]
+    value = tuning_set.score(candidate)
+    return _StepFit(candidate, value, value > current_ccc, {"bias": bias})
+
+
+def _fit_scale(tuning_set: _TuningSet, current: list[np.ndarray], current_ccc: float, *,
+               scale_about: str) -> _StepFit | str:
+    pred_all = tuning_set.labelled_pred(current)
+    std_gold, std_pred = np.std(tuning_set.gold[tuning_set.labelled]), np.std(pred_all)
+    if not (std_pred > 0 and std_gold > 0):
+        return "constant gold or prediction"
+    scale = float(std_gold / std_pred)
+    center = float(np.mean(pred_all)) if scale_about == "mean" else 0.0
+    candidate = [center + scale * (p - center) for p in current]
+    value = tuning_set.score(candidate)
+    return _StepFit(candidate, value, value > current_ccc, {"scale": scale, "scale_center": center})
+
+
+_APPLY = {
+    "time_shift": lambda pred, p: shift_forward(pred, int(p["shift_frames"])),
+    "median": lambda pred, p: median_smooth(pred, int(p["median_window"])),
+    "center": lambda pred, p: pred + p["bias"],
+    "scale": lambda pred, p: p["scale_center"] + p["scale"] * (pred - p["scale_center"]),
+}
+
+
 @dataclasses.dataclass
 class PostProcessor:
     """A fitted AVEC post-processing chain; see the module docstring.
@@ -199,69 +287,38 @@ class PostProcessor:
         labelled = ~np.isnan(gold_all)
         if not labelled.any():
             raise ValueError("golds hold no label (all NaN): nothing to fit on.")
-
-        def score(recordings: list[np.ndarray]) -> float:
-            return metrics.ccc(gold_all, np.concatenate(recordings), convention)
-
+        tuning_set = _TuningSet(gold_all, labelled, convention)
+        step_fits = {
+            "time_shift": functools.partial(
+                _fit_time_shift, frame_period=frame_period, max_shift_s=max_shift_s,
+                shift_step_s=shift_step_s) if time_shift else None,
+            "median": functools.partial(
+                _fit_median, frame_period=frame_period, max_median_s=max_median_s,
+                min_gain=min_gain),
+            "center": _fit_center,
+            "scale": functools.partial(_fit_scale, scale_about=scale_about),
+        }
         current = [p.copy() for p in preds]
-        current_ccc = score(current)
+        current_ccc = tuning_set.score(current)
         report: list[dict[str, Any]] = []
         kept: list[str] = []
         params: dict[str, float | int] = {}
         tuning = {"recordings": len(golds), "frames": int(gold_all.size),
                   "ccc_input": current_ccc, "steps": report}
-
-        def consider(step: str, candidate: list[np.ndarray], new_ccc: float,
-                     keep: bool, values: dict[str, float | int]) -> None:
-            nonlocal current, current_ccc
-            report.append({"step": step, "kept": bool(keep), **values,
-                           "ccc_before": current_ccc, "ccc_after": new_ccc})
-            if keep:
+        for step in STEPS:
+            fit_step = step_fits[step]
+            outcome = None if fit_step is None else fit_step(tuning_set, current, current_ccc)
+            if outcome is None:
+                continue
+            if isinstance(outcome, str):
+                report.append({"step": step, "kept": False, "reason": outcome})
+                continue
+            report.append({"step": step, "kept": bool(outcome.keep), **outcome.values,
+                           "ccc_before": current_ccc, "ccc_after": outcome.ccc})
+            if outcome.keep:
                 kept.append(step)
-                params.update(values)
-                current, current_ccc = candidate, new_ccc
-
-        if time_shift:
-            best = (current_ccc, 0, current)
-            for frames in shift_candidates(frame_period, max_shift_s, shift_step_s):
-                candidate = [shift_forward(p, frames) for p in current]
-                value = score(candidate)
-                if value > best[0]:
-                    best = (value, frames, candidate)
-            consider("time_shift", best[2], best[0], best[1] > 0,
-                     {"shift_frames": best[1]})
-
-        windows = median_windows(frame_period, max_median_s)
-        if windows:
-            best = (-math.inf, 0, current)
-            for window in windows:
-                candidate = [median_smooth(p, window) for p in current]
-                value = score(candidate)
-                if value > best[0]:
-                    best = (value, window, candidate)
-            gain = _relative_gain(current_ccc, best[0])
-            consider("median", best[2], best[0],
-                     best[0] > current_ccc and gain >= min_gain,
-                     {"median_window": best[1]})
-
-        pred_all = np.concatenate(current)[labelled]
-        bias = float(np.mean(gold_all[labelled]) - np.mean(pred_all))
-        candidate = [p + bias for p in current]
-        value = score(candidate)
-        consider("center", candidate, value, value > current_ccc, {"bias": bias})
-
-        pred_all = np.concatenate(current)[labelled]
-        std_gold, std_pred = np.std(gold_all[labelled]), np.std(pred_all)
-        if std_pred > 0 and std_gold > 0:
-            scale = float(std_gold / std_pred)
-            center = float(np.mean(pred_all)) if scale_about == "mean" else 0.0
-            candidate = [center + scale * (p - center) for p in current]
-            value = score(candidate)
-            consider("scale", candidate, value, value > current_ccc,
-                     {"scale": scale, "scale_center": center})
-        else:
-            report.append({"step": "scale", "kept": False,
-                           "reason": "constant gold or prediction"})
+                params.update(outcome.values)
+                current, current_ccc = outcome.candidate, outcome.ccc
         tuning["ccc_output"] = current_ccc
         return cls(frame_period=frame_period, kept_steps=kept, params=params,
                    convention=convention, tuning=tuning)
@@ -292,16 +349,8 @@ class PostProcessor:
         if not np.isfinite(pred).all():
             raise ValueError("predictions must be finite; fill dropped faces first.")
         out = pred.copy()
-        p = self.params
         for step in self.kept_steps:
-            if step == "time_shift":
-                out = shift_forward(out, int(p["shift_frames"]))
-            elif step == "median":
-                out = median_smooth(out, int(p["median_window"]))
-            elif step == "center":
-                out = out + p["bias"]
-            elif step == "scale":
-                out = p["scale_center"] + p["scale"] * (out - p["scale_center"])
+            out = _APPLY[step](out, self.params)
         return out
 
     def to_dict(self) -> dict[str, Any]:

@@ -188,3 +188,20 @@ def test_load_rejects_non_finite_and_missing_parameters(tmp_path):
     ok = PostProcessor.from_json(json.dumps(_stored()))
     # 0.3 - 0.25 = 0.05, then 0.1 + 2 * (0.05 - 0.1) = 0.
     np.testing.assert_allclose(ok.apply(np.full(40, 0.3)), np.zeros(40), atol=1e-12)
+
+
+@pytest.mark.parametrize("time_shift,scale_about", [(False, "mean"), (True, "zero")])
+def test_apply_on_the_tuning_data_reproduces_the_fit(time_shift, scale_about):
+    """Each step's apply is the transform its fit scored: applying the fitted
+    chain to the tuning predictions gives the CCC the fit reported at its end."""
+    rng = np.random.default_rng(5)
+    golds = [np.cumsum(rng.normal(0, 0.05, n)) for n in (300, 420)]
+    preds = [np.roll(0.4 * g, -6) + rng.normal(0.3, 0.15, g.size) for g in golds]
+    pp = PostProcessor.fit(golds, preds, frame_period=0.04, time_shift=time_shift,
+                           scale_about=scale_about)
+    assert set(pp.kept_steps) >= {"median", "center", "scale"}
+    assert ("time_shift" in pp.kept_steps) == time_shift
+    out = pp.apply(preds)
+    assert metrics.ccc(np.concatenate(golds), np.concatenate(out)) == pytest.approx(
+        pp.tuning["ccc_output"], abs=1e-12)
+    assert pp.tuning["ccc_output"] > pp.tuning["ccc_input"]
