@@ -6,7 +6,7 @@ with every preset in turn, so that load from other jobs hits all presets
 alike, and prints each recording's time (plan, render, mp4v encoding) and the
 median per preset.
 
-    python tools/bench_synthetic.py --recordings=5 --duration_s=10
+    python tools/bench_synthetic.py --recordings=5 --duration_s=10 [--fps=8]
 """
 
 from __future__ import annotations
@@ -67,10 +67,11 @@ def main(argv: Sequence[str]) -> None:
 
     del argv
     f = flags.FLAGS
-    results = bench(f.presets, f.recordings, f.duration_s)
+    results = bench(f.presets, f.recordings, f.duration_s, fps=f.fps)
     for preset, r in results.items():
         times = ", ".join(f"{t:.2f}" for t in r["recording_s"])
         print(f"{preset}: set-up {r['setup_s']:.2f} s; per {f.duration_s:g} s recording "
+              f"at {f.fps:g} fps "
               f"[{times}] s, median {r['median_s']:.2f} s")
     if "default" in results and len(results) > 1:
         for preset, r in results.items():
@@ -85,6 +86,7 @@ if __name__ == "__main__":
     flags.DEFINE_list("presets", list(synthetic.PRESETS), "Presets to time.")
     flags.DEFINE_integer("recordings", 5, "Recordings per preset.", lower_bound=1)
     flags.DEFINE_float("duration_s", 10.0, "Length of each recording.", lower_bound=1.0)
+    flags.DEFINE_float("fps", 25.0, "Video frame rate.", lower_bound=4.0)
     flags.register_validator(
         "presets", lambda v: bool(v) and set(v) <= set(synthetic.PRESETS),
         message=f"--presets must be a non-empty subset of {synthetic.PRESETS}.")
