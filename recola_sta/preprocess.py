@@ -32,6 +32,7 @@ import dataclasses
 import json
 import os
 import pathlib
+import shlex
 import sys
 from typing import TYPE_CHECKING, Any, Sequence
 
@@ -42,10 +43,11 @@ from absl import app, flags, logging
 from recola_sta import corpora, faces, io_utils, pools
 
 if TYPE_CHECKING:  # the module itself is imported lazily, see preprocess_corpus
-    from recola_sta.cache import Manifest
+    from recola_sta.cache import CacheEntry, Manifest
 
 SAMPLE_FPS = 4.0
 SETTINGS_NAME = "preprocess.json"
+RUNNERS = ("local", "beam")
 # Settings added after caches were first written, with the value they had.
 _SETTING_DEFAULTS = {"face": "largest"}
 
@@ -77,6 +79,8 @@ def preprocess_corpus(
     face: str = "largest",
     min_found_rate: float = 0.8,
     progress: bool = True,
+    runner: str = "local",
+    beam_pipeline_options: Sequence[str] = (),
 ) -> Manifest:
     """Preprocesses every recording not yet in the cache.
 
@@ -92,6 +96,9 @@ def preprocess_corpus(
         min_found_rate: recordings whose face-found rate is lower are logged
             as warnings.
         progress: show progress bars.
+        runner: "local" (`workers` processes on this host) or "beam" (one
+            Apache Beam element per recording, `recola_sta.beam_preprocess`).
+        beam_pipeline_options: Beam's own options (e.g. "--runner=FlinkRunner").
 
     Returns:
         The `cache.Manifest` of every finished recording.
@@ -102,7 +109,7 @@ def preprocess_corpus(
         PreprocessError: some recordings failed (unreadable or truncated
             video); the others are cached and listed in the manifest.
     """
-    _check_args(size, workers, partitions, min_found_rate, corpus_kind)
+    _check_args(size, workers, partitions, min_found_rate, corpus_kind, runner)
     root = pathlib.Path(corpus_dir)
     if not root.is_dir():
         raise FileNotFoundError(f"Corpus folder {root} (--corpus_dir) does not exist.")
@@ -136,24 +143,17 @@ def preprocess_corpus(
     by_name = {r.name: r for r in recordings}
 
     def save(recording: corpora.Recording, track: faces.FaceTrack) -> None:
-        targets = labels_at(recording, track.times)
-        shard = cache.shard_path(recording.partition, recording.name)
-        cache.write_shard(cache_dir / shard, track, targets)
-        done[recording.name] = cache.CacheEntry(
-            name=recording.name, partition=recording.partition, shard=shard,
-            num_samples=len(track.times), found_rate=track.found_rate,
-            video=str(recording.video.resolve()), targets=list(targets),
-            landmarks=track.landmarks is not None,
-            min_face_px=track.smallest_face_px,
-            multi_face_samples=track.multi_face_samples,
-        )
+        record(write_recording(cache_dir, recording, track))
+
+    def record(entry: Any) -> None:
+        done[entry.name] = entry
         cache.write_manifest(cache_dir, cache.Manifest(
             corpus_root=str(root.resolve()), corpus_kind=corpus_kind, size=size,
             fps=SAMPLE_FPS, entries=[done[r.name] for r in recordings if r.name in done],
         ))
-        if track.found_rate < min_found_rate:
+        if entry.found_rate < min_found_rate:
             logging.warning("%s: face found in %.1f%% of %d samples (< %.0f%%).",
-                            recording.name, 100 * track.found_rate, len(track.times),
+                            entry.name, 100 * entry.found_rate, entry.num_samples,
                             100 * min_found_rate)
 
     if len(todo) < len(selected):
@@ -171,7 +171,16 @@ def preprocess_corpus(
         return aligner_kwargs if side == "largest" else {**aligner_kwargs, "face": side}
 
     try:
-        if workers == 1 or len(jobs) <= 1:
+        if runner == "beam" and jobs:
+            from recola_sta import beam_preprocess
+
+            entries, beam_failures = beam_preprocess.run_jobs(
+                [(job, by_name[job.name], job_kwargs(job)) for job in jobs], cache_dir,
+                beam_pipeline_options)
+            for entry in entries:
+                record(entry)
+            failures.update(beam_failures)
+        elif workers == 1 or len(jobs) <= 1:
             for job in jobs:
                 try:
                     track = _track_recording(job, job_kwargs(job), progress)
@@ -205,6 +214,25 @@ def preprocess_corpus(
             + "\n".join(f"  {name}: {msg}" for name, msg in failures.items())
         )
     return cache.read_manifest(cache_dir)
+
+
+def write_recording(cache_dir: pathlib.Path, recording: corpora.Recording,
+                    track: faces.FaceTrack) -> CacheEntry:
+    """Writes one recording's shard (crops, labels at its sample times) and
+    returns its `cache.CacheEntry` (used by both runners)."""
+    from recola_sta import cache
+
+    targets = labels_at(recording, track.times)
+    shard = cache.shard_path(recording.partition, recording.name)
+    cache.write_shard(pathlib.Path(cache_dir) / shard, track, targets)
+    return cache.CacheEntry(
+        name=recording.name, partition=recording.partition, shard=shard,
+        num_samples=len(track.times), found_rate=track.found_rate,
+        video=str(recording.video.resolve()), targets=list(targets),
+        landmarks=track.landmarks is not None,
+        min_face_px=track.smallest_face_px,
+        multi_face_samples=track.multi_face_samples,
+    )
 
 
 def labels_at(recording: corpora.Recording, times: np.ndarray) -> dict[str, np.ndarray]:
@@ -283,7 +311,7 @@ def _track_recording(job: _Job, aligner_kwargs: dict[str, Any],
 
 
 def _check_args(size: int, workers: int, partitions: Sequence[str] | None,
-                min_found_rate: float, corpus_kind: str) -> None:
+                min_found_rate: float, corpus_kind: str, runner: str = "local") -> None:
     if corpus_kind not in corpora.CORPUS_KINDS:
         raise ValueError(
             f"Unknown corpus kind {corpus_kind!r} (--corpus_kind); expected one of "
@@ -291,6 +319,8 @@ def _check_args(size: int, workers: int, partitions: Sequence[str] | None,
         )
     if int(size) != size or size < 16:
         raise ValueError(f"size (--size) must be an integer >= 16. Received: {size!r}")
+    if runner not in RUNNERS:
+        raise ValueError(f"runner (--runner) must be one of {RUNNERS}. Received: {runner!r}")
     if int(workers) != workers or workers < 1:
         raise ValueError(f"workers (--workers) must be an integer >= 1. Received: {workers!r}")
     if partitions is not None:
@@ -425,6 +455,12 @@ def _define_flags() -> None:
     flags.DEFINE_float("min_found_rate", 0.8, "Warn about recordings with a face in fewer "
                        "samples than this.", lower_bound=0.0, upper_bound=1.0)
     flags.DEFINE_bool("progress", True, "Show progress bars.")
+    flags.DEFINE_enum("runner", "local", list(RUNNERS), "local: --workers processes on this "
+                      "host; beam: Apache Beam (pip install -e \".[beam]\"), one element per "
+                      "recording.")
+    flags.DEFINE_string("beam_pipeline_options", "", "--runner=beam: Beam's own options, "
+                        "e.g. \"--runner=FlinkRunner --flink_master=host:8081\" "
+                        "(default: the DirectRunner).")
     flags.mark_flags_as_required(["corpus_dir", "cache_dir"])
 
     def partitions_ok(value: list[str]) -> bool:
@@ -446,6 +482,7 @@ def main(argv: Sequence[str]) -> None:
             workers=FLAGS.workers, partitions=FLAGS.partitions, upsample=FLAGS.upsample,
             detect_width=FLAGS.detect_width, predictor_path=FLAGS.predictor_path,
             face=FLAGS.face, min_found_rate=FLAGS.min_found_rate, progress=FLAGS.progress,
+            runner=FLAGS.runner, beam_pipeline_options=shlex.split(FLAGS.beam_pipeline_options),
         )
     except PreprocessError as e:
         from recola_sta import cache

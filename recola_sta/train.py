@@ -49,6 +49,7 @@ import tensorflow as tf  # noqa: E402
 from recola_sta import (  # noqa: E402
     cache,
     corpora,
+    distributed,
     evaluate,
     export,
     faces,
@@ -127,6 +128,9 @@ class TrainConfig:
     export: bool = True
     eval_partitions: tuple[str, ...] = ("dev", "test")
     progress: bool = True
+    # Scaling out (see recola_sta.distributed): none, mirrored or multi_worker.
+    distribution: str = "none"
+    worker_timeout_s: float = 600.0
     # Synthetic corpus, used only when corpus_kind == "synthetic" and it is missing.
     synthetic_num_train: int = 20
     synthetic_num_dev: int = 5
@@ -183,6 +187,9 @@ class TrainConfig:
              " or ".join(synthetic.PRESETS)),
             (self.synthetic_fps >= preprocess.SAMPLE_FPS, "synthetic_fps",
              f"at least the {preprocess.SAMPLE_FPS:g} fps at which faces are sampled"),
+            (self.distribution in distributed.DISTRIBUTIONS, "distribution",
+             " or ".join(distributed.DISTRIBUTIONS)),
+            (self.worker_timeout_s > 0, "worker_timeout_s", "positive seconds"),
         ]
         for ok, flag, expected in checks:
             if not ok:
@@ -398,40 +405,52 @@ def run_training(config: TrainConfig, flags_text: str | None = None) -> dict[str
     """
     config.validate()
     start = time.time()
+    # Before any TensorFlow op: a multi-worker strategy must configure the runtime.
+    cluster = distributed.connect(config.distribution, config.worker_timeout_s)
+    distributed.check_batch_size(config.batch_size, cluster)
     run_dir = pathlib.Path(config.run_dir)
     check_run_folder(config, run_dir)
     cache_dir = config.resolved_cache_dir()
 
-    prepare_corpus(config)
-    preprocess.preprocess_corpus(
-        config.corpus_dir, config.corpus_kind, cache_dir, size=config.size,
-        workers=config.workers, upsample=config.upsample, detect_width=config.detect_width,
-        predictor_path=config.predictor_path, face=config.face,
-        min_found_rate=config.min_found_rate, progress=config.progress,
-    )
+    if config.distribution == "multi_worker":
+        # Workers must all train on one finished cache: preprocess first.
+        distributed.check_ready_cache(cache_dir)
+    else:
+        prepare_corpus(config)
+        preprocess.preprocess_corpus(
+            config.corpus_dir, config.corpus_kind, cache_dir, size=config.size,
+            workers=config.workers, upsample=config.upsample, detect_width=config.detect_width,
+            predictor_path=config.predictor_path, face=config.face,
+            min_found_rate=config.min_found_rate, progress=config.progress,
+        )
     manifest = cache.read_manifest(cache_dir)
     check_cache(cache_dir, manifest, config)
+    if not cluster.is_chief:
+        # Trains in step with the chief; writes nothing.
+        train_ds, steps_per_epoch, _ = _train_inputs(config, manifest, cache_dir)
+        with cluster.scope():
+            model, initial_epoch, _, _ = _model_for_run(config, run_dir)
+        history = distributed.fit(
+            model, cluster, train_ds, steps_per_epoch=steps_per_epoch, epochs=config.epochs,
+            initial_epoch=initial_epoch, validate=None, verbose=config.progress)
+        return distributed.worker_summary(cluster, history, model)
     run_dir.mkdir(parents=True, exist_ok=True)
     with io_utils.exclusive_lock(run_dir / ".lock", f"run folder {run_dir}"):
         # Temporary files of a killed earlier run (atomic writes never renamed).
         io_utils.remove_temporaries(run_dir)
         io_utils.remove_temporaries(run_dir / "checkpoints")
-        return _train_locked(config, run_dir, cache_dir, manifest, flags_text, start)
+        return _train_locked(config, run_dir, cache_dir, manifest, flags_text, start, cluster)
 
 
-def _train_locked(config: TrainConfig, run_dir: pathlib.Path, cache_dir: str,
-                  manifest: cache.Manifest, flags_text: str | None,
-                  start: float) -> dict[str, Any]:
-    """The stages of `run_training` that write the run folder (held locked)."""
-    _write_config(config, run_dir)
-    if flags_text is not None:
-        io_utils.atomic_write_text(run_dir / "flags.cfg", flags_text)
-    prep_seconds = time.time() - start
-
+def _train_inputs(config: TrainConfig, manifest: cache.Manifest, cache_dir: str):
+    """Seeds the process; returns (repeated training batches, steps per epoch,
+    validation batches)."""
     keras.utils.set_random_seed(config.seed)
     train_ds = pipeline.train_dataset(
         cache_dir, target=config.target, frames=config.frames, batch_size=config.batch_size,
         augment=config.augment, shuffle=True, seed=config.seed,
+        # Distributed workers must each build the same clip order.
+        deterministic=config.distribution != "none",
     )
     # An epoch is one pass over the training clips. The dataset is repeated
     # and the pass length given explicitly: Keras then knows the epoch size
@@ -444,18 +463,34 @@ def _train_locked(config: TrainConfig, run_dir: pathlib.Path, cache_dir: str,
     )
     if config.max_steps_per_epoch:
         steps_per_epoch = min(steps_per_epoch, config.max_steps_per_epoch)
-    train_ds = train_ds.repeat()
-    val_ds = _validation_dataset(cache_dir, manifest, config)
+    return train_ds.repeat(), steps_per_epoch, _validation_dataset(cache_dir, manifest, config)
 
+
+def _model_for_run(config: TrainConfig, run_dir: pathlib.Path):
+    """The model to train and (initial epoch, best dev CCC, best epoch): the
+    run folder's checkpoint when it has one, else a new model."""
     state = _read_state(run_dir)
     if state is not None:
         model = keras.models.load_model(run_dir / "checkpoints" / "last.keras")
         initial_epoch, best, best_epoch = state["epoch"], state["best"], state["best_epoch"]
         print(f"Resuming {run_dir} after epoch {initial_epoch} (best dev CCC {best:.4f} "
               f"at epoch {best_epoch}).")
-    else:
-        model = _build_and_compile(config)
-        initial_epoch, best, best_epoch = 0, -np.inf, 0
+        return model, initial_epoch, best, best_epoch
+    return _build_and_compile(config), 0, -np.inf, 0
+
+
+def _train_locked(config: TrainConfig, run_dir: pathlib.Path, cache_dir: str,
+                  manifest: cache.Manifest, flags_text: str | None,
+                  start: float, cluster: distributed.Cluster) -> dict[str, Any]:
+    """The stages of `run_training` that write the run folder (held locked)."""
+    _write_config(config, run_dir)
+    if flags_text is not None:
+        io_utils.atomic_write_text(run_dir / "flags.cfg", flags_text)
+    prep_seconds = time.time() - start
+
+    train_ds, steps_per_epoch, val_ds = _train_inputs(config, manifest, cache_dir)
+    with cluster.scope():
+        model, initial_epoch, best, best_epoch = _model_for_run(config, run_dir)
     if config.progress:
         model.summary(print_fn=lambda line, **_: print(line), line_length=100)
 
@@ -466,12 +501,20 @@ def _train_locked(config: TrainConfig, run_dir: pathlib.Path, cache_dir: str,
             keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=True),
             keras.callbacks.TensorBoard(log_dir=str(run_dir / "logs")),
         ]
-        model.fit(
-            train_ds, validation_data=val_ds, epochs=config.epochs,
-            steps_per_epoch=steps_per_epoch, initial_epoch=initial_epoch, callbacks=callbacks,
-            shuffle=False,  # the tf.data pipeline shuffles clips itself
-            verbose=(1 if sys.stdout.isatty() else 2) if config.progress else 0,
-        )
+        if cluster.strategy is None:
+            model.fit(
+                train_ds, validation_data=val_ds, epochs=config.epochs,
+                steps_per_epoch=steps_per_epoch, initial_epoch=initial_epoch,
+                callbacks=callbacks,
+                shuffle=False,  # the tf.data pipeline shuffles clips itself
+                verbose=(1 if sys.stdout.isatty() else 2) if config.progress else 0,
+            )
+        else:  # model.fit fails under MultiWorkerMirroredStrategy (keras#20585)
+            distributed.fit(
+                model, cluster, train_ds, steps_per_epoch=steps_per_epoch,
+                epochs=config.epochs, initial_epoch=initial_epoch,
+                validate=distributed.validator(model, val_ds), callbacks=callbacks,
+                verbose=config.progress)
         best_epoch = callbacks[0].best_epoch
     else:
         print(f"{run_dir} already trained {initial_epoch} epochs (--epochs={config.epochs}).")
@@ -609,6 +652,12 @@ def define_flags() -> None:
     flags.DEFINE_bool("export", d.export, "Export the best model as a SavedModel.")
     flags.DEFINE_list("eval_partitions", list(d.eval_partitions), "Partitions predicted after training.")
     flags.DEFINE_bool("progress", d.progress, "Progress bars and the model summary.")
+    flags.DEFINE_enum("distribution", d.distribution, list(distributed.DISTRIBUTIONS),
+                      "none: one device; mirrored: every local device; multi_worker: the "
+                      "cluster in TF_CONFIG. --batch_size is the global batch.")
+    flags.DEFINE_float("worker_timeout_s", d.worker_timeout_s,
+                       "multi_worker: seconds a cross-worker step may wait for the others "
+                       "(more than the chief's validation pass) before the run fails.")
     flags.DEFINE_integer("synthetic_num_train", d.synthetic_num_train, "Synthetic corpus: train recordings.")
     flags.DEFINE_integer("synthetic_num_dev", d.synthetic_num_dev, "Synthetic corpus: dev recordings.")
     flags.DEFINE_integer("synthetic_num_test", d.synthetic_num_test, "Synthetic corpus: test recordings.")
@@ -631,8 +680,13 @@ def main(argv: Sequence[str]) -> None:
     try:
         config = config_from_flags(FLAGS)
         results = run_training(config, flags_text=FLAGS.flags_into_string())
-    except (FileNotFoundError, ValueError, preprocess.PreprocessError) as e:
+    except (FileNotFoundError, ValueError, preprocess.PreprocessError,
+            distributed.WorkerError) as e:
         raise SystemExit(f"train: {e}") from None
+    if "worker" in results:  # a multi_worker task other than the chief
+        print(f"\n{results['worker']} trained {results['epochs_trained']} epoch(s); the chief "
+              f"wrote the run folder.\nWorker weights sha256: {results['weights_sha256']}")
+        return
     dev = results["dev_post"]
     print(f"\nRun folder: {config.run_dir}")
     print(f"Best epoch {results['best_epoch']}; post-processing kept: "
