@@ -28,8 +28,10 @@ The run folder holds:
 
 from __future__ import annotations
 
+import csv
 import dataclasses
 import functools
+import io
 import json
 import os
 import pathlib
@@ -282,10 +284,12 @@ def _write_config(config: TrainConfig, run_dir: pathlib.Path) -> None:
 class EpochCheckpoint(keras.callbacks.Callback):
     """Saves what a resumed run needs after every epoch, atomically.
 
-    `best.keras` is written first when dev CCC improved, then
-    `checkpoints/last.keras` (weights and optimizer state), then
-    `checkpoints/state.json` naming the finished epoch: a run killed at any
-    point resumes from a consistent pair.
+    In order: `best.keras` when dev CCC improved, the epoch's row of
+    `history.csv`, `checkpoints/last.keras` (weights and optimizer state),
+    and last `checkpoints/state.json` naming the finished epoch. A run killed
+    at any point resumes from a consistent pair, and its history keeps every
+    finished epoch exactly once: an epoch redone after a kill (its row was
+    written, its state was not) replaces its earlier row.
     """
 
     def __init__(self, run_dir: pathlib.Path, monitor: str, best: float, best_epoch: int):
@@ -296,16 +300,38 @@ class EpochCheckpoint(keras.callbacks.Callback):
         self.best_epoch = best_epoch
 
     def on_epoch_end(self, epoch: int, logs: dict[str, float] | None = None) -> None:
-        value = (logs or {}).get(self.monitor)
+        logs = logs or {}
+        value = logs.get(self.monitor)
         if value is not None and np.isfinite(value) and value > self.best:
             self.best, self.best_epoch = float(value), epoch + 1
             with io_utils.atomic_path(self.run_dir / "best.keras", suffix=".keras") as tmp:
                 self.model.save(tmp)
+        write_history_row(self.run_dir / "history.csv", epoch, logs)
         with io_utils.atomic_path(self.run_dir / "checkpoints" / "last.keras", suffix=".keras") as tmp:
             self.model.save(tmp)
         state = {"epoch": epoch + 1, "best": self.best, "best_epoch": self.best_epoch,
                  "monitor": self.monitor}
         io_utils.atomic_write_text(self.run_dir / "checkpoints" / "state.json", json.dumps(state) + "\n")
+
+
+def write_history_row(path: pathlib.Path, epoch: int, logs: dict[str, float]) -> None:
+    """Rewrites `history.csv` atomically with `epoch`'s row last.
+
+    Rows of this and later epochs (left by a run killed after writing them
+    and before its state) are dropped first. Columns: `epoch` (from 0, as
+    Keras' CSVLogger writes it), then every logged name in sorted order.
+    """
+    rows: list[dict[str, str]] = []
+    if path.is_file():
+        with path.open(newline="") as f:
+            rows = [r for r in csv.DictReader(f) if int(r["epoch"]) < epoch]
+    rows.append({"epoch": str(epoch), **{k: repr(float(v)) for k, v in logs.items()}})
+    columns = ["epoch", *sorted({k for r in rows for k in r} - {"epoch"})]
+    text = io.StringIO()
+    writer = csv.DictWriter(text, columns, restval="", lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    io_utils.atomic_write_text(path, text.getvalue())
 
 
 def check_cache(cache_dir: str, manifest: cache.Manifest, config: TrainConfig) -> None:
@@ -497,8 +523,7 @@ def _train_locked(config: TrainConfig, run_dir: pathlib.Path, cache_dir: str,
     train_start = time.time()
     if initial_epoch < config.epochs:
         callbacks = [
-            EpochCheckpoint(run_dir, "val_ccc", best, best_epoch),
-            keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=True),
+            EpochCheckpoint(run_dir, "val_ccc", best, best_epoch),  # and history.csv
             keras.callbacks.TensorBoard(log_dir=str(run_dir / "logs")),
         ]
         if cluster.strategy is None:

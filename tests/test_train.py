@@ -292,3 +292,39 @@ def test_a_run_folder_in_use_is_refused_and_a_killed_runs_leftovers_are_cleared(
     assert (run / "config.json").is_file() and (run / "checkpoints" / "last.keras").is_file()
     assert not leftover.exists()
     assert not (run / ".lock").exists()  # released however the run ends
+
+
+def test_history_keeps_each_finished_epoch_once_across_a_kill(tmp_path, monkeypatch):
+    """A kill after an epoch's history row and before its state: the resumed
+    run redoes that epoch, and history.csv still has one row per epoch."""
+    import keras
+
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    first = train.EpochCheckpoint(run, "val_ccc", -np.inf, 0)
+    first.set_model(model)
+    first.on_epoch_end(0, {"loss": 0.5, "val_ccc": 0.1})
+
+    write = io_utils.atomic_write_text
+
+    def killed_at_state(path, text):
+        if pathlib.Path(path).name == "state.json":
+            raise KeyboardInterrupt  # the process dies before state.json names epoch 2
+        write(path, text)
+    monkeypatch.setattr(io_utils, "atomic_write_text", killed_at_state)
+    with pytest.raises(KeyboardInterrupt):
+        first.on_epoch_end(1, {"loss": 0.4, "val_ccc": 0.3})
+    monkeypatch.undo()
+    assert (run / "history.csv").read_text().splitlines()[-1] == "1,0.4,0.3"
+    state = json.loads((run / "checkpoints" / "state.json").read_text())
+    assert state["epoch"] == 1  # a resume restarts at the second epoch
+
+    resumed = train.EpochCheckpoint(run, "val_ccc", state["best"], state["best_epoch"])
+    resumed.set_model(model)
+    for epoch, logs in ((1, {"loss": 0.35, "val_ccc": 0.4}), (2, {"loss": 0.3, "val_ccc": 0.2})):
+        resumed.on_epoch_end(epoch, logs)
+    lines = (run / "history.csv").read_text().splitlines()
+    assert lines == ["epoch,loss,val_ccc", "0,0.5,0.1", "1,0.35,0.4", "2,0.3,0.2"]
+    assert json.loads((run / "checkpoints" / "state.json").read_text()) == {
+        "epoch": 3, "best": 0.4, "best_epoch": 2, "monitor": "val_ccc"}
