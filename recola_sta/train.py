@@ -119,6 +119,11 @@ class TrainConfig:
     convention: str = metrics.DEFAULT_CONVENTION
     augment: bool = True
     seed: int = 0
+    # Same seed, same run: tf.data keeps its element order and TensorFlow's
+    # ops their reduction order (tf.config.experimental.enable_op_determinism).
+    # Off by default: the parallel input pipeline then hands over whichever
+    # clip is ready first (BUILD_NOTES.md, "Reproducibility").
+    deterministic: bool = False
     workers: int = 2
     min_found_rate: float = 0.8
     # Face preprocessing (see faces.FaceAligner), forwarded to preprocess.
@@ -472,11 +477,13 @@ def _train_inputs(config: TrainConfig, manifest: cache.Manifest, cache_dir: str)
     """Seeds the process; returns (repeated training batches, steps per epoch,
     validation batches)."""
     keras.utils.set_random_seed(config.seed)
+    if config.deterministic:
+        tf.config.experimental.enable_op_determinism()
     train_ds = pipeline.train_dataset(
         cache_dir, target=config.target, frames=config.frames, batch_size=config.batch_size,
         augment=config.augment, shuffle=True, seed=config.seed,
         # Distributed workers must each build the same clip order.
-        deterministic=config.distribution != "none",
+        deterministic=config.deterministic or config.distribution != "none",
     )
     # An epoch is one pass over the training clips. The dataset is repeated
     # and the pass length given explicitly: Keras then knows the epoch size
@@ -578,6 +585,7 @@ def _train_locked(config: TrainConfig, run_dir: pathlib.Path, cache_dir: str,
         "corpus_kind": config.corpus_kind,
         "target": config.target,
         "convention": config.convention,
+        "deterministic": config.deterministic,
         "best_epoch": best_epoch,
         "epochs": config.epochs,
         "parameters": int(best_model.count_params()),
@@ -668,6 +676,8 @@ def define_flags() -> None:
     flags.DEFINE_string("target", d.target, "Label dimension to learn (valence, arousal).")
     flags.DEFINE_string("convention", d.convention, "CCC convention: avec (challenge) or population.")
     flags.DEFINE_bool("augment", d.augment, "Flip/contrast/colour augmentation (paper: on).")
+    flags.DEFINE_bool("deterministic", d.deterministic,
+                      "Reproducible runs: fixed tf.data order and deterministic TensorFlow ops.")
     flags.DEFINE_integer("seed", d.seed, "Random seed.")
     flags.DEFINE_integer("workers", d.workers, "Processes for corpus generation and face preprocessing.")
     flags.DEFINE_float("min_found_rate", d.min_found_rate, "Warn for recordings with fewer faces found.")

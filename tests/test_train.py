@@ -328,3 +328,26 @@ def test_history_keeps_each_finished_epoch_once_across_a_kill(tmp_path, monkeypa
     assert lines == ["epoch,loss,val_ccc", "0,0.5,0.1", "1,0.35,0.4", "2,0.3,0.2"]
     assert json.loads((run / "checkpoints" / "state.json").read_text()) == {
         "epoch": 3, "best": 0.4, "best_epoch": 2, "monitor": "val_ccc"}
+
+
+@pytest.mark.parametrize("deterministic", [False, True])
+def test_deterministic_fixes_the_pipeline_order_and_the_ops(tmp_path, no_preprocess,
+                                                            monkeypatch, deterministic):
+    import tensorflow as tf
+
+    from recola_sta import pipeline
+
+    calls = {"ops": 0}
+    monkeypatch.setattr(tf.config.experimental, "enable_op_determinism",
+                        lambda: calls.__setitem__("ops", calls["ops"] + 1))
+
+    def spy(*args, **kwargs):
+        calls["pipeline"] = kwargs["deterministic"]
+        raise KeyboardInterrupt  # stop before any training
+    monkeypatch.setattr(pipeline, "train_dataset", spy)
+    _write_cache(tmp_path / "cache")
+    with pytest.raises(KeyboardInterrupt):
+        train.run_training(_config(tmp_path, deterministic=deterministic))
+    assert calls == {"ops": int(deterministic), "pipeline": deterministic}
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert config["deterministic"] is deterministic
