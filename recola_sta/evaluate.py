@@ -214,7 +214,7 @@ def _plot(path: pathlib.Path, r: RecordingResult, convention: str, ylabel: str) 
 
 
 def evaluate_predictions(
-    results: list[RecordingResult],
+    results: list[RecordingResult] | dict[str, list[RecordingResult]],
     out_dir: str | os.PathLike,
     *,
     convention: str = metrics.DEFAULT_CONVENTION,
@@ -230,10 +230,19 @@ def evaluate_predictions(
     are reported raw and the chain is skipped. `extra` entries (e.g. the
     attention analysis) are added to the report.
 
+    `results` is one target's list, or `predict_targets`' target -> list:
+    one target gives the same report as its list, several the report of
+    `_evaluate_targets`.
+
     Returns:
         The `evaluation.json` content.
     """
     out_dir = pathlib.Path(out_dir)
+    if isinstance(results, dict):
+        if len(results) > 1:
+            return _evaluate_targets(results, out_dir, convention, tune_partition, time_shift,
+                                     write_plots, extra)
+        results = next(iter(results.values()))
     chain = _postprocess(results, convention=convention, tune_partition=tune_partition,
                          time_shift=time_shift)
     if chain is not None:
@@ -256,16 +265,9 @@ def evaluate_predictions(
     return report
 
 
-def evaluate_targets(
-    results: dict[str, list[RecordingResult]],
-    out_dir: str | os.PathLike,
-    *,
-    convention: str = metrics.DEFAULT_CONVENTION,
-    tune_partition: str = "dev",
-    time_shift: bool = False,
-    write_plots: bool = True,
-    extra: dict | None = None,
-) -> dict:
+def _evaluate_targets(results: dict[str, list[RecordingResult]], out_dir: pathlib.Path,
+                      convention: str, tune_partition: str, time_shift: bool,
+                      write_plots: bool, extra: dict | None) -> dict:
     """`evaluate_predictions` for a model of several targets (`predict_targets`).
 
     Each target gets its own post-processing chain, fitted on its own dev
@@ -280,7 +282,6 @@ def evaluate_targets(
         `postprocess_kept`, `postprocess`, `raw`, `post` (each
         {target: ...}); `mean_ccc` {"raw"|"post": {partition: mean CCC}}.
     """
-    out_dir = pathlib.Path(out_dir)
     targets = list(results)
     chains = {t: _postprocess(results[t], convention=convention, tune_partition=tune_partition,
                               time_shift=time_shift) for t in targets}
@@ -395,10 +396,9 @@ def evaluate_run(
     if "attention" in {layer.name for layer in model.layers}:
         extra["attention_regions"] = attention_regions(
             model, config["cache_dir"], run_dir, batch_size=config["batch_size"])
-    evaluate_fn = evaluate_predictions if len(targets) == 1 else evaluate_targets
-    return evaluate_fn(
-        results[targets[0]] if len(targets) == 1 else results, run_dir,
-        convention=convention or config["convention"], write_plots=write_plots, extra=extra,
+    return evaluate_predictions(
+        results, run_dir, convention=convention or config["convention"],
+        write_plots=write_plots, extra=extra,
     )
 
 

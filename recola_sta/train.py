@@ -537,16 +537,10 @@ def _train_locked(config: TrainConfig, run_dir: pathlib.Path, cache_dir: str,
     if config.variant == "3d_cnn_sta":
         extra["attention_regions"] = evaluate.attention_regions(
             best_model, cache_dir, run_dir, batch_size=config.batch_size)
-    if len(targets) == 1:
-        report = evaluate.evaluate_predictions(
-            predictions[targets[0]], run_dir, convention=config.convention,
-            time_shift=config.time_shift, extra=extra,
-        )
-    else:
-        report = evaluate.evaluate_targets(
-            predictions, run_dir, convention=config.convention,
-            time_shift=config.time_shift, extra=extra,
-        )
+    report = evaluate.evaluate_predictions(
+        predictions, run_dir, convention=config.convention, time_shift=config.time_shift,
+        extra=extra,
+    )
     if config.export:
         export.export_saved_model(
             best_model, run_dir / "saved_model", export_metadata(config, manifest, cache_dir),

@@ -248,8 +248,9 @@ def test_two_targets_in_one_model(trained, tmp_path):
     """--target=valence,arousal on the same corpus and cache: per-target
     metrics and their mean, per-target chains, and predict's two columns."""
     root, config, _ = trained
+    # The 2D-CNN: the quickest network (the attention path is the STA run's).
     two = train.TrainConfig(**{**config.__dict__, "run_dir": str(tmp_path / "run"),
-                               "target": "valence,arousal"})
+                               "target": "valence,arousal", "variant": "2d_cnn"})
     results = train.run_training(two)
     run = pathlib.Path(two.run_dir)
     stored = json.loads((run / "results.json").read_text())
@@ -271,8 +272,15 @@ def test_two_targets_in_one_model(trained, tmp_path):
     assert _png_ok(run / "plots" / "dev" / "dev_1_arousal.png")
     meta = json.loads((run / "saved_model" / "recola_sta.json").read_text())
     assert meta["targets"] == ["valence", "arousal"]
+    chains = json.loads((run / "postprocess.json").read_text())
+    assert set(chains["targets"]) == {"valence", "arousal"}
 
-    from recola_sta import predict
+    from recola_sta import evaluate, predict
+
+    report = evaluate.evaluate_run(run, partitions=["dev"], write_plots=False, progress=False)
+    assert report["mean_ccc"]["post"]["dev"] == pytest.approx(stored["dev_post"]["mean_ccc"])
+    assert "arousal dev" not in evaluate.format_report(report)  # one line per target and stage
+    assert "mean CCC over targets" in evaluate.format_report(report)
 
     cap = cv2.VideoCapture(str(root / "corpus" / "recordings_video" / "dev_1.mp4"))
     frames = [cap.read()[1] for _ in range(25)]
