@@ -42,7 +42,9 @@ def check_attention_model(model) -> None:
 
 
 def keras_outputs_fn(model) -> Callable[[np.ndarray], dict[str, np.ndarray]]:
-    """clips -> {"valence": (B, T, 1), "attention": (B, T, S, S) if any}."""
+    """clips -> {"valence": (B, T, K), "attention": (B, T, S, S) if any};
+    "valence" holds the model's output, K = 1 but for a model of several
+    targets."""
     import keras
 
     outputs = {"valence": model.output}
@@ -74,7 +76,8 @@ def predict_partition(
     values, maps = [], []
     for rec in recordings.values():
         out = clips.predict_clips(outputs_fn, rec.crops, frames, batch_size)
-        values.append(out["valence"].reshape(len(rec.crops)))
+        # A model of several targets: its first target's values.
+        values.append(out["valence"].reshape(len(rec.crops), -1)[:, 0])
         if "attention" in out:
             maps.append(out["attention"])
     return np.concatenate(values), (np.concatenate(maps) if maps else None)

@@ -79,6 +79,35 @@ def predict_recordings(
         batch_size: clips per model call.
         progress: print a progress bar.
     """
+    return predict_targets(predict_fn, cache_dir, partitions, targets=(target,), frames=frames,
+                           batch_size=batch_size, progress=progress)[target]
+
+
+def predict_targets(
+    predict_fn: Callable[[np.ndarray], np.ndarray],
+    cache_dir: str | os.PathLike,
+    partitions: Sequence[str],
+    *,
+    targets: Sequence[str],
+    frames: int = 16,
+    batch_size: int = 16,
+    progress: bool = True,
+) -> dict[str, list[RecordingResult]]:
+    """`predict_recordings` for a model of K targets: one list per target.
+
+    Args:
+        predict_fn: float32 clips (B, T, S, S, 3) in [0, 1] -> (B, T, K),
+            the values of `targets` in that order ((B, T) for K = 1).
+        targets: the model's label dimensions, in its output order.
+        cache_dir, partitions, frames, batch_size, progress: as for
+            `predict_recordings`.
+
+    Returns:
+        target -> its `RecordingResult`s, the recordings in the same order
+        for every target and on the same time grid per recording (the
+        corpus' label grid when the recording has any of the targets).
+    """
+    targets = tuple(targets)
     manifest = cache.read_manifest(cache_dir)
     recordings = {r.name: r for r in corpora.load_corpus(manifest.corpus_root, manifest.corpus_kind)}
     entries = [e for e in manifest.entries if e.partition in partitions]
@@ -86,7 +115,7 @@ def predict_recordings(
         raise ValueError(
             f"The cache {cache_dir} holds no recordings of partitions {list(partitions)}."
         )
-    results = []
+    results: dict[str, list[RecordingResult]] = {t: [] for t in targets}
     iterator = entries
     if progress:
         from tqdm import tqdm
@@ -96,10 +125,12 @@ def predict_recordings(
         cached = cache.load_entry(cache_dir, entry)
         if not cached.found.any():
             print(f"warning: no face found anywhere in {entry.name}; predictions are 0.")
-            preds = np.zeros(len(cached.times))
+            preds = np.zeros((len(cached.times), len(targets)))
             found = np.ones(len(cached.times), bool)
         else:
-            preds = clips.predict_samples(predict_fn, cached.crops, frames, batch_size)
+            out = clips.predict_clips(lambda batch: {"value": predict_fn(batch)},
+                                      cached.crops, frames, batch_size)
+            preds = out["value"].reshape(len(cached.crops), len(targets)).astype(np.float64)
             found = cached.found
         recording = recordings.get(entry.name)
         if recording is None:
@@ -107,27 +138,35 @@ def predict_recordings(
                 f"Cached recording {entry.name!r} is not in the corpus at "
                 f"{manifest.corpus_root}; the cache is stale, re-run preprocess."
             )
-        labeled = target in recording.targets and len(recording.times) > 0
-        if labeled:
+        if any(t in recording.targets for t in targets) and len(recording.times) > 0:
             grid = recording.times
-            gold = np.asarray(recording.targets[target], np.float64)
         else:
             grid = np.arange(0.0, cached.times[-1] + 1e-9, recording.label_period)
-            gold = None
-        raw, grid_found = clips.samples_to_grid(cached.times, preds, found, grid)
-        results.append(RecordingResult(entry.name, entry.partition, grid, gold, raw, grid_found))
+        for k, target in enumerate(targets):
+            gold = (np.asarray(recording.targets[target], np.float64)
+                    if target in recording.targets and len(recording.times) > 0 else None)
+            raw, grid_found = clips.samples_to_grid(cached.times, preds[:, k], found, grid)
+            results[target].append(
+                RecordingResult(entry.name, entry.partition, grid, gold, raw, grid_found))
     return results
 
 
-def _csv_text(result: RecordingResult) -> str:
+def _csv_text(columns: dict[str, RecordingResult]) -> str:
+    """One recording's CSV: time, then gold, raw, post per target (suffixed
+    `_<target>` unless the key is ""), then face_found."""
+    first = next(iter(columns.values()))
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(["time", "gold", "raw", "post", "face_found"])
-    nan = np.full(len(result.times), np.nan)
-    gold = result.gold if result.gold is not None else nan
-    post = result.post if result.post is not None else nan
-    for row in zip(result.times, gold, result.raw, post, result.found):
-        writer.writerow([f"{row[0]:.3f}", f"{row[1]:.6f}", f"{row[2]:.6f}", f"{row[3]:.6f}", int(row[4])])
+    header = ["time"]
+    values = [first.times]
+    nan = np.full(len(first.times), np.nan)
+    for suffix, result in columns.items():
+        header += [f"{kind}_{suffix}" if suffix else kind for kind in ("gold", "raw", "post")]
+        values += [result.gold if result.gold is not None else nan, result.raw,
+                   result.post if result.post is not None else nan]
+    writer.writerow(header + ["face_found"])
+    for k, t in enumerate(first.times):
+        writer.writerow([f"{t:.3f}", *(f"{v[k]:.6f}" for v in values[1:]), int(first.found[k])])
     return buf.getvalue()
 
 
@@ -149,8 +188,33 @@ def score_results(
     return scores
 
 
+def _postprocess(results: list[RecordingResult], *, convention: str, tune_partition: str,
+                 time_shift: bool) -> postprocess.PostProcessor | None:
+    """Fits the chain on `tune_partition` and sets every result's `post`;
+    None (post = raw) without labels there."""
+    tune = [r for r in results if r.partition == tune_partition and r.gold is not None]
+    chain = None
+    if tune:
+        frame_period = float(np.median(np.diff(tune[0].times)))
+        chain = postprocess.PostProcessor.fit(
+            [r.gold for r in tune], [r.raw for r in tune],
+            frame_period=frame_period, time_shift=time_shift, convention=convention,
+        )
+    for r in results:
+        r.post = chain.apply(r.raw) if chain is not None else r.raw.copy()
+    return chain
+
+
+def _plot(path: pathlib.Path, r: RecordingResult, convention: str, ylabel: str) -> None:
+    title = r.name
+    if r.gold is not None:
+        s = metrics.score(r.gold, r.post, convention=convention)
+        title += f"   CCC {s['ccc']:.3f}   CC {s['cc']:.3f}   RMSE {s['rmse']:.3f}"
+    plots.plot_valence(path, r.times, r.post, r.gold, found=r.found, title=title, ylabel=ylabel)
+
+
 def evaluate_predictions(
-    results: list[RecordingResult],
+    results: list[RecordingResult] | dict[str, list[RecordingResult]],
     out_dir: str | os.PathLike,
     *,
     convention: str = metrics.DEFAULT_CONVENTION,
@@ -166,21 +230,23 @@ def evaluate_predictions(
     are reported raw and the chain is skipped. `extra` entries (e.g. the
     attention analysis) are added to the report.
 
+    `results` is one target's list, or `predict_targets`' target -> list:
+    one target gives the same report as its list, several the report of
+    `_evaluate_targets`.
+
     Returns:
         The `evaluation.json` content.
     """
     out_dir = pathlib.Path(out_dir)
-    tune = [r for r in results if r.partition == tune_partition and r.gold is not None]
-    chain = None
-    if tune:
-        frame_period = float(np.median(np.diff(tune[0].times)))
-        chain = postprocess.PostProcessor.fit(
-            [r.gold for r in tune], [r.raw for r in tune],
-            frame_period=frame_period, time_shift=time_shift, convention=convention,
-        )
-        chain.save(out_dir / "postprocess.json")
-    for r in results:
-        r.post = chain.apply(r.raw) if chain is not None else r.raw.copy()
+    if isinstance(results, dict):
+        if len(results) > 1:
+            return _evaluate_targets(results, out_dir, convention, tune_partition, time_shift,
+                                     write_plots, extra)
+        results = next(iter(results.values()))
+    chain = _postprocess(results, convention=convention, tune_partition=tune_partition,
+                         time_shift=time_shift)
+    if chain is not None:
+        chain.save(out_dir / postprocess.FILE_NAME)
     report = {
         "convention": convention,
         "tune_partition": tune_partition,
@@ -191,16 +257,61 @@ def evaluate_predictions(
         **(extra or {}),
     }
     for r in results:
-        io_utils.atomic_write_text(out_dir / "predictions" / r.partition / f"{r.name}.csv", _csv_text(r))
+        io_utils.atomic_write_text(out_dir / "predictions" / r.partition / f"{r.name}.csv",
+                                   _csv_text({"": r}))
         if write_plots:
-            title = r.name
-            if r.gold is not None:
-                s = metrics.score(r.gold, r.post, convention=convention)
-                title += f"   CCC {s['ccc']:.3f}   CC {s['cc']:.3f}   RMSE {s['rmse']:.3f}"
-            plots.plot_valence(
-                out_dir / "plots" / r.partition / f"{r.name}.png",
-                r.times, r.post, r.gold, found=r.found, title=title,
-            )
+            _plot(out_dir / "plots" / r.partition / f"{r.name}.png", r, convention, "valence")
+    io_utils.atomic_write_text(out_dir / "evaluation.json", json.dumps(report, indent=2) + "\n")
+    return report
+
+
+def _evaluate_targets(results: dict[str, list[RecordingResult]], out_dir: pathlib.Path,
+                      convention: str, tune_partition: str, time_shift: bool,
+                      write_plots: bool, extra: dict | None) -> dict:
+    """`evaluate_predictions` for a model of several targets (`predict_targets`).
+
+    Each target gets its own post-processing chain, fitted on its own dev
+    labels (all saved in one `postprocess.json`, `postprocess.save_chains`),
+    and its own metrics; a partition scored for every target also gets the
+    mean of their CCCs (the challenge's ranking). Each recording's CSV holds
+    gold_<t>, raw_<t>, post_<t> for every target t; plots are
+    `plots/<partition>/<name>_<t>.png`.
+
+    Returns:
+        The `evaluation.json` content: `targets`; per target
+        `postprocess_kept`, `postprocess`, `raw`, `post` (each
+        {target: ...}); `mean_ccc` {"raw"|"post": {partition: mean CCC}}.
+    """
+    targets = list(results)
+    chains = {t: _postprocess(results[t], convention=convention, tune_partition=tune_partition,
+                              time_shift=time_shift) for t in targets}
+    fitted = {t: chain for t, chain in chains.items() if chain is not None}
+    if fitted:
+        postprocess.save_chains(fitted, out_dir / postprocess.FILE_NAME)
+    report = {
+        "convention": convention,
+        "tune_partition": tune_partition,
+        "targets": targets,
+        "postprocess_kept": {t: c.kept_steps if c is not None else [] for t, c in chains.items()},
+        "postprocess": {t: c.describe() if c is not None else "not fitted (no labeled dev)"
+                        for t, c in chains.items()},
+        "raw": {t: score_results(results[t], convention, "raw") for t in targets},
+        "post": {t: score_results(results[t], convention, "post") for t in targets},
+    }
+    report["mean_ccc"] = {
+        stage: {p: float(np.mean([report[stage][t][p]["all"]["ccc"] for t in targets]))
+                for p in PARTITIONS if all(p in report[stage][t] for t in targets)}
+        for stage in ("raw", "post")
+    }
+    report.update(extra or {})
+    for per_target in zip(*(results[t] for t in targets)):
+        r = per_target[0]
+        io_utils.atomic_write_text(out_dir / "predictions" / r.partition / f"{r.name}.csv",
+                                   _csv_text(dict(zip(targets, per_target))))
+        if write_plots:
+            for target, result in zip(targets, per_target):
+                _plot(out_dir / "plots" / r.partition / f"{r.name}_{target}.png", result,
+                      convention, target)
     io_utils.atomic_write_text(out_dir / "evaluation.json", json.dumps(report, indent=2) + "\n")
     return report
 
@@ -273,9 +384,12 @@ def evaluate_run(
         raise ValueError(f"Unknown partitions {sorted(unknown)}; choose from {PARTITIONS}.")
     model = keras.models.load_model(model_path, compile=False)
     wanted = list(dict.fromkeys(["dev", *partitions]))
-    results = predict_recordings(
+    from recola_sta.train import parse_targets  # here: train imports this module
+
+    targets = list(parse_targets(config["target"]))
+    results = predict_targets(
         keras_predict_fn(model), config["cache_dir"], wanted,
-        target=config["target"], frames=config["frames"],
+        targets=targets, frames=config["frames"],
         batch_size=config["batch_size"], progress=progress,
     )
     extra = {}
@@ -283,20 +397,36 @@ def evaluate_run(
         extra["attention_regions"] = attention_regions(
             model, config["cache_dir"], run_dir, batch_size=config["batch_size"])
     return evaluate_predictions(
-        results, run_dir, convention=convention or config["convention"], write_plots=write_plots,
-        extra=extra,
+        results, run_dir, convention=convention or config["convention"],
+        write_plots=write_plots, extra=extra,
     )
 
 
-def format_report(report: dict) -> str:
-    """A few human-readable lines of an `evaluation.json`."""
-    lines = [f"post-processing kept: {', '.join(report['postprocess_kept']) or 'nothing'}"]
+def _score_lines(stages: dict) -> list[str]:
+    lines = []
     for stage in ("raw", "post"):
-        for partition, scores in report[stage].items():
+        for partition, scores in stages[stage].items():
             s = scores["all"]
             lines.append(
                 f"{partition:>5} {stage:>4}: RMSE {s['rmse']:.3f}  CC {s['cc']:.3f}  CCC {s['ccc']:.3f}"
             )
+    return lines
+
+
+def format_report(report: dict) -> str:
+    """A few human-readable lines of an `evaluation.json`."""
+    if "targets" in report:
+        lines = []
+        for target in report["targets"]:
+            kept = ", ".join(report["postprocess_kept"][target]) or "nothing"
+            lines.append(f"{target}: post-processing kept: {kept}")
+            lines += _score_lines({stage: report[stage][target] for stage in ("raw", "post")})
+        for stage in ("raw", "post"):
+            for partition, value in report["mean_ccc"][stage].items():
+                lines.append(f"{partition:>5} {stage:>4}: mean CCC over targets {value:.3f}")
+    else:
+        lines = [f"post-processing kept: {', '.join(report['postprocess_kept']) or 'nothing'}"]
+        lines += _score_lines(report)
     if "attention_regions" in report:
         from recola_sta import attention_analysis
 

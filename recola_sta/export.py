@@ -7,8 +7,11 @@ The SavedModel is what `predict` loads: `tf.saved_model.load(path)` and no
 project code or Keras custom objects. Its `serve` signature maps float32 clips
 (batch, frames, size, size, 3) in [0, 1] to a dict with `valence`
 (batch, frames) and, for the attention variant, `attention`
-(batch, frames, size, size). A `recola_sta.json` file beside `saved_model.pb`
-says how to make those clips (crop size, frames per clip, sampling rate, and
+(batch, frames, size, size). A model of several targets serves one
+(batch, frames) entry per target, named after it (`valence`, `arousal`;
+`serving_keys`). A `recola_sta.json` file beside `saved_model.pb` names the
+targets (`targets`, in the model's output order) and says how to make those
+clips (crop size, frames per clip, sampling rate, and
 the face aligner's settings: detection scale, upsampling, face rule,
 template), so a video is prepared exactly as in training.
 """
@@ -19,7 +22,7 @@ import json
 import os
 import pathlib
 import shutil
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 from recola_sta import io_utils
 
@@ -28,14 +31,29 @@ METADATA_NAME = "recola_sta.json"
 POSTPROCESS_NAME = "postprocess.json"
 
 
-def _serving_model(model):
+def serving_keys(targets: Sequence[str]) -> list[str]:
+    """The SavedModel's output key of each target: `valence` for a model of
+    one target (whatever it is, as models were always served), each
+    target's own name for several."""
+    targets = list(targets)
+    return ["valence"] if len(targets) == 1 else targets
+
+
+def _serving_model(model, targets: Sequence[str]):
     """A functional model with the dict of outputs the SavedModel serves."""
     import keras
 
     from recola_sta import models
 
-    valence = keras.layers.Reshape(model.output.shape[1:2], name="serving_valence")(model.output)
-    outputs = {"valence": valence}
+    keys = serving_keys(targets)
+    if model.output.shape[-1] != len(keys):
+        raise ValueError(f"The model has {model.output.shape[-1]} outputs per frame but "
+                         f"{len(keys)} targets {list(targets)}.")
+    outputs = {
+        key: keras.layers.Reshape(model.output.shape[1:2], name=f"serving_{key}")(
+            model.output[..., k:k + 1])
+        for k, key in enumerate(keys)
+    }
     try:
         outputs["attention"] = models.attention_model(model).output
     except ValueError:
@@ -56,8 +74,8 @@ def export_saved_model(
         path: destination folder; replaced if it exists.
         metadata: JSON-serialisable facts a predictor needs (variant, size,
             frames, fps, face template); written as `recola_sta.json`.
-        postprocess_json: optional fitted post-processing chain, copied in
-            as `postprocess.json` so `predict` can apply it.
+        postprocess_json: optional fitted post-processing chain(s), copied
+            in as `postprocess.json` so `predict` can apply them.
 
     Returns:
         The destination folder.
@@ -67,7 +85,7 @@ def export_saved_model(
 
     path = pathlib.Path(path)
     _, frames, height, width, channels = model.input.shape
-    serving = _serving_model(model)
+    serving = _serving_model(model, metadata.get("targets", ["valence"]))
     archive = keras.export.ExportArchive()
     archive.track(serving)
     archive.add_endpoint(
@@ -101,7 +119,7 @@ _ALIGNER_DEFAULTS = {"upsample": 0, "detect_width": 320, "face": "largest",
 def export_metadata(
     *,
     variant: str,
-    target: str,
+    targets: Sequence[str],
     frames: int,
     size: int,
     fps: float,
@@ -111,7 +129,9 @@ def export_metadata(
 
     Args:
         variant: network name (`models.VARIANTS`).
-        target: the label dimension the model predicts.
+        targets: the label dimensions the model predicts, in its output
+            order; recorded as `targets`, and as `target` (the names joined
+            by commas) for readers of older metadata.
         frames: frames per clip (static in the SavedModel).
         size: side of the aligned crops, pixels.
         fps: sampling rate of the frames, per second.
@@ -121,8 +141,10 @@ def export_metadata(
     """
     aligner = {k: face_aligner.get(k, v) for k, v in _ALIGNER_DEFAULTS.items()}
     aligner["size"] = int(size)
-    return {"variant": variant, "target": target, "frames": int(frames), "size": int(size),
-            "fps": float(fps), "face_aligner": aligner}
+    targets = list(targets)
+    return {"variant": variant, "target": ",".join(targets), "targets": targets,
+            "frames": int(frames), "size": int(size), "fps": float(fps),
+            "face_aligner": aligner}
 
 
 def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
@@ -170,6 +192,14 @@ def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
             f"{', '.join(problems)} (expected variant: a name, frames > 0, size >= 16, "
             "fps > 0, face_aligner: an object). Re-export the model from its run folder."
         )
+    # Models exported before `targets` was recorded predict one target.
     meta.setdefault("target", "valence")
+    targets = meta.setdefault("targets", [meta["target"]])
+    if (not isinstance(targets, list) or not targets
+            or not all(isinstance(t, str) and t for t in targets)
+            or len(set(targets)) != len(targets) or "attention" in targets):
+        raise ValueError(f"Invalid model metadata {meta_path}: targets={targets!r} (expected "
+                         "a list of distinct label names). Re-export the model from its run "
+                         "folder.")
     meta["face_aligner"] = {**_ALIGNER_DEFAULTS, **aligner, "size": meta["size"]}
     return meta

@@ -199,12 +199,14 @@ def score_partition(golds: Sequence[np.ndarray], preds: Sequence[np.ndarray],
 # Keras (backend-agnostic: keras.ops only)
 # --------------------------------------------------------------------------
 
-def _flat_weighted(y_true, y_pred, sample_weight, dtype):
+def _flat_weighted(y_true, y_pred, sample_weight, dtype, columns=None):
     """Flattens labels, predictions and weights; zero-weight frames are zeroed.
 
     Weights of shape (B, T) are broadcast over a trailing channel axis of
-    (B, T, 1) labels. Labels of weight-0 frames are replaced by 0 so that a
-    NaN label on a masked frame cannot poison the sums.
+    (B, T, 1) labels; weights of the labels' own shape (B, T, K) weight each
+    target on its own. Labels of weight-0 frames are replaced by 0 so that a
+    NaN label on a masked frame cannot poison the sums. `columns=None` gives
+    1-D arrays; `columns=K` gives (N, K), one column per target.
     """
     y_true = ops.cast(y_true, dtype)
     y_pred = ops.cast(y_pred, dtype)
@@ -216,22 +218,46 @@ def _flat_weighted(y_true, y_pred, sample_weight, dtype):
             weight = ops.expand_dims(weight, -1)
         weight = ops.broadcast_to(weight, ops.shape(y_true))
     y_pred = ops.broadcast_to(y_pred, ops.shape(y_true))
-    weight = ops.reshape(weight, (-1,))
+    shape = (-1,) if columns is None else (-1, columns)
+    weight = ops.reshape(weight, shape)
     present = weight > 0
-    y_true = ops.where(present, ops.reshape(y_true, (-1,)), 0.0)
-    y_pred = ops.where(present, ops.reshape(y_pred, (-1,)), 0.0)
+    y_true = ops.where(present, ops.reshape(y_true, shape), 0.0)
+    y_pred = ops.where(present, ops.reshape(y_pred, shape), 0.0)
     return y_true, y_pred, weight
 
 
-def _batch_moments(y_true, y_pred, weight):
-    """Weighted count, means, centred sums of squares and of cross-products."""
-    count = ops.sum(weight)
+def _select_target(y_true, y_pred, sample_weight, index):
+    """Target `index` of (B, T, K) labels and predictions, as (B, T, 1), with
+    its own weights when they are per target (B, T, K)."""
+    if sample_weight is not None and len(sample_weight.shape) == len(y_true.shape):
+        sample_weight = sample_weight[..., index]
+    return y_true[..., index:index + 1], y_pred[..., index:index + 1], sample_weight
+
+
+def _batch_moments(y_true, y_pred, weight, axis=None):
+    """Weighted count, means, centred sums of squares and of cross-products
+    (over everything, or per column with `axis=0`)."""
+    count = ops.sum(weight, axis=axis)
     safe = ops.maximum(count, 1e-12)
-    mean_t = ops.sum(weight * y_true) / safe
-    mean_p = ops.sum(weight * y_pred) / safe
+    mean_t = ops.sum(weight * y_true, axis=axis) / safe
+    mean_p = ops.sum(weight * y_pred, axis=axis) / safe
     dt, dp = y_true - mean_t, y_pred - mean_p
-    return (count, mean_t, mean_p, ops.sum(weight * dt * dt),
-            ops.sum(weight * dp * dp), ops.sum(weight * dt * dp))
+    return (count, mean_t, mean_p, ops.sum(weight * dt * dt, axis=axis),
+            ops.sum(weight * dp * dp, axis=axis), ops.sum(weight * dt * dp, axis=axis))
+
+
+def _merge_moments(old, new):
+    """Chan et al.'s pairwise merge of two sets of `_batch_moments`."""
+    n_a, mt_a, mp_a, m2t_a, m2p_a, c_a = old
+    n_b, mt_b, mp_b, m2t_b, m2p_b, c_b = new
+    n = n_a + n_b
+    frac = n_b / ops.maximum(n, 1e-12)
+    cross = n_a * frac  # n_a * n_b / n
+    d_t, d_p = mt_b - mt_a, mp_b - mp_a
+    return (n, mt_a + d_t * frac, mp_a + d_p * frac,
+            m2t_a + m2t_b + d_t * d_t * cross,
+            m2p_a + m2p_b + d_p * d_p * cross,
+            c_a + c_b + d_t * d_p * cross)
 
 
 def _ccc_from_moments(count, mean_t, mean_p, m2_t, m2_p, c_tp, convention):
@@ -263,18 +289,29 @@ class CCCMetric(keras.metrics.Metric):
             weights, exact for the 0/1 weights the pipeline emits.
         name: metric name in logs.
         dtype: dtype of the accumulators.
+        target_index: None (default): every value of the labels counts, as
+            for the single-target (B, T, 1) labels. k: only target k of
+            (B, T, K) labels (a two-target model's per-target CCC), with its
+            own weights when they are per target (B, T, K).
 
     Call arguments (`update_state`):
         y_true: labels, e.g. (B, T, 1).
         y_pred: predictions, same shape.
         sample_weight: optional, e.g. (B, T) with 0 on frames without a face
-            or on padding; weight-0 frames are excluded.
+            or on padding, or (B, T, K) per target; weight-0 frames are
+            excluded.
     """
 
     def __init__(self, convention: str = DEFAULT_CONVENTION, name: str = "ccc",
-                 dtype=None):
+                 dtype=None, target_index: int | None = None):
         super().__init__(name=name, dtype=dtype)
         self.convention = check_convention(convention)
+        if target_index is not None and (isinstance(target_index, bool)
+                                         or not isinstance(target_index, int)
+                                         or target_index < 0):
+            raise ValueError("target_index must be None or a non-negative integer. "
+                             f"Received: target_index={target_index!r}")
+        self.target_index = target_index
         self._names = ("count", "mean_true", "mean_pred", "m2_true", "m2_pred",
                        "c_true_pred")
         self._vars = [self.add_variable(shape=(), initializer="zeros",
@@ -282,18 +319,13 @@ class CCCMetric(keras.metrics.Metric):
                       for n in self._names]
 
     def update_state(self, y_true, y_pred, sample_weight=None):
+        if self.target_index is not None:
+            y_true, y_pred, sample_weight = _select_target(
+                y_true, y_pred, sample_weight, self.target_index)
         y_true, y_pred, weight = _flat_weighted(y_true, y_pred, sample_weight,
                                                 self.dtype)
-        n_b, mt_b, mp_b, m2t_b, m2p_b, c_b = _batch_moments(y_true, y_pred, weight)
-        n_a, mt_a, mp_a, m2t_a, m2p_a, c_a = [v.value for v in self._vars]
-        n = n_a + n_b
-        frac = n_b / ops.maximum(n, 1e-12)
-        cross = n_a * frac  # n_a * n_b / n
-        d_t, d_p = mt_b - mt_a, mp_b - mp_a
-        new = (n, mt_a + d_t * frac, mp_a + d_p * frac,
-               m2t_a + m2t_b + d_t * d_t * cross,
-               m2p_a + m2p_b + d_p * d_p * cross,
-               c_a + c_b + d_t * d_p * cross)
+        new = _merge_moments([v.value for v in self._vars],
+                             _batch_moments(y_true, y_pred, weight))
         for var, value in zip(self._vars, new):
             var.assign(ops.cast(value, self.dtype))
 
@@ -306,7 +338,10 @@ class CCCMetric(keras.metrics.Metric):
             var.assign(ops.zeros((), dtype=self.dtype))
 
     def get_config(self):
-        return {**super().get_config(), "convention": self.convention}
+        config = {**super().get_config(), "convention": self.convention}
+        if self.target_index is not None:
+            config["target_index"] = self.target_index
+        return config
 
 
 def _weighted_ccc(y_true, y_pred, sample_weight, convention, dtype):
@@ -360,3 +395,106 @@ class CCCLoss(keras.losses.Loss):
 
     def get_config(self):
         return {**super().get_config(), "convention": self.convention}
+
+
+# --------------------------------------------------------------------------
+# Several targets in one model (labels and predictions (B, T, K))
+# --------------------------------------------------------------------------
+
+@keras.saving.register_keras_serializable(package="recola_sta")
+class MeanCCCMetric(keras.metrics.Metric):
+    """The mean over targets of each target's CCC (the challenge's ranking of
+    a valence + arousal model), each accumulated as `CCCMetric` does.
+
+    Args:
+        num_targets: K, the last axis of the labels (B, T, K).
+        convention: as for `CCCMetric`.
+        name: metric name in logs.
+        dtype: dtype of the accumulators.
+
+    Call arguments (`update_state`): labels and predictions (B, T, K);
+    sample_weight (B, T) for every target, or (B, T, K) per target (0 where
+    that target's label is missing).
+    """
+
+    def __init__(self, num_targets: int, convention: str = DEFAULT_CONVENTION,
+                 name: str = "ccc", dtype=None):
+        super().__init__(name=name, dtype=dtype)
+        if isinstance(num_targets, bool) or not isinstance(num_targets, int) or num_targets < 1:
+            raise ValueError("num_targets must be a positive integer. "
+                             f"Received: num_targets={num_targets!r}")
+        self.num_targets = num_targets
+        self.convention = check_convention(convention)
+        self._vars = [self.add_variable(shape=(num_targets,), initializer="zeros",
+                                        dtype=self.dtype, name=n)
+                      for n in ("count", "mean_true", "mean_pred", "m2_true", "m2_pred",
+                                "c_true_pred")]
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        y_true, y_pred, weight = _flat_weighted(y_true, y_pred, sample_weight, self.dtype,
+                                                columns=self.num_targets)
+        new = _merge_moments([v.value for v in self._vars],
+                             _batch_moments(y_true, y_pred, weight, axis=0))
+        for var, value in zip(self._vars, new):
+            var.assign(ops.cast(value, self.dtype))
+
+    def result(self):
+        return ops.mean(_ccc_from_moments(*[v.value for v in self._vars],
+                                          convention=self.convention))
+
+    def reset_state(self):
+        for var in self._vars:
+            var.assign(ops.zeros((self.num_targets,), dtype=self.dtype))
+
+    def get_config(self):
+        return {**super().get_config(), "num_targets": self.num_targets,
+                "convention": self.convention}
+
+
+@keras.saving.register_keras_serializable(package="recola_sta")
+class SummedTargetsLoss(keras.losses.Loss):
+    """The sum over targets of each target's loss, for (B, T, K) outputs.
+
+    Each target's loss is the single-target one with that target's weights:
+    `"mse"` is Keras' weighted mean squared error (the sum of weight x
+    squared error over the batch's B x T frames, divided by B x T), `"ccc"`
+    is `CCCLoss` (1 - CCC with weight-0 frames excluded). With K = 1 and
+    (B, T) weights it equals the single-target loss.
+
+    Args:
+        kind: `"mse"` or `"ccc"`.
+        convention: CCC convention of `"ccc"` (population: 0 for a perfect fit).
+        name: loss name in logs.
+
+    Call arguments: labels and predictions (B, T, K); sample_weight (B, T)
+    for every target or (B, T, K) per target (0 where that label is missing).
+    """
+
+    KINDS = ("mse", "ccc")
+
+    def __init__(self, kind: str = "mse", convention: str = "population",
+                 name: str = "summed_targets_loss", reduction="sum_over_batch_size",
+                 dtype=None):
+        super().__init__(name=name, reduction=reduction, dtype=dtype)
+        if kind not in self.KINDS:
+            raise ValueError(f"kind must be one of {self.KINDS}. Received: kind={kind!r}")
+        self.kind = kind
+        self.convention = check_convention(convention)
+
+    def __call__(self, y_true, y_pred, sample_weight=None):
+        # Per-target weights act inside each target's loss rather than
+        # through Keras' weighted reduction, which expects one weight per frame.
+        columns = y_true.shape[-1]
+        y_true, y_pred, weight = _flat_weighted(y_true, y_pred, sample_weight, self.dtype,
+                                                columns=columns)
+        if self.kind == "mse":
+            frames = ops.cast(ops.shape(y_true)[0], self.dtype)
+            return ops.sum(weight * ops.square(y_true - y_pred)) / ops.maximum(frames, 1.0)
+        moments = _batch_moments(y_true, y_pred, weight, axis=0)
+        return ops.sum(1.0 - _ccc_from_moments(*moments, convention=self.convention))
+
+    def call(self, y_true, y_pred):
+        return self(y_true, y_pred)
+
+    def get_config(self):
+        return {**super().get_config(), "kind": self.kind, "convention": self.convention}

@@ -28,7 +28,8 @@ Dropout(0.5) -> [CNN+RNN: `layers.CausalWindowLSTM`] -> Dense(1, linear).
 
 Layer names other code relies on: `"standardize"`, `"conv1"` (X'),
 `"temporal_decoder"`, `"attention"` (the maps A), `"attend"` (X''),
-`"rnn"` (the CNN+RNN's recurrent layer), `"valence"` (the output).
+`"rnn"` (the CNN+RNN's recurrent layer), `"valence"` (the output; `"targets"`
+for a model of several targets, `output_layer_name`).
 """
 
 from __future__ import annotations
@@ -185,7 +186,8 @@ def _attention(x, opts: dict):
 
 
 def build_model(
-    variant: str, *, frames: int = 16, size: int = 96, **options: Any
+    variant: str, *, frames: int = 16, size: int = 96, num_targets: int = 1,
+    **options: Any
 ) -> keras.Model:
     """Builds one of the paper's Table-1 networks (not compiled).
 
@@ -194,6 +196,10 @@ def build_model(
         frames: clip length T (static: the ConvLSTM unrolls over it).
         size: height and width of the square face crops; divisible by 8 (and
             by 2**len(encoder_filters) for the STA variant).
+        num_targets: K, values per frame: 1 (the paper's valence) gives the
+            output layer "valence"; K > 1 (e.g. valence and arousal) gives
+            one linear layer "targets" of K units, in the order of the
+            targets the model is trained on.
         **options: overrides of `DEFAULT_OPTIONS`:
             fc_units: width of the first fully connected layer (128).
             dropout: dropout rate between the two FC layers (paper: 0.5).
@@ -222,12 +228,15 @@ def build_model(
 
     Returns:
         A functional `keras.Model` named after the variant, input
-        `(batch, frames, size, size, 3)`, output `(batch, frames, 1)`.
+        `(batch, frames, size, size, 3)`, output `(batch, frames, num_targets)`.
 
     Raises:
         ValueError: unknown variant or option, or a bad value (named).
     """
     opts = _options(variant, frames, size, options)
+    if isinstance(num_targets, bool) or not isinstance(num_targets, int) or num_targets < 1:
+        raise ValueError(f"`num_targets` must be a positive integer. Received: "
+                         f"num_targets={num_targets!r}")
     per_frame = variant in PER_FRAME_VARIANTS
     kernel = (1, 3, 3) if per_frame else (3, 3, 3)
     inputs = keras.Input((frames, size, size, 3), name="clip")
@@ -260,8 +269,15 @@ def build_model(
     x = keras.layers.Dropout(opts["dropout"], name="dropout")(x)
     if variant in RNN_WINDOWS:
         x = layers.CausalWindowLSTM(opts["rnn_units"], RNN_WINDOWS[variant], name="rnn")(x)
-    outputs = keras.layers.Dense(1, name="valence", dtype="float32")(x)
+    outputs = keras.layers.Dense(num_targets, name=output_layer_name(num_targets),
+                                 dtype="float32")(x)
     return keras.Model(inputs, outputs, name=variant)
+
+
+def output_layer_name(num_targets: int) -> str:
+    """The output layer's name: "valence" for one target (as the paper's
+    models, whatever the target), "targets" for several."""
+    return "valence" if num_targets == 1 else "targets"
 
 
 def attention_model(model: keras.Model) -> keras.Model:

@@ -16,9 +16,12 @@ Both yield `(clips, labels, weights)`:
 
 * `clips`: float32 (B, T, S, S, 3), RGB in [0, 1];
 * `labels`: float32 (B, T, 1), the label at each sample's time (0 where
-  unknown);
+  unknown); (B, T, K) for K targets (`target=("valence", "arousal")`), in
+  that order;
 * `weights`: float32 (B, T), 1 for frames that count in the loss, 0 where the
-  face was not found, the label is NaN (unlabeled) or the frame is padding.
+  face was not found, the label is NaN (unlabeled) or the frame is padding;
+  for K > 1 targets (B, T, K), per target, so a frame that lacks one label
+  and has the other is masked for the missing one only.
 """
 
 from __future__ import annotations
@@ -133,8 +136,25 @@ def augment_clip(clip: tf.Tensor, seed: tf.Tensor, params: Augmentation = Augmen
     return tf.clip_by_value(clip, 0.0, 1.0)
 
 
+def as_targets(target: str | Sequence[str]) -> tuple[str, ...]:
+    """One target name, or a sequence of distinct names, as a tuple.
+
+    Raises:
+        ValueError: no name, an empty name, or a name given twice.
+    """
+    names = (target,) if isinstance(target, str) else tuple(target)
+    if not names or not all(isinstance(n, str) and n for n in names):
+        raise ValueError(f"target must be a name or a non-empty sequence of names. "
+                         f"Received: {target!r}")
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise ValueError(f"Targets repeat: {repeated} in {list(names)}.")
+    return names
+
+
 def _select_entries(
-    manifest: cache.Manifest, cache_dir: pathlib.Path, partitions: Sequence[str], target: str
+    manifest: cache.Manifest, cache_dir: pathlib.Path, partitions: Sequence[str],
+    targets: tuple[str, ...]
 ) -> list[cache.CacheEntry]:
     if isinstance(partitions, str):
         partitions = (partitions,)
@@ -147,19 +167,23 @@ def _select_entries(
             f"The cache {cache_dir} has no recordings in partitions {tuple(partitions)} "
             f"(it has: {sorted({e.partition for e in manifest.entries})})."
         )
-    _check_target(manifest, cache_dir, target)
-    lacking = [e.name for e in entries if target not in e.targets]
-    if lacking:
-        raise ValueError(
-            f"Target {target!r} is not stored for recordings {lacking} of the cache {cache_dir}."
-        )
+    _check_targets(manifest, cache_dir, targets)
+    for target in targets:
+        lacking = [e.name for e in entries if target not in e.targets]
+        if lacking:
+            raise ValueError(
+                f"Target {target!r} is not stored for recordings {lacking} of the cache "
+                f"{cache_dir}."
+            )
     return entries
 
 
-def _check_target(manifest: cache.Manifest, cache_dir: pathlib.Path, target: str) -> None:
+def _check_targets(manifest: cache.Manifest, cache_dir: pathlib.Path,
+                   targets: tuple[str, ...]) -> None:
     known = sorted({t for e in manifest.entries for t in e.targets})
-    if target not in known:
-        raise ValueError(f"Unknown target {target!r}: the cache {cache_dir} stores {known}.")
+    for target in targets:
+        if target not in known:
+            raise ValueError(f"Unknown target {target!r}: the cache {cache_dir} stores {known}.")
 
 
 def _shard_file(cache_dir: pathlib.Path, entry: cache.CacheEntry) -> str:
@@ -178,23 +202,36 @@ def _check_sizes(frames: int, batch_size: int) -> None:
         raise ValueError(f"batch_size must be >= 1. Received: batch_size={batch_size}")
 
 
-def _parse_fn(target_names: list[str], target: str | None):
-    """Serialized sample -> (image uint8, label float32, found bool)."""
+def _parse_fn(stored: list[str], targets: tuple[str, ...]):
+    """Serialized sample -> (image uint8, labels float32 (K,), found bool);
+    a target the recording does not store is NaN (unlabeled)."""
 
     def parse(serialized: tf.Tensor):
-        sample = cache.parse_example(serialized, target_names)
-        label = sample[target] if target is not None else tf.constant(math.nan, tf.float32)
-        return sample["image"], label, sample["found"]
+        sample = cache.parse_example(serialized, stored)
+        labels = tf.stack([sample[t] if t in stored else tf.constant(math.nan, tf.float32)
+                           for t in targets])
+        return sample["image"], labels, sample["found"]
 
     return parse
 
 
 def _to_clip(images: tf.Tensor, labels: tf.Tensor, found: tf.Tensor):
-    """(T,...) samples -> (uint8 clip, labels (T, 1) with NaN -> 0, weights (T,))."""
+    """(T,...) samples -> (uint8 clip, labels (T, K) with NaN -> 0, weights).
+
+    Weights are (T,) for one target (as the single-target models were
+    trained) and (T, K) for several: 0 where the face was not found or that
+    target's label is missing.
+    """
     known = tf.math.is_finite(labels)
-    weights = tf.cast(tf.logical_and(found, known), tf.float32)
-    labels = tf.where(known, labels, tf.zeros_like(labels))[:, None]
+    weights = tf.cast(tf.logical_and(found[:, None], known), tf.float32)
+    labels = tf.where(known, labels, tf.zeros_like(labels))
+    if labels.shape[-1] == 1:
+        weights = weights[:, 0]
     return images, labels, weights
+
+
+def _weights_shape(frames: int, targets: tuple[str, ...]) -> list[int]:
+    return [frames] if len(targets) == 1 else [frames, len(targets)]
 
 
 def _to_float(images: tf.Tensor, labels: tf.Tensor, weights: tf.Tensor):
@@ -225,7 +262,7 @@ def train_dataset(
     cache_dir: str | os.PathLike,
     *,
     partitions: Sequence[str] = ("train",),
-    target: str = "valence",
+    target: str | Sequence[str] = "valence",
     frames: int = 16,
     batch_size: int = 16,
     augment: bool = True,
@@ -241,7 +278,8 @@ def train_dataset(
     Args:
         cache_dir: preprocess cache folder (`manifest.json` + shards).
         partitions: partitions whose recordings are used.
-        target: label dimension (`"valence"`, `"arousal"`, ...).
+        target: label dimension (`"valence"`, `"arousal"`, ...), or a
+            sequence of them (labels (B, T, K), weights per target).
         frames: samples per clip T (16 in the paper).
         batch_size: clips per batch.
         augment: apply `augmentation` (random, per clip).
@@ -267,7 +305,8 @@ def train_dataset(
     _check_sizes(frames, batch_size)
     cache_dir = pathlib.Path(cache_dir)
     manifest = cache.read_manifest(cache_dir)
-    entries = _select_entries(manifest, cache_dir, partitions, target)
+    targets = as_targets(target)
+    entries = _select_entries(manifest, cache_dir, partitions, targets)
     total = sum(e.num_samples // frames for e in entries)
     if total == 0:
         longest = max(e.num_samples for e in entries)
@@ -282,7 +321,7 @@ def train_dataset(
     augment_seed = None if seed is None else seed + 1
     params = augmentation or Augmentation()
     size = manifest.size
-    parse = _parse_fn([target], target)
+    parse = _parse_fn(list(targets), targets)
 
     def clips_of_shard(path: tf.Tensor) -> tf.data.Dataset:
         # The order of a recording's samples is the order of its frames:
@@ -306,8 +345,8 @@ def train_dataset(
     ds = ds.map(
         lambda x, y, w: (
             tf.ensure_shape(x, [frames, size, size, 3]),
-            tf.ensure_shape(y, [frames, 1]),
-            tf.ensure_shape(w, [frames]),
+            tf.ensure_shape(y, [frames, len(targets)]),
+            tf.ensure_shape(w, _weights_shape(frames, targets)),
         )
     )
     if cache_in_memory:
@@ -336,7 +375,7 @@ def eval_dataset(
     cache_dir: str | os.PathLike,
     entry: cache.CacheEntry | str,
     *,
-    target: str = "valence",
+    target: str | Sequence[str] = "valence",
     frames: int = 16,
     batch_size: int = 16,
 ) -> tf.data.Dataset:
@@ -350,8 +389,9 @@ def eval_dataset(
     Args:
         cache_dir: preprocess cache folder.
         entry: the recording's `cache.CacheEntry`, or its name.
-        target: label dimension; a recording stored without it (unlabeled)
-            gets label 0 and weight 0 everywhere, ready for prediction.
+        target: label dimension, or a sequence of them (as for
+            `train_dataset`); a recording stored without one (unlabeled)
+            gets label 0 and weight 0 for it everywhere, ready for prediction.
         frames: samples per clip T.
         batch_size: clips per batch.
 
@@ -365,23 +405,24 @@ def eval_dataset(
     manifest = cache.read_manifest(cache_dir)
     if isinstance(entry, str):
         entry = manifest.entry(entry)
-    _check_target(manifest, cache_dir, target)
+    targets = as_targets(target)
+    _check_targets(manifest, cache_dir, targets)
     if entry.num_samples == 0:
         raise ValueError(f"Recording {entry.name!r} of the cache {cache_dir} has no samples.")
     path = _shard_file(cache_dir, entry)
     size = manifest.size
-    parse = _parse_fn(list(entry.targets), target if target in entry.targets else None)
+    parse = _parse_fn(list(entry.targets), targets)
 
     def pad(images: tf.Tensor, labels: tf.Tensor, found: tf.Tensor):
         images, labels, weights = _to_clip(images, labels, found)
         missing = frames - tf.shape(images)[0]
         images = tf.concat([images, tf.repeat(images[-1:], missing, axis=0)], axis=0)
         labels = tf.pad(labels, [[0, missing], [0, 0]])
-        weights = tf.pad(weights, [[0, missing]])
+        weights = tf.pad(weights, [[0, missing]] + [[0, 0]] * (len(weights.shape) - 1))
         return (
             tf.ensure_shape(images, [frames, size, size, 3]),
-            tf.ensure_shape(labels, [frames, 1]),
-            tf.ensure_shape(weights, [frames]),
+            tf.ensure_shape(labels, [frames, len(targets)]),
+            tf.ensure_shape(weights, _weights_shape(frames, targets)),
         )
 
     ds = (

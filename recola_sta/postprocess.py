@@ -50,6 +50,10 @@ from recola_sta import io_utils, metrics
 
 STEPS = ("time_shift", "median", "center", "scale")
 FORMAT = "recola_sta.postprocess/1"
+# Several targets' chains in one file (`save_chains`), each in FORMAT.
+TARGETS_FORMAT = "recola_sta.postprocess_targets/1"
+# The chains' file in a run folder and beside an exported model.
+FILE_NAME = "postprocess.json"
 # Parameters each kept step needs in the JSON file, and whether they are ints.
 _STEP_PARAMS = {
     "time_shift": {"shift_frames": int},
@@ -477,6 +481,51 @@ class PostProcessor:
         if step == "scale" and "scale" in values:
             return f"scale {values['scale']:.4f} about {values['scale_center']:+.4f}"
         return ""
+
+
+def save_chains(chains: dict[str, PostProcessor], path: str | os.PathLike) -> None:
+    """Writes each target's chain into one JSON file, atomically: a model of
+    several targets post-processes each with its own chain (`load_chains`)."""
+    data = {"format": TARGETS_FORMAT,
+            "targets": {name: chain.to_dict() for name, chain in chains.items()}}
+    io_utils.atomic_write_text(path, json.dumps(data, indent=2, allow_nan=False) + "\n")
+
+
+def load_chains(path: str | os.PathLike, targets: Sequence[str]) -> dict[str, PostProcessor]:
+    """Each target's chain from a `save_chains` file, or from a single
+    chain's file (`PostProcessor.save`) for a model of one target.
+
+    A target without a chain in the file (no labeled dev) is left out.
+
+    Raises:
+        FileNotFoundError: no file at `path`.
+        ValueError: invalid file, a single chain for several targets, or
+            chains of targets the model does not have; the message names
+            the file.
+    """
+    path = pathlib.Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"Post-processing file not found: {path}")
+    text = path.read_text(encoding="utf-8")
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path}: not valid JSON ({err}).") from err
+    targets = list(targets)
+    if not isinstance(data, dict) or data.get("format") != TARGETS_FORMAT:
+        if len(targets) != 1:
+            raise ValueError(f"{path} holds one post-processing chain, but the model has "
+                             f"{len(targets)} targets {targets}.")
+        return {targets[0]: PostProcessor.from_json(text, source=str(path))}
+    chains = data.get("targets")
+    if not isinstance(chains, dict):
+        raise ValueError(f"{path}: key 'targets' must be an object of target -> chain.")
+    unknown = sorted(set(chains) - set(targets))
+    if unknown:
+        raise ValueError(f"{path}: chains for {unknown}, which are not targets of the model "
+                         f"{targets}.")
+    return {name: PostProcessor.from_json(json.dumps(chains[name]), source=f"{path}: {name}")
+            for name in targets if name in chains}
 
 
 def _finite(source: str, key: str, value) -> float:

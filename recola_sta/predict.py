@@ -1,4 +1,4 @@
-"""Run an exported model on any face video: valence over time and attention.
+"""Run an exported model on any face video: valence (and arousal) over time and attention.
 
     python -m recola_sta.predict --model=runs/synthetic_3d_cnn_sta/saved_model \\
         --video=face.mp4 --out=out/face
@@ -16,6 +16,11 @@ result is resampled to the video's own frame times.
 Writes into --out:
     valence.csv       time,valence,face_found at the video's frame rate
     valence.png       valence over time (grey where no face was found)
+                      A model of other or several targets (its
+                      recola_sta.json `targets`) writes <targets>.csv, named
+                      after them joined by "_" (valence_arousal.csv: time,
+                      valence,arousal,face_found), and one <target>.png each;
+                      each target gets its own post-processing chain.
     attention.png     for the attention model: aligned faces with the
                       attention overlaid (paper Fig. 5)
     attention_regions.png  for the attention model: the mean attention over
@@ -51,14 +56,15 @@ class NoFaceError(RuntimeError):
     """No face was found in any sampled frame of a video."""
 
 
-def _load_chain(model_dir: pathlib.Path):
-    """The post-processing chain stored beside the model, if any."""
+def _load_chains(model_dir: pathlib.Path, targets: Sequence[str]) -> dict[str, Any]:
+    """The post-processing chain of each target stored beside the model
+    (none for a target without one)."""
     path = model_dir / export.POSTPROCESS_NAME
     if not path.is_file():
-        return None
+        return {}
     from recola_sta import postprocess
 
-    return postprocess.PostProcessor.load(path)
+    return postprocess.load_chains(path, targets)
 
 
 def make_aligner(meta: dict[str, Any], model_dir: pathlib.Path,
@@ -91,15 +97,24 @@ def make_aligner(meta: dict[str, Any], model_dir: pathlib.Path,
         ) from e
 
 
-def run_model(serve, crops: np.ndarray, frames: int, batch_size: int) -> tuple[np.ndarray, np.ndarray | None]:
-    """Per-sample valence (N,) and attention maps (N, S, S) or None."""
+def run_model(serve, crops: np.ndarray, frames: int, batch_size: int,
+              targets: Sequence[str] = ("valence",)) -> tuple[np.ndarray, np.ndarray | None]:
+    """Per-sample values of the model's `targets` (its metadata's
+    `targets`): (N,) for one target, (N, K) for K; and attention maps
+    (N, S, S) or None."""
     import tensorflow as tf
 
     out = clips.predict_clips(
         lambda batch: {k: v.numpy() for k, v in serve(tf.constant(batch)).items()},
         crops, frames, batch_size,
     )
-    return out["valence"].astype(np.float64), out.get("attention")
+    keys = export.serving_keys(targets)
+    missing = [k for k in keys if k not in out]
+    if missing:
+        raise ValueError(f"The SavedModel serves {sorted(out)}, not the outputs {missing} of "
+                         f"its targets {list(targets)}; re-export the model from its run folder.")
+    values = np.stack([out[k].astype(np.float64) for k in keys], axis=-1)
+    return (values[:, 0] if len(keys) == 1 else values), out.get("attention")
 
 
 def predict_video(
@@ -158,37 +173,45 @@ def predict_video(
             "Faces down to about an eighth of the frame height are searched for at the "
             "default settings; try --upsample=1 for smaller faces."
         )
-    valence, attention = run_model(serve, track.crops, meta["frames"], batch_size)
-    kept = "none"
-    chain = _load_chain(model_dir) if apply_postprocess else None
-    if chain is not None:
-        # The chain was fitted at the corpus label rate; apply it on that grid.
-        period = chain.frame_period
-        grid = np.arange(0.0, track.times[-1] + 1e-9, period)
-        on_grid, grid_found = clips.samples_to_grid(track.times, valence, track.found, grid)
-        series_t, series_v = grid, chain.apply(on_grid)
-        kept = ", ".join(chain.kept_steps) or "nothing"
-    else:
-        series_t = track.times
-        series_v = clips.samples_to_grid(track.times, valence, track.found, track.times)[0]
+    targets = list(meta["targets"])
+    values, attention = run_model(serve, track.crops, meta["frames"], batch_size, targets)
+    values = values.reshape(len(track.crops), len(targets))
+    chains = _load_chains(model_dir, targets) if apply_postprocess else {}
     frame_count = info.frame_count or int(round(info.duration * info.fps))
     frame_times = np.arange(frame_count) / info.fps
-    frame_values, _ = clips.samples_to_grid(series_t, series_v, np.ones(len(series_t), bool), frame_times)
-    _, frame_found = clips.samples_to_grid(track.times, valence, track.found, frame_times)
+    _, frame_found = clips.samples_to_grid(track.times, values[:, 0], track.found, frame_times)
+    columns, kept = [], {}
+    for k, target in enumerate(targets):
+        chain = chains.get(target)
+        if chain is not None:
+            # The chain was fitted at the corpus label rate; apply it on that grid.
+            grid = np.arange(0.0, track.times[-1] + 1e-9, chain.frame_period)
+            on_grid, _ = clips.samples_to_grid(track.times, values[:, k], track.found, grid)
+            series_t, series_v = grid, chain.apply(on_grid)
+            kept[target] = ", ".join(chain.kept_steps) or "nothing"
+        else:
+            series_t = track.times
+            series_v = clips.samples_to_grid(track.times, values[:, k], track.found,
+                                             track.times)[0]
+            kept[target] = "none"
+        columns.append(clips.samples_to_grid(series_t, series_v, np.ones(len(series_t), bool),
+                                             frame_times)[0])
 
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(["time", "valence", "face_found"])
-    for t, v, f in zip(frame_times, frame_values, frame_found):
-        writer.writerow([f"{t:.4f}", f"{v:.6f}", int(f)])
-    io_utils.atomic_write_text(out_dir / "valence.csv", buf.getvalue())
+    writer.writerow(["time", *targets, "face_found"])
+    for i, (t, f) in enumerate(zip(frame_times, frame_found)):
+        writer.writerow([f"{t:.4f}", *(f"{c[i]:.6f}" for c in columns), int(f)])
+    csv_name = f"{'_'.join(targets)}.csv"
+    io_utils.atomic_write_text(out_dir / csv_name, buf.getvalue())
     name = pathlib.Path(video).name
-    plots.plot_valence(
-        out_dir / "valence.png", frame_times, frame_values, found=frame_found,
-        title=f"{name}: predicted {meta.get('target', 'valence')} ({meta['variant']})",
-        ylabel=meta.get("target", "valence"),
-    )
-    written = ["valence.csv", "valence.png"]
+    written = [csv_name]
+    for target, column in zip(targets, columns):
+        plots.plot_valence(
+            out_dir / f"{target}.png", frame_times, column, found=frame_found,
+            title=f"{name}: predicted {target} ({meta['variant']})", ylabel=target,
+        )
+        written.append(f"{target}.png")
     if attention is not None:
         pick = _display_clip(track.found, meta["frames"])
         plots.plot_attention_grid(
@@ -222,7 +245,8 @@ def predict_video(
         "smallest_face_px": track.smallest_face_px,
         "samples_with_several_faces": track.multi_face_samples,
         "face_aligner": {**aligner.settings(), "predictor_path": aligner.predictor_path},
-        "postprocess_kept": kept,
+        "targets": targets,
+        "postprocess_kept": kept[targets[0]] if len(targets) == 1 else kept,
         "wall_time_s": round(seconds, 2),
         "real_time_factor": round(info.duration / seconds, 2) if seconds > 0 else None,
         "files": written,

@@ -120,7 +120,7 @@ def render_tables(results: dict[str, dict], corpus_names: dict[str, str]) -> str
                 ours = "not run | not run | not run | not run"
             else:
                 result = results.get(f"{source}_{run}")
-                if result is None or not result.get("dev_post"):
+                if result is None or not result.get("dev_post") or "targets" in result:
                     ours = "not run | not run | not run | not run"
                 else:
                     post, raw = result["dev_post"], result["dev_raw"]
@@ -210,6 +210,9 @@ def _read_run(path: pathlib.Path) -> tuple[dict | None, str]:
         return None, f"malformed results.json: {e}"
     if not isinstance(result, dict) or not result.get("dev_post") or not result.get("dev_raw"):
         return None, "no dev metrics in results.json"
+    if "targets" in result:
+        return None, (f"a run of several targets ({', '.join(map(str, result['targets']))}); "
+                      "the tables compare single-target runs")
     return result, ""
 
 

@@ -17,12 +17,15 @@ finished epoch; raising --epochs and re-running trains further.
 The run folder holds:
     config.json     every setting of the run
     flags.cfg       the flags used (reusable with --flagfile)
-    history.csv     per-epoch loss and CCC (train and dev)
+    history.csv     per-epoch loss and CCC (train and dev); with several
+                    targets (--target=valence,arousal) ccc is their mean and
+                    ccc_<target> each one's
     logs/           TensorBoard logs
     checkpoints/    last.keras and state.json (for resuming)
     best.keras      the model of the best dev epoch
     saved_model/    that model exported for `recola_sta.predict`
     results.json    dev RMSE/CC/CCC raw and post-processed, steps kept, times
+                    (several targets: per target, plus their mean CCC)
     evaluation.json, postprocess.json, predictions/, plots/  (see evaluate.py)
 """
 
@@ -150,6 +153,11 @@ class TrainConfig:
     # rate renders fewer frames that are never used.
     synthetic_fps: float = 25.0
 
+    @property
+    def targets(self) -> tuple[str, ...]:
+        """The label dimensions of --target, in order (`parse_targets`)."""
+        return parse_targets(self.target)
+
     def resolved_cache_dir(self) -> str:
         if self.cache_dir:
             return self.cache_dir
@@ -197,13 +205,44 @@ class TrainConfig:
             (self.distribution in distributed.DISTRIBUTIONS, "distribution",
              " or ".join(distributed.DISTRIBUTIONS)),
             (self.worker_timeout_s > 0, "worker_timeout_s", "positive seconds"),
+            # The distributed loop computes one target's loss and CCC.
+            (self.distribution == "none" or "," not in self.target, "distribution",
+             "none when --target names several targets"),
         ]
         for ok, flag, expected in checks:
             if not ok:
                 raise ValueError(f"--{flag}={getattr(self, flag)!r} is invalid: expected {expected}.")
+        parse_targets(self.target)
         bad = set(self.eval_partitions) - set(evaluate.PARTITIONS)
         if bad:
             raise ValueError(f"--eval_partitions has unknown partitions {sorted(bad)}.")
+
+
+# A serving output of the SavedModel beside the targets' (export.py).
+_RESERVED_TARGETS = ("attention",)
+
+
+def parse_targets(text: str) -> tuple[str, ...]:
+    """The names of a --target value: one name or a comma-separated list
+    (`valence,arousal`), spaces around names ignored.
+
+    Raises:
+        ValueError: naming --target, for an empty or malformed name (letters,
+            digits and underscores, not starting with a digit), a name given
+            twice, or a reserved name.
+    """
+    names = tuple(name.strip() for name in str(text).split(","))
+    bad = [n for n in names if not n.isidentifier() or n in _RESERVED_TARGETS]
+    if bad:
+        raise ValueError(
+            f"--target={text!r} is invalid: expected one label name or a comma-separated list "
+            f"of distinct names such as valence,arousal (bad: {bad}; names are letters, "
+            f"digits and underscores; {', '.join(_RESERVED_TARGETS)} is reserved)."
+        )
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise ValueError(f"--target={text!r} is invalid: {repeated} given twice.")
+    return names
 
 
 def prepare_corpus(config: TrainConfig) -> None:
@@ -358,22 +397,24 @@ def check_cache(cache_dir: str, manifest: cache.Manifest, config: TrainConfig) -
         if not entries:
             raise ValueError(f"The cache {cache_dir} has no {partition} recordings; "
                              "training needs them (and dev for model selection).")
-        lacking = [e.name for e in entries if config.target not in e.targets]
-        if lacking:
-            raise ValueError(
-                f"--target={config.target} is not a label of the {partition} recordings "
-                f"{lacking} in the cache {cache_dir} (their labels: "
-                f"{sorted({t for e in entries for t in e.targets})})."
-            )
+        for target in config.targets:
+            lacking = [e.name for e in entries if target not in e.targets]
+            if lacking:
+                raise ValueError(
+                    f"--target={config.target}: {target} is not a label of the {partition} "
+                    f"recordings {lacking} in the cache {cache_dir} (their labels: "
+                    f"{sorted({t for e in entries for t in e.targets})})."
+                )
     dev = manifest.partition("dev")
-    if not any(np.isfinite(cache.read_target(cache_dir, e, config.target)).any() for e in dev):
-        files = "; ".join(f"{e.name}: shard {pathlib.Path(cache_dir) / e.shard}, video {e.video}"
-                          for e in dev)
-        raise ValueError(
-            f"Every {config.target} label of the dev partition is NaN (unlabeled), so dev "
-            f"CCC cannot select a model. Dev recordings: {files}. Check the dev label files "
-            f"of the corpus at {manifest.corpus_root} ({manifest.corpus_kind} layout)."
-        )
+    for target in config.targets:
+        if not any(np.isfinite(cache.read_target(cache_dir, e, target)).any() for e in dev):
+            files = "; ".join(f"{e.name}: shard {pathlib.Path(cache_dir) / e.shard}, "
+                              f"video {e.video}" for e in dev)
+            raise ValueError(
+                f"Every {target} label of the dev partition is NaN (unlabeled), so dev "
+                f"CCC cannot select a model. Dev recordings: {files}. Check the dev label "
+                f"files of the corpus at {manifest.corpus_root} ({manifest.corpus_kind} layout)."
+            )
 
 
 def _read_state(run_dir: pathlib.Path) -> dict[str, Any] | None:
@@ -388,7 +429,7 @@ def _validation_dataset(cache_dir: str, manifest: cache.Manifest, config: TrainC
     if not dev:
         raise ValueError(f"The cache {cache_dir} has no dev recordings; model selection needs them.")
     parts = [
-        pipeline.eval_dataset(cache_dir, entry, target=config.target, frames=config.frames,
+        pipeline.eval_dataset(cache_dir, entry, target=config.targets, frames=config.frames,
                               batch_size=config.batch_size)
         for entry in dev
     ]
@@ -406,8 +447,9 @@ def _build_and_compile(config: TrainConfig) -> keras.Model:
         {"peepholes": False} if config.peephole_mode == "none"
         else {"peepholes": True, "peephole_mode": config.peephole_mode}
     )
+    targets = config.targets
     model = models.build_model(
-        config.variant, frames=config.frames, size=config.size,
+        config.variant, frames=config.frames, size=config.size, num_targets=len(targets),
         fc_units=config.fc_units, dropout=config.dropout, upsampling=config.upsampling,
         attention_scale=config.attention_scale, attention_scores=config.attention_scores,
         attention_weights=config.attention_weights,
@@ -417,11 +459,22 @@ def _build_and_compile(config: TrainConfig) -> keras.Model:
         attention_temperature=config.attention_temperature, readout=config.readout,
         **peephole_options,
     )
-    loss = "mean_squared_error" if config.loss == "mse" else metrics.CCCLoss()
+    if len(targets) == 1:
+        loss = "mean_squared_error" if config.loss == "mse" else metrics.CCCLoss()
+        ccc_metrics = [metrics.CCCMetric(name="ccc")]
+    else:
+        # The sum of the per-target losses; "ccc" is the mean of the
+        # per-target CCCs (the challenge's ranking, which selects the best
+        # epoch as val_ccc), logged beside each target's own.
+        loss = metrics.SummedTargetsLoss(config.loss)
+        ccc_metrics = [metrics.MeanCCCMetric(len(targets), name="ccc")] + [
+            metrics.CCCMetric(name=f"ccc_{target}", target_index=k)
+            for k, target in enumerate(targets)
+        ]
     model.compile(
         optimizer=keras.optimizers.Adam(learning_rate=config.learning_rate),
         loss=loss,
-        weighted_metrics=[metrics.CCCMetric(name="ccc")],
+        weighted_metrics=ccc_metrics,
     )
     return model
 
@@ -480,7 +533,7 @@ def _train_inputs(config: TrainConfig, manifest: cache.Manifest, cache_dir: str)
     if config.deterministic:
         tf.config.experimental.enable_op_determinism()
     train_ds = pipeline.train_dataset(
-        cache_dir, target=config.target, frames=config.frames, batch_size=config.batch_size,
+        cache_dir, target=config.targets, frames=config.frames, batch_size=config.batch_size,
         augment=config.augment, shuffle=True, seed=config.seed,
         # Distributed workers must each build the same clip order.
         deterministic=config.deterministic or config.distribution != "none",
@@ -558,10 +611,11 @@ def _train_locked(config: TrainConfig, run_dir: pathlib.Path, cache_dir: str,
             "Check the dev recordings' labels and the face-found rate."
         )
     best_model = keras.models.load_model(run_dir / "best.keras", compile=False)
-    results_list = evaluate.predict_recordings(
+    targets = config.targets
+    predictions = evaluate.predict_targets(
         evaluate.keras_predict_fn(best_model), cache_dir,
         list(dict.fromkeys(["dev", *config.eval_partitions])),
-        target=config.target, frames=config.frames, batch_size=config.batch_size,
+        targets=targets, frames=config.frames, batch_size=config.batch_size,
         progress=config.progress,
     )
     extra = {}
@@ -569,7 +623,7 @@ def _train_locked(config: TrainConfig, run_dir: pathlib.Path, cache_dir: str,
         extra["attention_regions"] = evaluate.attention_regions(
             best_model, cache_dir, run_dir, batch_size=config.batch_size)
     report = evaluate.evaluate_predictions(
-        results_list, run_dir, convention=config.convention, time_shift=config.time_shift,
+        predictions, run_dir, convention=config.convention, time_shift=config.time_shift,
         extra=extra,
     )
     if config.export:
@@ -578,12 +632,23 @@ def _train_locked(config: TrainConfig, run_dir: pathlib.Path, cache_dir: str,
             postprocess_json=run_dir / "postprocess.json",
         )
 
-    dev_raw = report["raw"].get("dev", {}).get("all", {})
-    dev_post = report["post"].get("dev", {}).get("all", {})
+    if len(targets) == 1:
+        dev_raw = report["raw"].get("dev", {}).get("all", {})
+        dev_post = report["post"].get("dev", {}).get("all", {})
+        per_target = {}
+    else:
+        # Each target's dev metrics, and the mean of their CCCs (the
+        # challenge's ranking of a valence + arousal model).
+        dev_raw, dev_post = ({
+            **{t: report[stage][t].get("dev", {}).get("all", {}) for t in targets},
+            "mean_ccc": report["mean_ccc"][stage].get("dev"),
+        } for stage in ("raw", "post"))
+        per_target = {"targets": list(targets)}
     results = {
         "variant": config.variant,
         "corpus_kind": config.corpus_kind,
         "target": config.target,
+        **per_target,
         "convention": config.convention,
         "deterministic": config.deterministic,
         "best_epoch": best_epoch,
@@ -619,7 +684,7 @@ def export_metadata(config: TrainConfig, manifest: cache.Manifest,
         aligner = {"upsample": config.upsample, "detect_width": config.detect_width,
                    "face": config.face, "predictor_path": config.predictor_path}
     return export.export_metadata(
-        variant=config.variant, target=config.target, frames=config.frames,
+        variant=config.variant, targets=config.targets, frames=config.frames,
         size=config.size, fps=manifest.fps, face_aligner=aligner,
     )
 
@@ -629,6 +694,7 @@ def config_from_flags(flag_values) -> TrainConfig:
     names = {f.name for f in dataclasses.fields(TrainConfig)}
     kwargs = {name: getattr(flag_values, name) for name in names}
     kwargs["eval_partitions"] = tuple(kwargs["eval_partitions"])
+    kwargs["target"] = ",".join(parse_targets(kwargs["target"]))  # "a, b" resumes "a,b"
     return TrainConfig(**kwargs)
 
 
@@ -673,7 +739,10 @@ def define_flags() -> None:
     flags.DEFINE_string("readout", d.readout,
                         "Per-frame read-out before the FC layers: flatten (location-specific "
                         "FC weights), average or max (pooled over space).")
-    flags.DEFINE_string("target", d.target, "Label dimension to learn (valence, arousal).")
+    flags.DEFINE_string("target", d.target,
+                        "Label dimension to learn (valence, arousal), or a comma-separated list "
+                        "(valence,arousal): one model with an output per target, trained on "
+                        "the sum of their losses, the best epoch by their mean dev CCC.")
     flags.DEFINE_string("convention", d.convention, "CCC convention: avec (challenge) or population.")
     flags.DEFINE_bool("augment", d.augment, "Flip/contrast/colour augmentation (paper: on).")
     flags.DEFINE_bool("deterministic", d.deterministic,
@@ -705,6 +774,23 @@ def define_flags() -> None:
     flags.mark_flag_as_required("corpus_dir")
 
 
+def _print_targets(results: dict[str, Any]) -> None:
+    """The dev lines of a run of several targets (`main`)."""
+    print(f"Best epoch {results['best_epoch']} (by the mean dev CCC over targets).")
+    for target in results["targets"]:
+        raw, dev = results["dev_raw"][target], results["dev_post"][target]
+        print(f"{target}: post-processing kept: "
+              f"{', '.join(results['postprocess_kept'][target]) or 'nothing'}")
+        if dev:
+            print(f"{target} dev raw : RMSE {raw['rmse']:.3f}  CC {raw['cc']:.3f}  "
+                  f"CCC {raw['ccc']:.3f}")
+            print(f"{target} dev post: RMSE {dev['rmse']:.3f}  CC {dev['cc']:.3f}  "
+                  f"CCC {dev['ccc']:.3f}")
+    if results["dev_post"]["mean_ccc"] is not None:
+        print(f"dev CCC (mean over {', '.join(results['targets'])}): "
+              f"{results['dev_post']['mean_ccc']:.3f}")
+
+
 def main(argv: Sequence[str]) -> None:
     from absl import flags, logging
 
@@ -722,15 +808,18 @@ def main(argv: Sequence[str]) -> None:
         print(f"\n{results['worker']} trained {results['epochs_trained']} epoch(s); the chief "
               f"wrote the run folder.\nWorker weights sha256: {results['weights_sha256']}")
         return
-    dev = results["dev_post"]
     print(f"\nRun folder: {config.run_dir}")
-    print(f"Best epoch {results['best_epoch']}; post-processing kept: "
-          f"{', '.join(results['postprocess_kept']) or 'nothing'}")
-    if dev:
-        raw = results["dev_raw"]
-        print(f"dev raw : RMSE {raw['rmse']:.3f}  CC {raw['cc']:.3f}  CCC {raw['ccc']:.3f}")
-        print(f"dev post: RMSE {dev['rmse']:.3f}  CC {dev['cc']:.3f}  CCC {dev['ccc']:.3f}")
-        print(f"dev CCC: {dev['ccc']:.3f}")
+    if "targets" in results:
+        _print_targets(results)
+    else:
+        dev = results["dev_post"]
+        print(f"Best epoch {results['best_epoch']}; post-processing kept: "
+              f"{', '.join(results['postprocess_kept']) or 'nothing'}")
+        if dev:
+            raw = results["dev_raw"]
+            print(f"dev raw : RMSE {raw['rmse']:.3f}  CC {raw['cc']:.3f}  CCC {raw['ccc']:.3f}")
+            print(f"dev post: RMSE {dev['rmse']:.3f}  CC {dev['cc']:.3f}  CCC {dev['ccc']:.3f}")
+            print(f"dev CCC: {dev['ccc']:.3f}")
     if "attention_regions" in results:
         from recola_sta import attention_analysis
 

@@ -242,3 +242,55 @@ def test_run_folder_refuses_another_network(tmp_path):
     other = train.TrainConfig(**{**first.__dict__, "variant": "2d_cnn", "epochs": 50})
     with pytest.raises(ValueError, match=r"variant: '3d_cnn_sta' -> '2d_cnn'"):
         train._write_config(other, tmp_path / "run")
+
+
+def test_two_targets_in_one_model(trained, tmp_path):
+    """--target=valence,arousal on the same corpus and cache: per-target
+    metrics and their mean, per-target chains, and predict's two columns."""
+    root, config, _ = trained
+    # The 2D-CNN: the quickest network (the attention path is the STA run's).
+    two = train.TrainConfig(**{**config.__dict__, "run_dir": str(tmp_path / "run"),
+                               "target": "valence,arousal", "variant": "2d_cnn"})
+    results = train.run_training(two)
+    run = pathlib.Path(two.run_dir)
+    stored = json.loads((run / "results.json").read_text())
+    assert stored["targets"] == ["valence", "arousal"] and stored["target"] == "valence,arousal"
+    for key in ("dev_raw", "dev_post"):
+        assert set(stored[key]) == {"valence", "arousal", "mean_ccc"}
+        for target in ("valence", "arousal"):
+            assert set(stored[key][target]) == {"rmse", "cc", "ccc"}
+        assert stored[key]["mean_ccc"] == pytest.approx(
+            (stored[key]["valence"]["ccc"] + stored[key]["arousal"]["ccc"]) / 2)
+    assert set(stored["postprocess_kept"]) == {"valence", "arousal"}
+    assert results["dev_post"]["mean_ccc"] == stored["dev_post"]["mean_ccc"]
+    history = _read_csv(run / "history.csv")
+    assert {"loss", "ccc", "ccc_valence", "ccc_arousal", "val_loss", "val_ccc",
+            "val_ccc_valence", "val_ccc_arousal"} <= set(history[0])
+    rows = _read_csv(run / "predictions" / "dev" / "dev_1.csv")
+    assert list(rows[0]) == ["time", "gold_valence", "raw_valence", "post_valence",
+                             "gold_arousal", "raw_arousal", "post_arousal", "face_found"]
+    assert _png_ok(run / "plots" / "dev" / "dev_1_arousal.png")
+    meta = json.loads((run / "saved_model" / "recola_sta.json").read_text())
+    assert meta["targets"] == ["valence", "arousal"]
+    chains = json.loads((run / "postprocess.json").read_text())
+    assert set(chains["targets"]) == {"valence", "arousal"}
+
+    from recola_sta import evaluate, predict
+
+    report = evaluate.evaluate_run(run, partitions=["dev"], write_plots=False, progress=False)
+    assert report["mean_ccc"]["post"]["dev"] == pytest.approx(stored["dev_post"]["mean_ccc"])
+    assert "arousal dev" not in evaluate.format_report(report)  # one line per target and stage
+    assert "mean CCC over targets" in evaluate.format_report(report)
+
+    cap = cv2.VideoCapture(str(root / "corpus" / "recordings_video" / "dev_1.mp4"))
+    frames = [cap.read()[1] for _ in range(25)]
+    cap.release()
+    video = tmp_path / "short.mp4"
+    _write_clip(video, frames, 25.0)
+    summary = predict.predict_video(run / "saved_model", video, tmp_path / "out", progress=False)
+    rows = _read_csv(tmp_path / "out" / "valence_arousal.csv")
+    assert list(rows[0]) == ["time", "valence", "arousal", "face_found"] and len(rows) == 25
+    assert all(np.isfinite(float(r[t])) for r in rows for t in ("valence", "arousal"))
+    assert summary["targets"] == ["valence", "arousal"]
+    assert set(summary["postprocess_kept"]) == {"valence", "arousal"}
+    assert {"valence_arousal.csv", "valence.png", "arousal.png"} <= set(summary["files"])

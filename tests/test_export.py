@@ -23,7 +23,7 @@ def _model_dir(tmp_path: pathlib.Path, meta) -> pathlib.Path:
 
 def _meta(**aligner) -> dict:
     return export.export_metadata(
-        variant="3d_cnn_sta", target="arousal", frames=8, size=32, fps=4.0,
+        variant="3d_cnn_sta", targets=["arousal"], frames=8, size=32, fps=4.0,
         face_aligner={"upsample": 1, "detect_width": 0, "face": "right",
                       "predictor_path": None, **aligner})
 

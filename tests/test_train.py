@@ -351,3 +351,11 @@ def test_deterministic_fixes_the_pipeline_order_and_the_ops(tmp_path, no_preproc
     assert calls == {"ops": int(deterministic), "pipeline": deterministic}
     config = json.loads((tmp_path / "run" / "config.json").read_text())
     assert config["deterministic"] is deterministic
+
+
+def test_distribution_with_several_targets_is_refused(tmp_path, no_preprocess):
+    config = _config(tmp_path, distribution="mirrored", target="valence,arousal")
+    with pytest.raises(ValueError, match=r"--distribution='mirrored' is invalid: expected none "
+                                         r"when --target names several targets"):
+        train.run_training(config)
+    assert not (tmp_path / "run").exists() and not no_preprocess

@@ -208,7 +208,7 @@ def export_untrained_model(path: pathlib.Path, size: int, frames: int = 16,
 
     keras.utils.set_random_seed(0)
     model = models.build_model(variant, frames=frames, size=size)
-    meta = export.export_metadata(variant=variant, target="valence", frames=frames,
+    meta = export.export_metadata(variant=variant, targets=["valence"], frames=frames,
                                   size=size, fps=4.0, face_aligner={})
     return export.export_saved_model(model, path, meta)
 
