@@ -64,8 +64,10 @@ from recola_sta import (  # noqa: E402
     models,
     pipeline,
     preprocess,
+    settings,
     synthetic,
 )
+from recola_sta.settings import setting  # noqa: E402
 
 LOSSES = ("mse", "ccc")
 # Settings that change the network; a run folder cannot be resumed with others.
@@ -89,69 +91,130 @@ _SYNTHETIC_FLAGS = {
 
 @dataclasses.dataclass
 class TrainConfig:
-    """Every setting of a training run (the CLI flags, typed).
+    """Every setting of a training run, typed; each field is also its CLI flag
+    (`settings.setting`: default, help, and choices or check in one place).
 
     Defaults are the paper's where it gives them (section 3.1).
     """
 
-    corpus_dir: str
-    corpus_kind: str = "synthetic"
-    run_dir: str = "runs/default"
-    cache_dir: str = ""  # "" -> data/cache/<corpus folder name>_<size>
-    variant: str = "3d_cnn_sta"
-    size: int = 96
-    frames: int = 16
-    batch_size: int = 16
-    learning_rate: float = 1e-4
-    epochs: int = 20
-    max_steps_per_epoch: int = 0  # 0: every training clip once per epoch
-    loss: str = "mse"
-    dropout: float = 0.5
-    fc_units: int = models.DEFAULT_OPTIONS["fc_units"]
-    peephole_mode: str = "conv"  # "conv" (eq. 1 as printed), "hadamard" (Shi et al.), "none"
-    upsampling: str = models.DEFAULT_OPTIONS["upsampling"]
-    attention_scale: str = models.DEFAULT_OPTIONS["attention_scale"]
-    attention_scores: str = models.DEFAULT_OPTIONS["attention_scores"]
-    attention_weights: str = models.DEFAULT_OPTIONS["attention_weights"]
-    attention_score_gain: float = models.DEFAULT_OPTIONS["attention_score_gain"]
-    attention_normalize_state: bool = models.DEFAULT_OPTIONS["attention_normalize_state"]
-    attention_location_bias: bool = models.DEFAULT_OPTIONS["attention_location_bias"]
-    attention_temperature: float = models.DEFAULT_OPTIONS["attention_temperature"]
-    readout: str = models.DEFAULT_OPTIONS["readout"]
-    target: str = "valence"
-    convention: str = metrics.DEFAULT_CONVENTION
-    augment: bool = True
-    seed: int = 0
+    corpus_dir: str = setting(
+        help="Corpus folder (RECOLA, AV+EC 2017, Aff-Wild2, synthetic or csv layout).",
+        check=bool, expected="a corpus folder")
+    corpus_kind: str = setting("synthetic", help="Corpus layout.", choices=corpora.CORPUS_KINDS)
+    run_dir: str = setting("runs/default", help="Output folder of the run; re-running resumes it.")
+    cache_dir: str = setting("", help="Preprocess cache; default data/cache/<corpus>_<size>.")
+    variant: str = setting("3d_cnn_sta", help="Network.", choices=models.VARIANTS)
+    size: int = setting(96, help="Side of the aligned face crops, pixels.",
+                        check=lambda v: v >= 16 and v % 8 == 0,
+                        expected="a multiple of 8, at least 16")
+    frames: int = setting(16, help="Frames per clip (paper: 16 at 4 fps).",
+                          check=lambda v: v > 0, expected="a positive number of frames per clip")
+    batch_size: int = setting(16, help="Clips per batch (paper: 16).",
+                              check=lambda v: v > 0, expected="a positive number of clips")
+    learning_rate: float = setting(1e-4, help="Adam learning rate (paper: 1e-4).",
+                                   check=lambda v: v > 0, expected="positive")
+    epochs: int = setting(20, help="Epochs over the training clips.",
+                          check=lambda v: v > 0, expected="positive")
+    max_steps_per_epoch: int = setting(0, help="Cap on steps per epoch; 0: all clips.",
+                                       check=lambda v: v >= 0, expected="0 (all) or positive")
+    loss: str = setting("mse", help="Training loss (paper: mse).", choices=LOSSES)
+    dropout: float = setting(0.5, help="Dropout between the fully connected layers (paper: 0.5).",
+                             check=lambda v: 0.0 <= v < 1.0, expected="in [0, 1)")
+    fc_units: int = setting(models.DEFAULT_OPTIONS["fc_units"],
+                            help="Width of the first fully connected layer.",
+                            check=lambda v: v > 0, expected="positive")
+    peephole_mode: str = setting(
+        "conv", choices=(*layers.PEEPHOLE_MODES, "none"),
+        help="ConvLSTM peepholes: conv (eq. 1 as printed), hadamard (Shi et al.), none.")
+    upsampling: str = setting(models.DEFAULT_OPTIONS["upsampling"],
+                              help="Decoder x2 stages.", choices=layers.UPSAMPLING_MODES)
+    attention_scale: str = setting(
+        models.DEFAULT_OPTIONS["attention_scale"], choices=layers.ATTENTION_SCALES,
+        help="hw: attention times H*W (uniform = 1); none: raw softmax (eq. 3 literally).")
+    attention_scores: str = setting(
+        models.DEFAULT_OPTIONS["attention_scores"], choices=layers.ATTENTION_SCORES,
+        help="linear: eq. 2 as printed; standardized: per-frame z-scores times a learned "
+             "temperature (attention that can sharpen at lr 1e-4).")
+    attention_weights: str = setting(
+        models.DEFAULT_OPTIONS["attention_weights"], choices=layers.ATTENTION_WEIGHTS,
+        help="Eq. 2 score weights: shared (one 1x1 map for every location) or per_location "
+             "(one W_i per location, eq. 2 as printed).")
+    attention_score_gain: float = setting(
+        models.DEFAULT_OPTIONS["attention_score_gain"], check=lambda v: v > 0, expected="positive",
+        help="Constant gain on the attention scores (weights initialised / gain): an Adam "
+             "learning-rate multiplier for them; 1 = eq. 2.")
+    attention_normalize_state: bool = setting(
+        models.DEFAULT_OPTIONS["attention_normalize_state"],
+        help="Normalise the decoder state over its channels before eq. 2.")
+    attention_location_bias: bool = setting(
+        models.DEFAULT_OPTIONS["attention_location_bias"],
+        help="Add a learned per-location prior score to eq. 2 (not in the paper).")
+    attention_temperature: float = setting(
+        models.DEFAULT_OPTIONS["attention_temperature"], check=lambda v: v > 0,
+        expected="positive", help="Initial temperature of --attention_scores=standardized.")
+    readout: str = setting(
+        models.DEFAULT_OPTIONS["readout"], choices=models.READOUTS,
+        help="Per-frame read-out before the FC layers: flatten (location-specific FC "
+             "weights), average or max (pooled over space).")
+    target: str = setting(
+        "valence",
+        help="Label dimension to learn (valence, arousal), or a comma-separated list "
+             "(valence,arousal): one model with an output per target, trained on the sum of "
+             "their losses, the best epoch by their mean dev CCC.")
+    convention: str = setting(metrics.DEFAULT_CONVENTION, choices=metrics.CONVENTIONS,
+                              help="CCC convention: avec (challenge) or population.")
+    augment: bool = setting(True, help="Flip/contrast/colour augmentation (paper: on).")
+    seed: int = setting(0, help="Random seed.")
     # Same seed, same run: tf.data keeps its element order and TensorFlow's
     # ops their reduction order (tf.config.experimental.enable_op_determinism).
     # Off by default: the parallel input pipeline then hands over whichever
     # clip is ready first (BUILD_NOTES.md, "Reproducibility").
-    deterministic: bool = False
-    workers: int = 2
-    min_found_rate: float = 0.8
-    # Face preprocessing (see faces.FaceAligner), forwarded to preprocess.
-    upsample: int = 0
-    detect_width: int = 320
-    predictor_path: str | None = None
-    face: str = "largest"
-    time_shift: bool = False
-    export: bool = True
-    eval_partitions: tuple[str, ...] = ("dev", "test")
-    progress: bool = True
-    # Scaling out (see recola_sta.distributed): none, mirrored or multi_worker.
-    distribution: str = "none"
-    worker_timeout_s: float = 600.0
+    deterministic: bool = setting(
+        False, help="Reproducible runs: fixed tf.data order and deterministic TensorFlow ops.")
+    workers: int = setting(2, help="Processes for corpus generation and face preprocessing.",
+                           check=lambda v: v > 0, expected="positive")
+    min_found_rate: float = setting(0.8, help="Warn for recordings with fewer faces found.")
+    # Face preprocessing (faces.FaceAligner), forwarded to preprocess; their
+    # flags are preprocess.define_face_flags, shared with preprocess and predict.
+    upsample: int = setting(
+        0, flag=False, help="", check=lambda v: 0 <= v <= faces.MAX_UPSAMPLE,
+        expected=f"0 to {faces.MAX_UPSAMPLE} (each step: 4x detection time and memory)")
+    detect_width: int = setting(320, flag=False, help="", check=lambda v: v == 0 or v >= 80,
+                                expected="0 (no reduction) or at least 80")
+    predictor_path: str | None = setting(None, flag=False, help="")
+    face: str = setting("largest", flag=False, help="", choices=faces.FACE_RULES)
+    time_shift: bool = setting(False, help="Search annotation-delay compensation (paper: off).")
+    export: bool = setting(True, help="Export the best model as a SavedModel.")
+    eval_partitions: tuple[str, ...] = setting(
+        ("dev", "test"), help="Partitions predicted after training.",
+        check=lambda v: set(v) <= set(evaluate.PARTITIONS),
+        expected=f"partitions among {evaluate.PARTITIONS}")
+    progress: bool = setting(True, help="Progress bars and the model summary.")
+    # Scaling out (recola_sta.distributed).
+    distribution: str = setting(
+        "none", choices=distributed.DISTRIBUTIONS,
+        help="none: one device; mirrored: every local device; multi_worker: the cluster in "
+             "TF_CONFIG. --batch_size is the global batch.")
+    worker_timeout_s: float = setting(
+        600.0, check=lambda v: v > 0, expected="positive seconds",
+        help="multi_worker: seconds a cross-worker step may wait for the others (more than "
+             "the chief's validation pass) before the run fails.")
     # Synthetic corpus, used only when corpus_kind == "synthetic" and it is missing.
-    synthetic_num_train: int = 20
-    synthetic_num_dev: int = 5
-    synthetic_num_test: int = 5
-    synthetic_duration_s: float = 60.0
-    synthetic_seed: int = 0
-    synthetic_preset: str = "default"  # one of synthetic.PRESETS
-    # Video frame rate of the synthetic corpus. RECOLA's is 25; the faces are
-    # sampled at 4 fps (preprocess.SAMPLE_FPS) whatever the rate, so a lower
-    # rate renders fewer frames that are never used.
-    synthetic_fps: float = 25.0
+    synthetic_num_train: int = setting(20, help="Synthetic corpus: train recordings.")
+    synthetic_num_dev: int = setting(5, help="Synthetic corpus: dev recordings.")
+    synthetic_num_test: int = setting(5, help="Synthetic corpus: test recordings.")
+    synthetic_duration_s: float = setting(60.0, help="Synthetic corpus: seconds each.")
+    synthetic_seed: int = setting(0, help="Synthetic corpus: seed.")
+    synthetic_preset: str = setting(
+        "default", choices=synthetic.PRESETS,
+        help="Synthetic corpus: preset (recola_like: harder, see docs/recola_like.md).")
+    # RECOLA's videos are 25 fps; faces are sampled at 4 fps
+    # (preprocess.SAMPLE_FPS) whatever the rate, so a lower rate renders
+    # fewer frames that are never used.
+    synthetic_fps: float = setting(
+        25.0, check=lambda v: v >= preprocess.SAMPLE_FPS,
+        expected=f"at least the {preprocess.SAMPLE_FPS:g} fps at which faces are sampled",
+        help="Synthetic corpus: video frame rate (RECOLA: 25; faces are sampled at 4).")
 
     @property
     def targets(self) -> tuple[str, ...]:
@@ -166,56 +229,12 @@ class TrainConfig:
 
     def validate(self) -> None:
         """Raises ValueError naming the flag of the first bad setting."""
-        checks = [
-            (self.variant in models.VARIANTS, "variant", f"one of {models.VARIANTS}"),
-            (self.corpus_kind in corpora.CORPUS_KINDS, "corpus_kind", f"one of {corpora.CORPUS_KINDS}"),
-            (self.loss in LOSSES, "loss", f"one of {LOSSES}"),
-            (self.convention in metrics.CONVENTIONS, "convention", f"one of {metrics.CONVENTIONS}"),
-            (self.batch_size > 0, "batch_size", "a positive number of clips"),
-            (self.frames > 0, "frames", "a positive number of frames per clip"),
-            (self.size >= 16 and self.size % 8 == 0, "size", "a multiple of 8, at least 16"),
-            (self.epochs > 0, "epochs", "positive"),
-            (self.learning_rate > 0, "learning_rate", "positive"),
-            (0.0 <= self.dropout < 1.0, "dropout", "in [0, 1)"),
-            (self.fc_units > 0, "fc_units", "positive"),
-            (self.peephole_mode in ("conv", "hadamard", "none"), "peephole_mode",
-             "conv, hadamard or none"),
-            (self.upsampling in ("transposed", "bilinear", "nearest"), "upsampling",
-             "transposed, bilinear or nearest"),
-            (self.attention_scale in ("hw", "none"), "attention_scale", "hw or none"),
-            (self.attention_scores in layers.ATTENTION_SCORES, "attention_scores",
-             " or ".join(layers.ATTENTION_SCORES)),
-            (self.attention_weights in layers.ATTENTION_WEIGHTS, "attention_weights",
-             " or ".join(layers.ATTENTION_WEIGHTS)),
-            (self.attention_score_gain > 0, "attention_score_gain", "positive"),
-            (self.attention_temperature > 0, "attention_temperature", "positive"),
-            (self.readout in models.READOUTS, "readout", " or ".join(models.READOUTS)),
-            (self.max_steps_per_epoch >= 0, "max_steps_per_epoch", "0 (all) or positive"),
-            (self.workers > 0, "workers", "positive"),
-            (0 <= self.upsample <= faces.MAX_UPSAMPLE, "upsample",
-             f"0 to {faces.MAX_UPSAMPLE} (each step: 4x detection time and memory)"),
-            (self.detect_width == 0 or self.detect_width >= 80, "detect_width",
-             "0 (no reduction) or at least 80"),
-            (self.face in faces.FACE_RULES, "face", " or ".join(faces.FACE_RULES)),
-            (bool(self.corpus_dir), "corpus_dir", "a corpus folder"),
-            (self.synthetic_preset in synthetic.PRESETS, "synthetic_preset",
-             " or ".join(synthetic.PRESETS)),
-            (self.synthetic_fps >= preprocess.SAMPLE_FPS, "synthetic_fps",
-             f"at least the {preprocess.SAMPLE_FPS:g} fps at which faces are sampled"),
-            (self.distribution in distributed.DISTRIBUTIONS, "distribution",
-             " or ".join(distributed.DISTRIBUTIONS)),
-            (self.worker_timeout_s > 0, "worker_timeout_s", "positive seconds"),
-            # The distributed loop computes one target's loss and CCC.
-            (self.distribution == "none" or "," not in self.target, "distribution",
-             "none when --target names several targets"),
-        ]
-        for ok, flag, expected in checks:
-            if not ok:
-                raise ValueError(f"--{flag}={getattr(self, flag)!r} is invalid: expected {expected}.")
+        settings.check(self)
         parse_targets(self.target)
-        bad = set(self.eval_partitions) - set(evaluate.PARTITIONS)
-        if bad:
-            raise ValueError(f"--eval_partitions has unknown partitions {sorted(bad)}.")
+        if self.distribution != "none" and len(self.targets) > 1:
+            # The distributed loop computes one target's loss and CCC.
+            raise ValueError(f"--distribution={self.distribution!r} is invalid: expected none "
+                             "when --target names several targets.")
 
 
 # A serving output of the SavedModel beside the targets' (export.py).
@@ -691,87 +710,16 @@ def export_metadata(config: TrainConfig, manifest: cache.Manifest,
 
 def config_from_flags(flag_values) -> TrainConfig:
     """Maps parsed absl flags onto a TrainConfig (only main() calls this)."""
-    names = {f.name for f in dataclasses.fields(TrainConfig)}
-    kwargs = {name: getattr(flag_values, name) for name in names}
-    kwargs["eval_partitions"] = tuple(kwargs["eval_partitions"])
-    kwargs["target"] = ",".join(parse_targets(kwargs["target"]))  # "a, b" resumes "a,b"
-    return TrainConfig(**kwargs)
+    return settings.from_flags(TrainConfig, flag_values)
 
 
 def define_flags() -> None:
-    from absl import flags
-
+    """Defines the CLI's flags: one per TrainConfig field (`settings`), the face
+    flags shared with preprocess and predict."""
+    settings.define_flags(TrainConfig)
     d = TrainConfig
-    flags.DEFINE_string("corpus_dir", None, "Corpus folder (RECOLA, AV+EC 2017, synthetic or csv layout).")
-    flags.DEFINE_string("corpus_kind", d.corpus_kind, f"One of {corpora.CORPUS_KINDS}.")
-    flags.DEFINE_string("run_dir", d.run_dir, "Output folder of the run; re-running resumes it.")
-    flags.DEFINE_string("cache_dir", d.cache_dir, "Preprocess cache; default data/cache/<corpus>_<size>.")
-    flags.DEFINE_string("variant", d.variant, f"Network: one of {models.VARIANTS}.")
-    flags.DEFINE_integer("size", d.size, "Side of the aligned face crops, pixels.")
-    flags.DEFINE_integer("frames", d.frames, "Frames per clip (paper: 16 at 4 fps).")
-    flags.DEFINE_integer("batch_size", d.batch_size, "Clips per batch (paper: 16).")
-    flags.DEFINE_float("learning_rate", d.learning_rate, "Adam learning rate (paper: 1e-4).")
-    flags.DEFINE_integer("epochs", d.epochs, "Epochs over the training clips.")
-    flags.DEFINE_integer("max_steps_per_epoch", d.max_steps_per_epoch, "Cap on steps per epoch; 0: all clips.")
-    flags.DEFINE_string("loss", d.loss, f"One of {LOSSES} (paper: mse).")
-    flags.DEFINE_float("dropout", d.dropout, "Dropout between the fully connected layers (paper: 0.5).")
-    flags.DEFINE_integer("fc_units", d.fc_units, "Width of the first fully connected layer.")
-    flags.DEFINE_string("peephole_mode", d.peephole_mode,
-                        "ConvLSTM peepholes: conv (eq. 1 as printed), hadamard (Shi et al.), none.")
-    flags.DEFINE_string("upsampling", d.upsampling, "Decoder x2 stages: transposed, bilinear, nearest.")
-    flags.DEFINE_string("attention_scale", d.attention_scale,
-                        "hw: attention times H*W (uniform = 1); none: raw softmax (eq. 3 literally).")
-    flags.DEFINE_string("attention_scores", d.attention_scores,
-                        "linear: eq. 2 as printed; standardized: per-frame z-scores times a "
-                        "learned temperature (attention that can sharpen at lr 1e-4).")
-    flags.DEFINE_string("attention_weights", d.attention_weights,
-                        "Eq. 2 score weights: shared (one 1x1 map for every location) or "
-                        "per_location (one W_i per location, eq. 2 as printed).")
-    flags.DEFINE_float("attention_score_gain", d.attention_score_gain,
-                       "Constant gain on the attention scores (weights initialised / gain): "
-                       "an Adam learning-rate multiplier for them; 1 = eq. 2.")
-    flags.DEFINE_bool("attention_normalize_state", d.attention_normalize_state,
-                      "Normalise the decoder state over its channels before eq. 2.")
-    flags.DEFINE_bool("attention_location_bias", d.attention_location_bias,
-                      "Add a learned per-location prior score to eq. 2 (not in the paper).")
-    flags.DEFINE_float("attention_temperature", d.attention_temperature,
-                       "Initial temperature of --attention_scores=standardized.")
-    flags.DEFINE_string("readout", d.readout,
-                        "Per-frame read-out before the FC layers: flatten (location-specific "
-                        "FC weights), average or max (pooled over space).")
-    flags.DEFINE_string("target", d.target,
-                        "Label dimension to learn (valence, arousal), or a comma-separated list "
-                        "(valence,arousal): one model with an output per target, trained on "
-                        "the sum of their losses, the best epoch by their mean dev CCC.")
-    flags.DEFINE_string("convention", d.convention, "CCC convention: avec (challenge) or population.")
-    flags.DEFINE_bool("augment", d.augment, "Flip/contrast/colour augmentation (paper: on).")
-    flags.DEFINE_bool("deterministic", d.deterministic,
-                      "Reproducible runs: fixed tf.data order and deterministic TensorFlow ops.")
-    flags.DEFINE_integer("seed", d.seed, "Random seed.")
-    flags.DEFINE_integer("workers", d.workers, "Processes for corpus generation and face preprocessing.")
-    flags.DEFINE_float("min_found_rate", d.min_found_rate, "Warn for recordings with fewer faces found.")
     preprocess.define_face_flags({"upsample": d.upsample, "detect_width": d.detect_width,
                                   "predictor_path": d.predictor_path, "face": d.face})
-    flags.DEFINE_bool("time_shift", d.time_shift, "Search annotation-delay compensation (paper: off).")
-    flags.DEFINE_bool("export", d.export, "Export the best model as a SavedModel.")
-    flags.DEFINE_list("eval_partitions", list(d.eval_partitions), "Partitions predicted after training.")
-    flags.DEFINE_bool("progress", d.progress, "Progress bars and the model summary.")
-    flags.DEFINE_enum("distribution", d.distribution, list(distributed.DISTRIBUTIONS),
-                      "none: one device; mirrored: every local device; multi_worker: the "
-                      "cluster in TF_CONFIG. --batch_size is the global batch.")
-    flags.DEFINE_float("worker_timeout_s", d.worker_timeout_s,
-                       "multi_worker: seconds a cross-worker step may wait for the others "
-                       "(more than the chief's validation pass) before the run fails.")
-    flags.DEFINE_integer("synthetic_num_train", d.synthetic_num_train, "Synthetic corpus: train recordings.")
-    flags.DEFINE_integer("synthetic_num_dev", d.synthetic_num_dev, "Synthetic corpus: dev recordings.")
-    flags.DEFINE_integer("synthetic_num_test", d.synthetic_num_test, "Synthetic corpus: test recordings.")
-    flags.DEFINE_float("synthetic_duration_s", d.synthetic_duration_s, "Synthetic corpus: seconds each.")
-    flags.DEFINE_integer("synthetic_seed", d.synthetic_seed, "Synthetic corpus: seed.")
-    flags.DEFINE_enum("synthetic_preset", d.synthetic_preset, list(synthetic.PRESETS),
-                      "Synthetic corpus: preset (recola_like: harder, see docs/recola_like.md).")
-    flags.DEFINE_float("synthetic_fps", d.synthetic_fps,
-                       "Synthetic corpus: video frame rate (RECOLA: 25; faces are sampled at 4).")
-    flags.mark_flag_as_required("corpus_dir")
 
 
 def _print_targets(results: dict[str, Any]) -> None:

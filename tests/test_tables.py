@@ -268,10 +268,11 @@ def test_recola_like_configs(short, variant):
             config.size, config.seed) == (variant, "synthetic", "recola_like",
                                           "data/synthetic_recola_like", 32, 0)
     assert config.run_dir == f"runs/{tables.seed_run_name(PREFIX, variant, 0)}"
-    # Otherwise the schedule of the default synthetic configs.
+    # Otherwise the schedule of the default synthetic configs, but 8 epochs.
     default = _typed_config(_read_cfg(ROOT / "experiments" / "synthetic.cfg"))
-    keys = ("frames", "epochs", "batch_size", "learning_rate", "loss", "dropout")
+    keys = ("frames", "batch_size", "learning_rate", "loss", "dropout")
     assert [getattr(config, k) for k in keys] == [getattr(default, k) for k in keys]
+    assert (config.epochs, default.epochs) == (8, 6)
 
 
 FAKE_PYTHON = """#!/usr/bin/env bash
