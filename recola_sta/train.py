@@ -123,6 +123,7 @@ class TrainConfig:
     detect_width: int = 320
     predictor_path: str | None = None
     face: str = "largest"
+    redetect_every: int = faces.DEFAULT_REDETECT_EVERY
     time_shift: bool = False
     export: bool = True
     eval_partitions: tuple[str, ...] = ("dev", "test")
@@ -174,6 +175,7 @@ class TrainConfig:
             (self.detect_width == 0 or self.detect_width >= 80, "detect_width",
              "0 (no reduction) or at least 80"),
             (self.face in faces.FACE_RULES, "face", " or ".join(faces.FACE_RULES)),
+            (self.redetect_every >= 1, "redetect_every", "at least 1 (1: detect on every sample)"),
             (bool(self.corpus_dir), "corpus_dir", "a corpus folder"),
             (self.synthetic_preset in synthetic.PRESETS, "synthetic_preset",
              " or ".join(synthetic.PRESETS)),
@@ -400,7 +402,7 @@ def run_training(config: TrainConfig, flags_text: str | None = None) -> dict[str
         config.corpus_dir, config.corpus_kind, cache_dir, size=config.size,
         workers=config.workers, upsample=config.upsample, detect_width=config.detect_width,
         predictor_path=config.predictor_path, face=config.face,
-        min_found_rate=config.min_found_rate, progress=config.progress,
+        redetect_every=config.redetect_every, min_found_rate=config.min_found_rate, progress=config.progress,
     )
     manifest = cache.read_manifest(cache_dir)
     check_cache(cache_dir, manifest, config)
@@ -530,11 +532,14 @@ def export_metadata(config: TrainConfig, manifest: cache.Manifest,
     settings_path = pathlib.Path(cache_dir) / preprocess.SETTINGS_NAME
     try:
         aligner = json.loads(settings_path.read_text()) if settings_path.is_file() else {}
+        if aligner:  # settings an older cache did not record had their old default
+            aligner = {**preprocess.SETTING_DEFAULTS, **aligner}
     except json.JSONDecodeError as e:
         raise ValueError(f"Malformed preprocess settings {settings_path}: {e}") from e
     if not aligner:
         aligner = {"upsample": config.upsample, "detect_width": config.detect_width,
-                   "face": config.face, "predictor_path": config.predictor_path}
+                   "face": config.face, "predictor_path": config.predictor_path,
+                   "redetect_every": config.redetect_every}
     return export.export_metadata(
         variant=config.variant, target=config.target, frames=config.frames,
         size=config.size, fps=manifest.fps, face_aligner=aligner,
@@ -597,7 +602,8 @@ def define_flags() -> None:
     flags.DEFINE_integer("workers", d.workers, "Processes for corpus generation and face preprocessing.")
     flags.DEFINE_float("min_found_rate", d.min_found_rate, "Warn for recordings with fewer faces found.")
     preprocess.define_face_flags({"upsample": d.upsample, "detect_width": d.detect_width,
-                                  "predictor_path": d.predictor_path, "face": d.face})
+                                  "predictor_path": d.predictor_path, "face": d.face,
+                                  "redetect_every": d.redetect_every})
     flags.DEFINE_bool("time_shift", d.time_shift, "Search annotation-delay compensation (paper: off).")
     flags.DEFINE_bool("export", d.export, "Export the best model as a SavedModel.")
     flags.DEFINE_list("eval_partitions", list(d.eval_partitions), "Partitions predicted after training.")
