@@ -560,21 +560,6 @@ def test_tracking_redetects_when_the_face_is_gone(photo):
     assert [r.detected for r in results] == [True, False, True, True]
 
 
-def test_fit_on_grey_region_equals_dlib_on_the_rgb_frame(aligner, photo):
-    """The predictor reads RGB as the channels' integer mean; `_fit` hands it
-    that grey image of a region around the box, which gives the same points."""
-    import dlib
-
-    frame = _face_frame(photo, shift=5)
-    box = aligner.detect(frame)[0][0]
-    for jitter in ((0, 0, 0, 0), (-9, 6, 4, -7)):
-        b = box + np.array(jitter)
-        rect = dlib.rectangle(*(int(round(v)) for v in b[:2]),
-                              int(round(b[2])) - 1, int(round(b[3])) - 1)
-        expect = np.array([(p.x, p.y) for p in aligner._predictor(frame, rect).parts()])
-        np.testing.assert_array_equal(aligner._fit(frame, b), expect)
-
-
 @pytest.mark.parametrize("bad", [0, -1, 1.5, True])
 def test_bad_redetect_every_is_refused(bad):
     with pytest.raises(ValueError, match="redetect_every"):
