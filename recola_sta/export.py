@@ -112,8 +112,9 @@ def export_saved_model(
 
 # The face aligner of models exported before the aligner's settings were
 # recorded (only its crop size was): faces.FaceAligner's defaults then.
+# Those exported before `redetect_every` was recorded detected on every sample.
 _ALIGNER_DEFAULTS = {"upsample": 0, "detect_width": 320, "face": "largest",
-                     "template": None, "predictor_path": None}
+                     "template": None, "predictor_path": None, "redetect_every": 1}
 
 
 def export_metadata(
@@ -137,9 +138,13 @@ def export_metadata(
         fps: sampling rate of the frames, per second.
         face_aligner: the preprocess settings that made the training crops:
             `upsample`, `detect_width`, `face`, `template`, `predictor_path`
-            (None for the packaged model); `size` is added.
+            (None for the packaged model), `redetect_every` (missing: today's
+            default, `faces.DEFAULT_REDETECT_EVERY`); `size` is added.
     """
-    aligner = {k: face_aligner.get(k, v) for k, v in _ALIGNER_DEFAULTS.items()}
+    from recola_sta import faces  # lazily: dlib and OpenCV only where a model is exported
+
+    defaults = {**_ALIGNER_DEFAULTS, "redetect_every": faces.DEFAULT_REDETECT_EVERY}
+    aligner = {k: face_aligner.get(k, v) for k, v in defaults.items()}
     aligner["size"] = int(size)
     targets = list(targets)
     return {"variant": variant, "target": ",".join(targets), "targets": targets,

@@ -7,8 +7,8 @@ Only the SavedModel is loaded (`tf.saved_model.load`): no training code and
 no Keras custom objects. The video may have any frame rate and size. Frames
 are sampled at the model's rate (4 fps) by timestamp, faces are detected and
 aligned exactly as in training (the face aligner is built from the settings
-in the model's recola_sta.json; --upsample, --detect_width, --face and
---predictor_path override them), 16-frame clips are predicted (the last one,
+in the model's recola_sta.json; --upsample, --detect_width, --face,
+--redetect_every and --predictor_path override them), 16-frame clips are predicted (the last one,
 or a video shorter than one clip, is padded by repeating its last frame),
 samples without a face are interpolated from their neighbours, and the
 result is resampled to the video's own frame times.
@@ -41,12 +41,17 @@ import json
 import os
 import pathlib
 import sys
+import threading
 import time
 from typing import Any, Sequence
 
 import numpy as np
 
-from recola_sta import attention_analysis, clips, export, faces, io_utils, plots
+from recola_sta import attention_analysis, clips, export, faces, io_utils
+
+# matplotlib (recola_sta.plots, over a second of imports) is imported where the
+# figures are drawn, after the model has run: start-up reaches the first frame
+# sooner.
 
 EXIT_BAD_INPUT = 2
 EXIT_NO_FACE = 3
@@ -84,6 +89,7 @@ def make_aligner(meta: dict[str, Any], model_dir: pathlib.Path,
         "upsample": given.get("upsample", recorded["upsample"]),
         "detect_width": given.get("detect_width", recorded["detect_width"]),
         "face": given.get("face", recorded["face"]),
+        "redetect_every": given.get("redetect_every", recorded["redetect_every"]),
         "predictor_path": given.get("predictor_path", recorded["predictor_path"]),
     }
     if recorded.get("template") is not None:
@@ -95,6 +101,32 @@ def make_aligner(meta: dict[str, Any], model_dir: pathlib.Path,
             f"Cannot build the face aligner from {model_dir / export.METADATA_NAME} "
             f"(face_aligner: {recorded}) and the flags {given or 'given (none)'}: {e}"
         ) from e
+
+
+class _ModelLoader:
+    """Imports TensorFlow and loads a SavedModel in a background thread;
+    `result` waits for it (and raises what the load raised)."""
+
+    def __init__(self, model_dir: pathlib.Path):
+        self._model_dir = model_dir
+        self._model: Any = None
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._load, name="load-model", daemon=True)
+        self._thread.start()
+
+    def _load(self) -> None:
+        try:
+            import tensorflow as tf
+
+            self._model = tf.saved_model.load(str(self._model_dir))
+        except BaseException as e:  # raised in the caller's thread by result()
+            self._error = e
+
+    def result(self) -> Any:
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        return self._model
 
 
 def run_model(serve, crops: np.ndarray, frames: int, batch_size: int,
@@ -130,14 +162,16 @@ def predict_video(
     detect_width: int | None = None,
     face: str | None = None,
     predictor_path: str | None = None,
+    redetect_every: int | None = None,
     progress: bool = True,
     model: Any = None,
     prefetch: int = 4,
 ) -> dict[str, Any]:
     """Predicts valence (and attention) for one video; see the module doc.
 
-    `upsample`, `detect_width`, `face` and `predictor_path` override the face
-    aligner's settings recorded with the model; None keeps them. `model`: the
+    `upsample`, `detect_width`, `face`, `predictor_path` and `redetect_every`
+    override the face aligner's settings recorded with the model; None keeps
+    them. `model`: the
     SavedModel of `model_dir` already loaded (`tf.saved_model.load`), to
     predict several videos without loading it again; None loads it.
     `prefetch`: sampled frames decoded ahead of the face aligner by a
@@ -149,17 +183,17 @@ def predict_video(
             is invalid.
         NoFaceError: no face in any sampled frame.
     """
-    import tensorflow as tf
-
     start = time.time()
     model_dir = pathlib.Path(model_dir)
     out_dir = pathlib.Path(out_dir)
     meta = export.read_metadata(model_dir)
     aligner = make_aligner(meta, model_dir, {"upsample": upsample, "detect_width": detect_width,
-                                             "face": face, "predictor_path": predictor_path})
+                                             "face": face, "predictor_path": predictor_path,
+                                             "redetect_every": redetect_every})
     info = faces.probe_video(video)
-    loaded = tf.saved_model.load(str(model_dir)) if model is None else model
-    serve = loaded.serve
+    # TensorFlow is imported and the SavedModel loaded in a background thread
+    # while the first frames are decoded and aligned.
+    loading = _ModelLoader(model_dir) if model is None else None
 
     # Sample up to the last frame's own time, not past the end of the video.
     last_frame_time = max(0.0, info.duration - 1.0 / info.fps)
@@ -173,10 +207,13 @@ def predict_video(
             "Faces down to about an eighth of the frame height are searched for at the "
             "default settings; try --upsample=1 for smaller faces."
         )
+    serve = (loading.result() if loading is not None else model).serve
     targets = list(meta["targets"])
     values, attention = run_model(serve, track.crops, meta["frames"], batch_size, targets)
     values = values.reshape(len(track.crops), len(targets))
     chains = _load_chains(model_dir, targets) if apply_postprocess else {}
+    from recola_sta import plots
+
     frame_count = info.frame_count or int(round(info.duration * info.fps))
     frame_times = np.arange(frame_count) / info.fps
     _, frame_found = clips.samples_to_grid(track.times, values[:, 0], track.found, frame_times)
@@ -278,6 +315,8 @@ def write_attention_video(
     """Writes every sample's face with its attention overlaid as an mp4."""
     import cv2
 
+    from recola_sta import plots
+
     size = crops.shape[1]
     scale = max(1, 256 // size)
     vmax = plots.attention_colour_limit(attention[found] if found.any() else attention)
@@ -306,7 +345,8 @@ def define_flags() -> None:
     from recola_sta import preprocess
 
     # Unset: as recorded with the model (recola_sta.json).
-    preprocess.define_face_flags({"upsample": None, "detect_width": None, "face": None})
+    preprocess.define_face_flags({"upsample": None, "detect_width": None, "face": None,
+                                  "redetect_every": None})
     flags.DEFINE_bool("progress", True, "Show a progress bar.")
     for name in ("model", "video", "out"):
         flags.mark_flag_as_required(name)
@@ -329,7 +369,8 @@ def main(argv: Sequence[str]) -> int:
             FLAGS.model, FLAGS.video, FLAGS.out, apply_postprocess=FLAGS.postprocess,
             attention_video=FLAGS.attention_video, batch_size=FLAGS.batch_size,
             upsample=FLAGS.upsample, detect_width=FLAGS.detect_width, face=FLAGS.face,
-            predictor_path=FLAGS.predictor_path, progress=FLAGS.progress,
+            predictor_path=FLAGS.predictor_path, redetect_every=FLAGS.redetect_every,
+            progress=FLAGS.progress,
         )
     except NoFaceError as e:
         print(f"predict: {e}", file=sys.stderr)

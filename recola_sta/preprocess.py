@@ -48,8 +48,9 @@ if TYPE_CHECKING:  # the module itself is imported lazily, see preprocess_corpus
 SAMPLE_FPS = 4.0
 SETTINGS_NAME = "preprocess.json"
 RUNNERS = ("local", "beam")
-# Settings added after caches were first written, with the value they had.
-_SETTING_DEFAULTS = {"face": "largest"}
+# Settings added after caches were first written, with the value they had
+# (before `redetect_every`, the detector ran on every sample).
+SETTING_DEFAULTS = {"face": "largest", "redetect_every": 1}
 
 
 class PreprocessError(RuntimeError):
@@ -77,6 +78,7 @@ def preprocess_corpus(
     detect_width: int = 320,
     predictor_path: str | None = None,
     face: str = "largest",
+    redetect_every: int = faces.DEFAULT_REDETECT_EVERY,
     min_found_rate: float = 0.8,
     progress: bool = True,
     runner: str = "local",
@@ -91,8 +93,10 @@ def preprocess_corpus(
         size: side of the aligned crops, pixels.
         workers: recordings processed in parallel (one process each).
         partitions: subset of ("train", "dev", "test"); default all.
-        upsample, detect_width, predictor_path, face: see `faces.FaceAligner`
-            (`face` picks the subject where a video shows several faces).
+        upsample, detect_width, predictor_path, face, redetect_every: see
+            `faces.FaceAligner` (`face` picks the subject where a video shows
+            several faces; `redetect_every` runs the detector on every k-th
+            sample of a tracked face, 1 on every sample).
         min_found_rate: recordings whose face-found rate is lower are logged
             as warnings.
         progress: show progress bars.
@@ -122,7 +126,7 @@ def preprocess_corpus(
             f"{list(wanted)} (--partitions)."
         )
     aligner_kwargs = dict(size=size, upsample=upsample, detect_width=detect_width, face=face,
-                          predictor_path=str(predictor_path or faces.default_predictor_path()))
+                          redetect_every=redetect_every, predictor_path=str(predictor_path or faces.default_predictor_path()))
     # Fails early, in this process, on a bad predictor path or argument.
     faces.FaceAligner(**aligner_kwargs)
     # Imported here, not at module level: worker processes are spawned and
@@ -352,7 +356,7 @@ def _check_settings(cache_dir: pathlib.Path, settings: dict[str, Any]) -> None:
         except json.JSONDecodeError as e:
             raise ValueError(f"Malformed preprocess settings {path}: {e}") from e
         # A setting an older cache did not record had its default value then.
-        old = {**_SETTING_DEFAULTS, **old}
+        old = {**SETTING_DEFAULTS, **old}
         diff = {k: (old.get(k), v) for k, v in settings.items() if old.get(k) != v}
         if diff:
             raise ValueError(
@@ -422,11 +426,12 @@ def _advance(bar, name: str, done: dict, failures: dict) -> None:
 
 
 def define_face_flags(defaults: dict[str, Any] | None = None) -> None:
-    """Defines --upsample, --detect_width, --predictor_path and --face (shared
+    """Defines --upsample, --detect_width, --predictor_path, --face and
+    --redetect_every (shared
     by preprocess and train; `defaults` overrides their default values, e.g.
     None for predict, where an unset flag means "as the model was trained")."""
     d = {"upsample": 0, "detect_width": 320, "predictor_path": None, "face": "largest",
-         **(defaults or {})}
+         "redetect_every": faces.DEFAULT_REDETECT_EVERY, **(defaults or {})}
     flags.DEFINE_integer("upsample", d["upsample"], "dlib detector upsampling on top of the "
                          "automatic detection scale, 0-2; each step halves the smallest "
                          "detectable face at 4x the detection time.",
@@ -437,6 +442,10 @@ def define_face_flags(defaults: dict[str, Any] | None = None) -> None:
                          "enlarged. Landmarks use the full frame.", lower_bound=0)
     flags.DEFINE_string("predictor_path", d["predictor_path"], "dlib 68-landmark model; "
                         "default: the one in the face-recognition-models package.")
+    flags.DEFINE_integer("redetect_every", d["redetect_every"], "Run the face detector on "
+                         "every this-many-th sample of a tracked face (1: every sample); the "
+                         "samples between fit the landmarks in a box derived from the previous "
+                         "sample's, and detect anyway where that fit drifts.", lower_bound=1)
     flags.DEFINE_enum("face", d["face"], list(faces.FACE_RULES), "Which face is the subject "
                       "where a video shows several: largest, left, right or center (nearest "
                       "the frame centre); it is then followed through the video.")
@@ -481,7 +490,8 @@ def main(argv: Sequence[str]) -> None:
             FLAGS.corpus_dir, FLAGS.corpus_kind, FLAGS.cache_dir, size=FLAGS.size,
             workers=FLAGS.workers, partitions=FLAGS.partitions, upsample=FLAGS.upsample,
             detect_width=FLAGS.detect_width, predictor_path=FLAGS.predictor_path,
-            face=FLAGS.face, min_found_rate=FLAGS.min_found_rate, progress=FLAGS.progress,
+            face=FLAGS.face, redetect_every=FLAGS.redetect_every,
+            min_found_rate=FLAGS.min_found_rate, progress=FLAGS.progress,
             runner=FLAGS.runner, beam_pipeline_options=shlex.split(FLAGS.beam_pipeline_options),
         )
     except PreprocessError as e:

@@ -183,6 +183,9 @@ class TrainConfig:
                                 expected="0 (no reduction) or at least 80")
     predictor_path: str | None = setting(None, flag=False, help="")
     face: str = setting("largest", flag=False, help="", choices=faces.FACE_RULES)
+    redetect_every: int = setting(faces.DEFAULT_REDETECT_EVERY, flag=False, help="",
+                                  check=lambda v: v >= 1,
+                                  expected="at least 1 (1: detect on every sample)")
     time_shift: bool = setting(False, help="Search annotation-delay compensation (paper: off).")
     export: bool = setting(True, help="Export the best model as a SavedModel.")
     eval_partitions: tuple[str, ...] = setting(
@@ -524,7 +527,7 @@ def run_training(config: TrainConfig, flags_text: str | None = None) -> dict[str
             config.corpus_dir, config.corpus_kind, cache_dir, size=config.size,
             workers=config.workers, upsample=config.upsample, detect_width=config.detect_width,
             predictor_path=config.predictor_path, face=config.face,
-            min_found_rate=config.min_found_rate, progress=config.progress,
+            redetect_every=config.redetect_every, min_found_rate=config.min_found_rate, progress=config.progress,
         )
     manifest = cache.read_manifest(cache_dir)
     check_cache(cache_dir, manifest, config)
@@ -697,11 +700,14 @@ def export_metadata(config: TrainConfig, manifest: cache.Manifest,
     settings_path = pathlib.Path(cache_dir) / preprocess.SETTINGS_NAME
     try:
         aligner = json.loads(settings_path.read_text()) if settings_path.is_file() else {}
+        if aligner:  # settings an older cache did not record had their old default
+            aligner = {**preprocess.SETTING_DEFAULTS, **aligner}
     except json.JSONDecodeError as e:
         raise ValueError(f"Malformed preprocess settings {settings_path}: {e}") from e
     if not aligner:
         aligner = {"upsample": config.upsample, "detect_width": config.detect_width,
-                   "face": config.face, "predictor_path": config.predictor_path}
+                   "face": config.face, "predictor_path": config.predictor_path,
+                   "redetect_every": config.redetect_every}
     return export.export_metadata(
         variant=config.variant, targets=config.targets, frames=config.frames,
         size=config.size, fps=manifest.fps, face_aligner=aligner,
@@ -719,7 +725,8 @@ def define_flags() -> None:
     settings.define_flags(TrainConfig)
     d = TrainConfig
     preprocess.define_face_flags({"upsample": d.upsample, "detect_width": d.detect_width,
-                                  "predictor_path": d.predictor_path, "face": d.face})
+                                  "predictor_path": d.predictor_path, "face": d.face,
+                                  "redetect_every": d.redetect_every})
 
 
 def _print_targets(results: dict[str, Any]) -> None:

@@ -18,7 +18,7 @@ import cv2
 import numpy as np
 import pytest
 
-from recola_sta import cache, train
+from recola_sta import cache, faces, train
 
 FRAMES = 8
 SIZE = 32
@@ -94,7 +94,8 @@ def test_training_run_writes_every_output(trained):
                                                                           "valence")
     assert meta["face_aligner"] == {"size": SIZE, "upsample": 0, "detect_width": 320,
                                     "face": "largest", "predictor_path": None,
-                                    "template": [[0.35, 0.36], [0.65, 0.36], [0.5, 0.54]]}
+                                    "template": [[0.35, 0.36], [0.65, 0.36], [0.5, 0.54]],
+                                    "redetect_every": faces.DEFAULT_REDETECT_EVERY}
 
 
 def test_resume_continues_at_epoch_two(trained, capsys):

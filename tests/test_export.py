@@ -35,18 +35,20 @@ def test_predict_builds_the_aligner_from_the_metadata(tmp_path):
     aligner = predict.make_aligner(meta, folder)
     assert aligner.settings() == {
         "size": 32, "upsample": 1, "detect_width": 0, "face": "right",
-        "template": [list(p) for p in faces.DEFAULT_TEMPLATE]}
+        "template": [list(p) for p in faces.DEFAULT_TEMPLATE],
+        "redetect_every": faces.DEFAULT_REDETECT_EVERY}
     # Flags override the recorded settings; None keeps them.
-    aligner = predict.make_aligner(meta, folder, {"face": "left", "upsample": None})
-    assert aligner.face == "left" and aligner.upsample == 1
+    aligner = predict.make_aligner(meta, folder, {"face": "left", "upsample": None,
+                                                  "redetect_every": 1})
+    assert aligner.face == "left" and aligner.upsample == 1 and aligner.redetect_every == 1
 
 
 def test_models_exported_before_the_aligner_was_recorded_get_the_old_defaults(tmp_path):
     folder = _model_dir(tmp_path, {"variant": "2d_cnn", "target": "valence", "frames": 16,
                                    "size": 64, "fps": 4.0, "face_aligner": {"size": 64}})
     aligner = predict.make_aligner(export.read_metadata(folder), folder)
-    assert (aligner.size, aligner.upsample, aligner.detect_width, aligner.face) == (
-        64, 0, 320, "largest")
+    assert (aligner.size, aligner.upsample, aligner.detect_width, aligner.face,
+            aligner.redetect_every) == (64, 0, 320, "largest", 1)
 
 
 @pytest.mark.parametrize("meta,match", [

@@ -521,3 +521,46 @@ def test_track_video_with_prefetch_gives_the_same_track(tmp_path, photo, aligner
     np.testing.assert_array_equal(ahead.crops, plain.crops)
     np.testing.assert_array_equal(ahead.found, plain.found)
     np.testing.assert_array_equal(ahead.landmarks, plain.landmarks)
+
+
+def _moving_face_frames(photo: np.ndarray, n: int = 12) -> list[np.ndarray]:
+    """n 320 x 240 frames of the photo's face drifting 3 px right per frame."""
+    return [_face_frame(photo, shift=3 * k) for k in range(n)]
+
+
+def test_tracking_detects_every_kth_sample_and_matches_full_detection(photo):
+    frames = _moving_face_frames(photo)
+    full = faces.FaceAligner(64, redetect_every=1)
+    tracked = faces.FaceAligner(64, redetect_every=4)
+    a = [full.process(f) for f in frames]
+    b = [tracked.process(f) for f in frames]
+    assert all(r.detected for r in a)
+    assert [r.detected for r in b] == [True, False, False, False] * 3
+    assert all(r.crop is not None for r in a + b)
+    # Tracked samples keep the last detection's face count.
+    assert all(r.num_faces == 1 for r in b)
+    for x, y in zip(a, b):
+        # Eyes and nose within half a crop pixel (the photo's fine texture
+        # turns a tenth of a pixel into a few grey levels of difference).
+        np.testing.assert_allclose(faces.key_points(x.landmarks),
+                                   faces.key_points(y.landmarks), atol=0.5)
+        np.testing.assert_allclose(x.landmarks, y.landmarks, atol=2)
+        assert np.abs(x.crop.astype(float) - y.crop.astype(float)).mean() < 12
+    assert tracked.settings()["redetect_every"] == 4
+
+
+def test_tracking_redetects_when_the_face_is_gone(photo):
+    """A face, then an empty frame: the tracked fit is rejected, the detector
+    runs and finds nothing; the next face is detected again."""
+    face = _face_frame(photo)
+    empty = np.full_like(face, 110)
+    aligner = faces.FaceAligner(64, redetect_every=8)
+    results = [aligner.process(f) for f in (face, face, empty, face)]
+    assert [r.crop is not None for r in results] == [True, True, False, True]
+    assert [r.detected for r in results] == [True, False, True, True]
+
+
+@pytest.mark.parametrize("bad", [0, -1, 1.5, True])
+def test_bad_redetect_every_is_refused(bad):
+    with pytest.raises(ValueError, match="redetect_every"):
+        faces.FaceAligner(64, redetect_every=bad)

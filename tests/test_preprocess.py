@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from skimage import data
 
-from recola_sta import cache, corpora, preprocess
+from recola_sta import cache, corpora, faces, preprocess
 
 SIZE = 64
 # name -> (video seconds, fps, with a face, last label time or None)
@@ -266,6 +266,21 @@ def test_face_rule_is_a_cache_setting(corpus, reference_cache, tmp_path):
     assert len(_run(corpus, old).entries) == 3
     with pytest.raises(ValueError, match="face: 'largest' vs 'right'"):
         _run(corpus, old, face="right")
+
+
+def test_redetect_every_is_a_cache_setting(corpus, reference_cache, tmp_path):
+    settings = json.loads((reference_cache / preprocess.SETTINGS_NAME).read_text())
+    assert settings["redetect_every"] == faces.DEFAULT_REDETECT_EVERY == 1
+    with pytest.raises(ValueError, match="other settings.*redetect_every: 1 vs 4"):
+        _run(corpus, reference_cache, redetect_every=4)
+    # A cache written before tracking existed detected faces on every sample.
+    old = tmp_path / "old"
+    shutil.copytree(reference_cache, old)
+    del settings["redetect_every"]
+    (old / preprocess.SETTINGS_NAME).write_text(json.dumps(settings))
+    assert len(_run(corpus, old).entries) == 3
+    with pytest.raises(ValueError, match="redetect_every: 1 vs 4"):
+        _run(corpus, old, redetect_every=4)
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess:

@@ -91,18 +91,21 @@ def test_all_nan_dev_labels_name_the_partition_and_files(tmp_path, no_preprocess
 def test_face_flags_are_forwarded_to_preprocess(tmp_path, no_preprocess):
     _write_cache(tmp_path / "cache", size=32)  # stops the run after preprocess
     config = _config(tmp_path, upsample=1, detect_width=0, face="right",
-                     predictor_path="/models/shape.dat")
+                     predictor_path="/models/shape.dat", redetect_every=2)
     with pytest.raises(ValueError, match="--size"):
         train.run_training(config)
     (_, kwargs), = no_preprocess
-    assert {k: kwargs[k] for k in ("upsample", "detect_width", "face", "predictor_path")} == {
-        "upsample": 1, "detect_width": 0, "face": "right", "predictor_path": "/models/shape.dat"}
+    names = ("upsample", "detect_width", "face", "predictor_path", "redetect_every")
+    assert {k: kwargs[k] for k in names} == {
+        "upsample": 1, "detect_width": 0, "face": "right", "predictor_path": "/models/shape.dat",
+        "redetect_every": 2}
 
 
 @pytest.mark.parametrize("changes,flag", [
     ({"upsample": 3}, "--upsample"),
     ({"face": "biggest"}, "--face"),
     ({"detect_width": 40}, "--detect_width"),
+    ({"redetect_every": 0}, "--redetect_every"),
 ])
 def test_bad_face_flags_are_named(tmp_path, changes, flag):
     with pytest.raises(ValueError, match=flag):
@@ -264,7 +267,9 @@ def test_export_metadata_records_the_caches_aligner(tmp_path):
     assert meta["fps"] == 4.0 and meta["frames"] == 4 and meta["target"] == "valence"
     assert meta["face_aligner"] == {
         "size": SIZE, "upsample": 1, "detect_width": 0, "face": "left",
-        "predictor_path": None, "template": settings["template"]}
+        "predictor_path": None, "template": settings["template"],
+        # A cache that did not record it detected faces on every sample.
+        "redetect_every": 1}
 
 
 def test_a_run_folder_in_use_is_refused_and_a_killed_runs_leftovers_are_cleared(

@@ -15,10 +15,12 @@ Parts (`--only`, comma-separated; default all):
   `--predict_size` (32) px exported by `recola_sta.export`. Start-up
   (imports in a fresh interpreter, SavedModel load, first model call) is
   reported separately from the work with the model loaded; the work is
-  split into decode, detection, alignment (landmarks + warp), model and the
-  rest (outputs, figures).
-* `preprocess`: frames/s on one core of `FaceAligner.process` (detection,
-  68 landmarks, warp) on frames sampled from the same video.
+  split into decode, detection, alignment (landmarks + warp; with tracking,
+  `redetect_every`, the landmark fits of the samples between detections),
+  model and the rest (outputs, figures).
+* `preprocess`: frames/s on one core of `FaceAligner.process` (detection or
+  tracking, 68 landmarks, warp) on consecutive 4 fps samples of the same
+  video (tracking needs consecutive samples).
 * `pipeline`: tf.data clips/s of `recola_sta.pipeline.train_dataset` over a
   synthetic cache of astronaut face crops (PNG decoding costs what it costs
   on real crops): the first epoch (decoding + filling the in-memory cache),
@@ -240,8 +242,10 @@ def startup_seconds(model_dir: pathlib.Path) -> dict[str, float]:
 def predict_breakdown(model_dir: pathlib.Path, video: pathlib.Path, serve,
                       batch_size: int = 16) -> dict[str, float]:
     """Seconds of each stage of predict's work on `video`, measured one by one:
-    decoding the sampled frames, detection, alignment (landmarks and warp:
-    `process` minus `detect`), and the model on the crops."""
+    decoding the sampled frames, detection (on the samples where `process`
+    ran the detector: all, or every `redetect_every`-th of a tracked face),
+    alignment (landmark fits and warp: `process` minus that detection), and
+    the model on the crops."""
     from recola_sta import export, faces, predict
 
     meta = export.read_metadata(model_dir)
@@ -254,25 +258,28 @@ def predict_breakdown(model_dir: pathlib.Path, video: pathlib.Path, serve,
     decode = time.perf_counter() - start
     aligner.reset()
     crops = np.zeros((len(frames), aligner.size, aligner.size, 3), np.uint8)
-    detect = process = 0.0
+    process = 0.0
+    detected = []
     for k, frame in enumerate(frames):
-        # Paired frame by frame (load hits both alike), the order alternating
-        # (the second call finds the frame in the CPU caches).
-        calls = [("detect", aligner.detect), ("process", aligner.process)]
-        for name, fn in (calls if k % 2 else calls[::-1]):
-            start = time.perf_counter()
-            out = fn(frame)
-            if name == "detect":
-                detect += time.perf_counter() - start
-            else:
-                process += time.perf_counter() - start
-                if out.crop is not None:
-                    crops[k] = out.crop
+        start = time.perf_counter()
+        out = aligner.process(frame)
+        process += time.perf_counter() - start
+        if out.crop is not None:
+            crops[k] = out.crop
+        if out.detected:
+            detected.append(frame)
+    # The detector alone on the samples where process ran it (every one with
+    # redetect_every=1); with tracking the others only fit landmarks.
+    detect = 0.0
+    for frame in detected:
+        start = time.perf_counter()
+        aligner.detect(frame)
+        detect += time.perf_counter() - start
     start = time.perf_counter()
     predict.run_model(serve, crops, meta["frames"], batch_size)
     model = time.perf_counter() - start
-    return {"samples": len(frames), "decode_s": decode, "detect_s": detect,
-            "align_s": max(0.0, process - detect), "model_s": model}
+    return {"samples": len(frames), "detector_runs": len(detected), "decode_s": decode,
+            "detect_s": detect, "align_s": max(0.0, process - detect), "model_s": model}
 
 
 def bench_predict(workdir: pathlib.Path, *, seconds: float, size: int,
@@ -363,7 +370,8 @@ def bench_preprocess(video: pathlib.Path, *, size: int = 96, samples: int = 40,
     from recola_sta import faces
 
     info = faces.probe_video(video)
-    times = np.linspace(0, max(0.0, info.duration - 1.0 / info.fps), samples)
+    times = np.arange(samples) / 4.0  # consecutive 4 fps samples, as preprocess sees them
+    times = times[times <= max(0.0, info.duration - 1.0 / info.fps)]
     frames = [f for _, f in faces.iter_frames_at(video, times)]
     aligner = faces.FaceAligner(size)
 
