@@ -300,6 +300,7 @@ def attention_model(model: keras.Model) -> keras.Model:
             f"attention_model needs a '3d_cnn_sta' model; model {model.name!r} "
             "has no layer named 'attention'."
         )
-    return keras.Model(
-        model.input, model.get_layer("attention").output, name=f"{model.name}_attention"
-    )
+    # float32 whatever the compute dtype (a mixed-precision model's maps are
+    # bfloat16 or float16, too coarse to sum over a face region).
+    attention = keras.ops.cast(model.get_layer("attention").output, "float32")
+    return keras.Model(model.input, attention, name=f"{model.name}_attention")

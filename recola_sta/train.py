@@ -80,7 +80,11 @@ ARCHITECTURE_KEYS = (
 # Settings a resumed run cannot honour: the optimizer and loss are restored
 # from checkpoints/last.keras (Adam's learning rate is part of its state), so
 # a changed value would be silently ignored.
-RESUME_KEYS = ("learning_rate", "loss")
+RESUME_KEYS = ("learning_rate", "loss", "mixed_precision")
+# --mixed_precision -> Keras dtype policy (variables and outputs stay float32).
+PRECISION_POLICIES = {"none": "float32", "bfloat16": "mixed_bfloat16",
+                      "float16": "mixed_float16"}
+JIT_MODES = {"auto": "auto", "on": True, "off": False}
 # Synthetic-corpus settings -> the train flag that sets them.
 _SYNTHETIC_FLAGS = {
     "num_train": "synthetic_num_train", "num_dev": "synthetic_num_dev",
@@ -171,6 +175,16 @@ class TrainConfig:
     # clip is ready first (BUILD_NOTES.md, "Reproducibility").
     deterministic: bool = setting(
         False, help="Reproducible runs: fixed tf.data order and deterministic TensorFlow ops.")
+    # Accelerator settings (BUILD_NOTES.md, "GPU path").
+    mixed_precision: str = setting(
+        "none", choices=tuple(PRECISION_POLICIES),
+        help="Compute dtype of the layers: none (float32), bfloat16, or float16 (GPU only: "
+             "TensorFlow's CPU kernels lack float16 3D pooling; with loss scaling). Weights, "
+             "the output and the loss stay float32.")
+    jit_compile: str = setting(
+        "auto", choices=tuple(JIT_MODES),
+        help="XLA compilation of the training step: auto (Keras: on with a GPU, off on CPU, "
+             "where it measured slower), on or off.")
     workers: int = setting(2, help="Processes for corpus generation and face preprocessing.",
                            check=lambda v: v > 0, expected="positive")
     min_found_rate: float = setting(0.8, help="Warn for recordings with fewer faces found.")
@@ -464,23 +478,43 @@ def _validation_dataset(cache_dir: str, manifest: cache.Manifest, config: TrainC
     return dataset.apply(tf.data.experimental.assert_cardinality(batches))
 
 
-def _build_and_compile(config: TrainConfig) -> keras.Model:
+def _build_model(config: TrainConfig) -> keras.Model:
+    """The run's network, its layers computing in `--mixed_precision`'s dtype."""
     peephole_options = (
         {"peepholes": False} if config.peephole_mode == "none"
         else {"peepholes": True, "peephole_mode": config.peephole_mode}
     )
+    if config.mixed_precision == "float16" and not tf.config.list_physical_devices("GPU"):
+        raise ValueError("--mixed_precision=float16 needs a GPU: TensorFlow has no float16 "
+                         "3D pooling on CPU. Use --mixed_precision=bfloat16 or none.")
+    previous_policy = keras.mixed_precision.global_policy().name
+    # Layers take the global policy when they are built; the output layer
+    # is float32 whatever it is (models.build_model).
+    keras.mixed_precision.set_global_policy(PRECISION_POLICIES[config.mixed_precision])
+    try:
+        return models.build_model(
+            config.variant, frames=config.frames, size=config.size,
+            num_targets=len(config.targets),
+            fc_units=config.fc_units, dropout=config.dropout, upsampling=config.upsampling,
+            attention_scale=config.attention_scale, attention_scores=config.attention_scores,
+            attention_weights=config.attention_weights,
+            attention_score_gain=config.attention_score_gain,
+            attention_normalize_state=config.attention_normalize_state,
+            attention_location_bias=config.attention_location_bias,
+            attention_temperature=config.attention_temperature, readout=config.readout,
+            **peephole_options,
+        )
+    finally:
+        keras.mixed_precision.set_global_policy(previous_policy)
+
+
+def _build_and_compile(config: TrainConfig) -> keras.Model:
+    """`_build_model`, compiled with Adam, the loss and the CCC metrics.
+
+    Keras wraps Adam in a LossScaleOptimizer for a float16 model.
+    """
+    model = _build_model(config)
     targets = config.targets
-    model = models.build_model(
-        config.variant, frames=config.frames, size=config.size, num_targets=len(targets),
-        fc_units=config.fc_units, dropout=config.dropout, upsampling=config.upsampling,
-        attention_scale=config.attention_scale, attention_scores=config.attention_scores,
-        attention_weights=config.attention_weights,
-        attention_score_gain=config.attention_score_gain,
-        attention_normalize_state=config.attention_normalize_state,
-        attention_location_bias=config.attention_location_bias,
-        attention_temperature=config.attention_temperature, readout=config.readout,
-        **peephole_options,
-    )
     if len(targets) == 1:
         loss = "mean_squared_error" if config.loss == "mse" else metrics.CCCLoss()
         ccc_metrics = [metrics.CCCMetric(name="ccc")]
@@ -497,6 +531,7 @@ def _build_and_compile(config: TrainConfig) -> keras.Model:
         optimizer=keras.optimizers.Adam(learning_rate=config.learning_rate),
         loss=loss,
         weighted_metrics=ccc_metrics,
+        jit_compile=JIT_MODES[config.jit_compile],
     )
     return model
 
@@ -580,6 +615,8 @@ def _model_for_run(config: TrainConfig, run_dir: pathlib.Path):
     state = _read_state(run_dir)
     if state is not None:
         model = keras.models.load_model(run_dir / "checkpoints" / "last.keras")
+        if config.jit_compile != "auto":  # free to change on resume: not part of the state
+            model.jit_compile = JIT_MODES[config.jit_compile]
         initial_epoch, best, best_epoch = state["epoch"], state["best"], state["best_epoch"]
         print(f"Resuming {run_dir} after epoch {initial_epoch} (best dev CCC {best:.4f} "
               f"at epoch {best_epoch}).")

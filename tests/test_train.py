@@ -364,3 +364,32 @@ def test_distribution_with_several_targets_is_refused(tmp_path, no_preprocess):
                                          r"when --target names several targets"):
         train.run_training(config)
     assert not (tmp_path / "run").exists() and not no_preprocess
+
+
+def test_mixed_precision_computes_in_bfloat16_and_keeps_float32_outputs(tmp_path):
+    import keras
+
+    from recola_sta import models
+
+    config = _config(tmp_path, variant="3d_cnn_sta", mixed_precision="bfloat16",
+                     jit_compile="off", fc_units=8)
+    model = train._build_and_compile(config)
+    assert keras.mixed_precision.global_policy().name == "float32"  # restored
+    assert model.get_layer("conv1").compute_dtype == "bfloat16"
+    assert {v.dtype for v in model.trainable_variables} == {"float32"}
+    assert model.output.dtype == "float32" and model.jit_compile is False
+    clips = np.random.default_rng(0).random((2, 4, SIZE, SIZE, 3), np.float32)
+    loss = model.train_on_batch(clips, np.zeros((2, 4, 1), np.float32), np.ones((2, 4)))
+    assert np.isfinite(loss).all()
+    attention = models.attention_model(model).predict(clips, verbose=0)
+    assert attention.dtype == np.float32
+    np.testing.assert_allclose(attention.sum(axis=(2, 3)), 1.0, atol=0.02)  # bfloat16 maps
+
+
+def test_float16_without_a_gpu_is_refused_naming_the_flag(tmp_path):
+    import tensorflow as tf
+
+    if tf.config.list_physical_devices("GPU"):
+        pytest.skip("a GPU is present: float16 is allowed")
+    with pytest.raises(ValueError, match=r"--mixed_precision=float16 needs a GPU"):
+        train._build_and_compile(_config(tmp_path, mixed_precision="float16"))
