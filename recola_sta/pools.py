@@ -1,4 +1,4 @@
-"""Worker process pools that start in under a second.
+"""Worker process pools that start in under a second, and one serial-or-pool loop.
 
 Corpus generation and face preprocessing run their recordings in a pool of
 "spawn" processes (a forked child of a process that already runs TensorFlow
@@ -29,7 +29,7 @@ import multiprocessing.connection
 import os
 import sys
 import threading
-from typing import Callable, Iterator
+from typing import Any, Callable, Iterator, Sequence
 
 _MISSING = object()
 
@@ -102,3 +102,42 @@ def spawn_pool(
             yield pool
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
+
+
+def runs_inline(workers: int, tasks: int) -> bool:
+    """Whether `run_each` runs `tasks` tasks in this process (one worker, or
+    a single task: a pool would only add its start-up)."""
+    return workers == 1 or tasks <= 1
+
+
+def run_each(fn: Callable[..., Any], tasks: Sequence[tuple], workers: int, *,
+             initializer: Callable[[], None] | None = None
+             ) -> Iterator[tuple[int, concurrent.futures.Future]]:
+    """Runs `fn(*task)` for every task; yields `(index, future)` as each ends.
+
+    In this process, in order, where `runs_inline(workers, len(tasks))`;
+    otherwise in a `spawn_pool` of `min(workers, len(tasks))` workers, in
+    completion order. Either way a task's exception is in its future
+    (`future.result()` raises it), so one failing task does not stop the
+    others; KeyboardInterrupt and SystemExit propagate. Closing the
+    generator early cancels the tasks not yet started.
+
+    Args:
+        fn: a module-level function (workers import it by name).
+        tasks: the positional arguments of each call.
+        workers: processes to use, >= 1.
+        initializer: run once in each worker process (not inline).
+    """
+    if runs_inline(workers, len(tasks)):
+        for index, task in enumerate(tasks):
+            future: concurrent.futures.Future = concurrent.futures.Future()
+            try:
+                future.set_result(fn(*task))
+            except Exception as e:  # handed to the caller through the future
+                future.set_exception(e)
+            yield index, future
+        return
+    with spawn_pool(min(workers, len(tasks)), initializer) as pool:
+        futures = {pool.submit(fn, *task): index for index, task in enumerate(tasks)}
+        for future in concurrent.futures.as_completed(futures):
+            yield futures[future], future

@@ -27,7 +27,6 @@ Usage:
 
 from __future__ import annotations
 
-import concurrent.futures
 import dataclasses
 import json
 import os
@@ -184,30 +183,22 @@ def preprocess_corpus(
             for entry in entries:
                 record(entry)
             failures.update(beam_failures)
-        elif workers == 1 or len(jobs) <= 1:
-            for job in jobs:
+        else:
+            # Progress bars of single recordings only when they run here; on an
+            # interruption the pool drops the queued recordings instead of
+            # finishing them (the finished ones are in the manifest).
+            inline_progress = progress and pools.runs_inline(workers, len(jobs))
+            tasks = [(job, job_kwargs(job), inline_progress) for job in jobs]
+            for index, outcome in pools.run_each(_track_recording, tasks, workers,
+                                                 initializer=_init_worker):
+                job = jobs[index]
                 try:
-                    track = _track_recording(job, job_kwargs(job), progress)
+                    track = outcome.result()
                 except (OSError, ValueError) as e:
                     failures[job.name] = str(e)
                 else:
                     save(by_name[job.name], track)
                 _advance(bar, job.name, done, failures)
-        else:
-            # On an interruption the pool drops the queued recordings instead of
-            # finishing them; the finished ones are in the manifest.
-            with pools.spawn_pool(min(workers, len(jobs)), _init_worker) as pool:
-                futures = {pool.submit(_track_recording, job, job_kwargs(job), False): job
-                           for job in jobs}
-                for future in concurrent.futures.as_completed(futures):
-                    job = futures[future]
-                    try:
-                        track = future.result()
-                    except (OSError, ValueError) as e:
-                        failures[job.name] = str(e)
-                    else:
-                        save(by_name[job.name], track)
-                    _advance(bar, job.name, done, failures)
     finally:
         if bar is not None:
             bar.close()

@@ -46,7 +46,6 @@ Usage::
 
 from __future__ import annotations
 
-import concurrent.futures
 import functools
 import json
 import os
@@ -289,19 +288,12 @@ def ensure_corpus(
     if progress:
         from tqdm import tqdm
         bar = tqdm(total=len(todo), desc="synthetic recordings", unit="rec")
-    if workers == 1 or len(todo) <= 1:
-        for name, partition, number in todo:
-            _render_task(str(out_dir), name, partition, number, params, landmarks_bytes)
-            if bar is not None:
-                bar.update()
-    else:
-        with pools.spawn_pool(min(workers, len(todo))) as pool:
-            futures = [pool.submit(_render_task, str(out_dir), name, partition, number,
-                                   params, landmarks_bytes) for name, partition, number in todo]
-            for future in concurrent.futures.as_completed(futures):
-                future.result()
-                if bar is not None:
-                    bar.update()
+    tasks = [(str(out_dir), name, partition, number, params, landmarks_bytes)
+             for name, partition, number in todo]
+    for _, outcome in pools.run_each(_render_task, tasks, workers):
+        outcome.result()
+        if bar is not None:
+            bar.update()
     if bar is not None:
         bar.close()
     io_utils.atomic_write_text(marker, json.dumps(

@@ -97,3 +97,18 @@ def test_workers_exit_when_the_parent_is_killed():
     finally:
         parent.kill()
         parent.stdout.close()
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_run_each_runs_every_task_and_hands_over_failures(workers):
+    # math.sqrt of -1 raises ValueError: in its own future, the others still run.
+    import math
+
+    tasks = [(4.0,), (-1.0,), (9.0,)]
+    outcomes = dict(pools.run_each(math.sqrt, tasks, workers))
+    assert sorted(outcomes) == [0, 1, 2]
+    assert (outcomes[0].result(), outcomes[2].result()) == (2.0, 3.0)
+    with pytest.raises(ValueError):
+        outcomes[1].result()
+    assert pools.runs_inline(workers, len(tasks)) == (workers == 1)
+    assert pools.runs_inline(4, 1)
