@@ -552,20 +552,7 @@ def run_training(config: TrainConfig, flags_text: str | None = None) -> dict[str
     run_dir = pathlib.Path(config.run_dir)
     check_run_folder(config, run_dir)
     cache_dir = config.resolved_cache_dir()
-
-    if config.distribution == "multi_worker":
-        # Workers must all train on one finished cache: preprocess first.
-        distributed.check_ready_cache(cache_dir)
-    else:
-        prepare_corpus(config)
-        preprocess.preprocess_corpus(
-            config.corpus_dir, config.corpus_kind, cache_dir, size=config.size,
-            workers=config.workers, upsample=config.upsample, detect_width=config.detect_width,
-            predictor_path=config.predictor_path, face=config.face,
-            redetect_every=config.redetect_every, min_found_rate=config.min_found_rate, progress=config.progress,
-        )
-    manifest = cache.read_manifest(cache_dir)
-    check_cache(cache_dir, manifest, config)
+    manifest = _prepare_cache(config, cache_dir)
     if not cluster.is_chief:
         # Trains in step with the chief; writes nothing.
         train_ds, steps_per_epoch, _ = _train_inputs(config, manifest, cache_dir)
@@ -581,6 +568,26 @@ def run_training(config: TrainConfig, flags_text: str | None = None) -> dict[str
         io_utils.remove_temporaries(run_dir)
         io_utils.remove_temporaries(run_dir / "checkpoints")
         return _train_locked(config, run_dir, cache_dir, manifest, flags_text, start, cluster)
+
+
+def _prepare_cache(config: TrainConfig, cache_dir: str) -> cache.Manifest:
+    """The corpus (generated if synthetic) and its face cache (preprocessed
+    where missing), checked against the run's settings; returns its manifest."""
+    if config.distribution == "multi_worker":
+        # Workers must all train on one finished cache: preprocess first.
+        distributed.check_ready_cache(cache_dir)
+    else:
+        prepare_corpus(config)
+        preprocess.preprocess_corpus(
+            config.corpus_dir, config.corpus_kind, cache_dir, size=config.size,
+            workers=config.workers, upsample=config.upsample, detect_width=config.detect_width,
+            predictor_path=config.predictor_path, face=config.face,
+            redetect_every=config.redetect_every, min_found_rate=config.min_found_rate,
+            progress=config.progress,
+        )
+    manifest = cache.read_manifest(cache_dir)
+    check_cache(cache_dir, manifest, config)
+    return manifest
 
 
 def _train_inputs(config: TrainConfig, manifest: cache.Manifest, cache_dir: str):
@@ -627,54 +634,71 @@ def _model_for_run(config: TrainConfig, run_dir: pathlib.Path):
 def _train_locked(config: TrainConfig, run_dir: pathlib.Path, cache_dir: str,
                   manifest: cache.Manifest, flags_text: str | None,
                   start: float, cluster: distributed.Cluster) -> dict[str, Any]:
-    """The stages of `run_training` that write the run folder (held locked)."""
+    """The stages of `run_training` that write the run folder (held locked):
+    settings, training, evaluation and export of the best epoch, results."""
     _write_config(config, run_dir)
     if flags_text is not None:
         io_utils.atomic_write_text(run_dir / "flags.cfg", flags_text)
-    prep_seconds = time.time() - start
+    times = {"corpus_and_preprocess": time.time() - start}
+    train_start = time.time()
+    best_epoch = _fit(config, run_dir, cache_dir, manifest, cluster)
+    times["training_this_invocation"] = time.time() - train_start
+    evaluation_start = time.time()
+    best_model, report, extra = _evaluate_best(config, run_dir, cache_dir, manifest)
+    times["evaluation_and_export"] = time.time() - evaluation_start
+    times["total"] = time.time() - start
+    results = _results(config, best_model, report, extra, best_epoch, times)
+    io_utils.atomic_write_text(run_dir / "results.json", json.dumps(results, indent=2) + "\n")
+    return results
 
+
+def _fit(config: TrainConfig, run_dir: pathlib.Path, cache_dir: str, manifest: cache.Manifest,
+         cluster: distributed.Cluster) -> int:
+    """Trains (or resumes) up to `--epochs`, checkpointing every epoch;
+    returns the best epoch (by dev CCC)."""
     train_ds, steps_per_epoch, val_ds = _train_inputs(config, manifest, cache_dir)
     with cluster.scope():
         model, initial_epoch, best, best_epoch = _model_for_run(config, run_dir)
     if config.progress:
         model.summary(print_fn=lambda line, **_: print(line), line_length=100)
-
-    train_start = time.time()
-    if initial_epoch < config.epochs:
-        callbacks = [
-            EpochCheckpoint(run_dir, "val_ccc", best, best_epoch),  # and history.csv
-            keras.callbacks.TensorBoard(log_dir=str(run_dir / "logs")),
-        ]
-        if cluster.strategy is None:
-            model.fit(
-                train_ds, validation_data=val_ds, epochs=config.epochs,
-                steps_per_epoch=steps_per_epoch, initial_epoch=initial_epoch,
-                callbacks=callbacks,
-                shuffle=False,  # the tf.data pipeline shuffles clips itself
-                verbose=(1 if sys.stdout.isatty() else 2) if config.progress else 0,
-            )
-        else:  # model.fit fails under MultiWorkerMirroredStrategy (keras#20585)
-            distributed.fit(
-                model, cluster, train_ds, steps_per_epoch=steps_per_epoch,
-                epochs=config.epochs, initial_epoch=initial_epoch,
-                validate=distributed.validator(model, val_ds), callbacks=callbacks,
-                verbose=config.progress)
-        best_epoch = callbacks[0].best_epoch
-    else:
+    if initial_epoch >= config.epochs:
         print(f"{run_dir} already trained {initial_epoch} epochs (--epochs={config.epochs}).")
-    train_seconds = time.time() - train_start
+        return best_epoch
+    checkpoint = EpochCheckpoint(run_dir, "val_ccc", best, best_epoch)  # and history.csv
+    callbacks = [checkpoint, keras.callbacks.TensorBoard(log_dir=str(run_dir / "logs"))]
+    if cluster.strategy is None:
+        model.fit(
+            train_ds, validation_data=val_ds, epochs=config.epochs,
+            steps_per_epoch=steps_per_epoch, initial_epoch=initial_epoch,
+            callbacks=callbacks,
+            shuffle=False,  # the tf.data pipeline shuffles clips itself
+            verbose=(1 if sys.stdout.isatty() else 2) if config.progress else 0,
+        )
+    else:  # model.fit fails under MultiWorkerMirroredStrategy (keras#20585)
+        distributed.fit(
+            model, cluster, train_ds, steps_per_epoch=steps_per_epoch,
+            epochs=config.epochs, initial_epoch=initial_epoch,
+            validate=distributed.validator(model, val_ds), callbacks=callbacks,
+            verbose=config.progress)
+    return checkpoint.best_epoch
 
+
+def _evaluate_best(config: TrainConfig, run_dir: pathlib.Path, cache_dir: str,
+                   manifest: cache.Manifest) -> tuple[keras.Model, dict[str, Any], dict[str, Any]]:
+    """Predicts the evaluated partitions with `best.keras`, fits and applies
+    the post-processing (evaluation.json, predictions/, plots/), measures the
+    attention of a STA model and exports the SavedModel. Returns the model,
+    the evaluation report and the extra results (attention regions)."""
     if not (run_dir / "best.keras").is_file():
         raise RuntimeError(
             f"No epoch of {run_dir} produced a finite dev CCC; nothing to evaluate. "
             "Check the dev recordings' labels and the face-found rate."
         )
     best_model = keras.models.load_model(run_dir / "best.keras", compile=False)
-    targets = config.targets
     predictions = evaluate.predict_targets(
         evaluate.keras_predict_fn(best_model), cache_dir,
         list(dict.fromkeys(["dev", *config.eval_partitions])),
-        targets=targets, frames=config.frames, batch_size=config.batch_size,
+        targets=config.targets, frames=config.frames, batch_size=config.batch_size,
         progress=config.progress,
     )
     extra = {}
@@ -690,7 +714,14 @@ def _train_locked(config: TrainConfig, run_dir: pathlib.Path, cache_dir: str,
             best_model, run_dir / "saved_model", export_metadata(config, manifest, cache_dir),
             postprocess_json=run_dir / "postprocess.json",
         )
+    return best_model, report, extra
 
+
+def _results(config: TrainConfig, best_model: keras.Model, report: dict[str, Any],
+             extra: dict[str, Any], best_epoch: int, times: dict[str, float]) -> dict[str, Any]:
+    """The `results.json` of a run: dev metrics (per target and their mean
+    CCC for several targets), what post-processing kept, wall times."""
+    targets = config.targets
     if len(targets) == 1:
         dev_raw = report["raw"].get("dev", {}).get("all", {})
         dev_post = report["post"].get("dev", {}).get("all", {})
@@ -703,7 +734,7 @@ def _train_locked(config: TrainConfig, run_dir: pathlib.Path, cache_dir: str,
             "mean_ccc": report["mean_ccc"][stage].get("dev"),
         } for stage in ("raw", "post"))
         per_target = {"targets": list(targets)}
-    results = {
+    return {
         "variant": config.variant,
         "corpus_kind": config.corpus_kind,
         "target": config.target,
@@ -717,14 +748,13 @@ def _train_locked(config: TrainConfig, run_dir: pathlib.Path, cache_dir: str,
         "dev_post": dev_post,
         "postprocess_kept": report["postprocess_kept"],
         **extra,
-        "wall_time_s": {
-            "total": round(time.time() - start, 1),
-            "corpus_and_preprocess": round(prep_seconds, 1),
-            "training_this_invocation": round(train_seconds, 1),
-        },
+        "wall_time_s": {name: round(seconds, 1) for name, seconds in (
+            ("total", times["total"]),
+            ("corpus_and_preprocess", times["corpus_and_preprocess"]),
+            ("training_this_invocation", times["training_this_invocation"]),
+            ("evaluation_and_export", times["evaluation_and_export"]),
+        )},
     }
-    io_utils.atomic_write_text(run_dir / "results.json", json.dumps(results, indent=2) + "\n")
-    return results
 
 
 def export_metadata(config: TrainConfig, manifest: cache.Manifest,
