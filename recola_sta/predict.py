@@ -103,12 +103,76 @@ def make_aligner(meta: dict[str, Any], model_dir: pathlib.Path,
         ) from e
 
 
+class ModelLoadError(ValueError):
+    """A SavedModel cannot be loaded (corrupt or truncated files) or does not
+    take the clips its recola_sta.json describes; the message names the file."""
+
+
+# Which file of a SavedModel an error of `tf.saved_model.load` points at,
+# by a phrase of its message (TensorFlow raises OSError, IndexError,
+# ValueError or OpErrors of several kinds, none naming the file).
+_LOAD_ERROR_FILES = (
+    ("Cannot parse file", "saved_model.pb"),
+    ("MetaGraph", "saved_model.pb"),
+    ("sstable", "variables/variables.index"),
+    ("Checksum", "variables/variables.data-*"),
+    ("Read less bytes", "variables/variables.data-*"),
+    ("TensorSliceReader", "variables/"),
+)
+
+
+def describe_load_error(model_dir: pathlib.Path, error: BaseException) -> str:
+    """One line saying which file of the SavedModel `model_dir` is broken."""
+    text = " ".join(str(error).split())
+    if text.startswith("{{function_node"):  # TensorFlow's op prefix: no information
+        text = text.split("}}", 1)[-1].strip()
+    culprit = next((name for phrase, name in _LOAD_ERROR_FILES if phrase in text),
+                   "saved_model.pb or variables/")
+    matches = sorted(model_dir.glob(culprit)) if "*" in culprit else []
+    if matches:
+        culprit = str(matches[0].relative_to(model_dir))
+    if len(text) > 200:
+        text = text[:197] + "..."
+    return (f"Cannot load the SavedModel {model_dir}: {model_dir / culprit} is corrupt or "
+            f"truncated ({type(error).__name__}: {text}). Re-export the model from its run "
+            "folder.")
+
+
+def check_serving_shape(model: Any, model_dir: pathlib.Path, meta: dict[str, Any]) -> None:
+    """Checks that the loaded SavedModel serves clips of the frames and crop
+    size its recola_sta.json records; a mismatch would otherwise surface as
+    a TensorFlow error printing a whole input batch.
+
+    Raises:
+        ModelLoadError: no `serve` signature, or other clip dimensions.
+    """
+    serve = getattr(model, "serve", None)
+    signature = getattr(serve, "input_signature", None)
+    if serve is None or not signature:
+        raise ModelLoadError(f"The SavedModel {model_dir} has no `serve` signature: it was "
+                             "not exported by recola_sta. Re-export the model from its run "
+                             "folder.")
+    served = tuple(signature[0].shape)[1:]
+    wanted = (meta["frames"], meta["size"], meta["size"], 3)
+    if served != wanted:
+        raise ModelLoadError(
+            f"{model_dir / export.METADATA_NAME} records clips of {meta['frames']} frames of "
+            f"{meta['size']}x{meta['size']} px (frames={meta['frames']}, size={meta['size']}), "
+            f"but the SavedModel in {model_dir} takes clips of shape {served} "
+            "(frames, size, size, channels): the metadata does not belong to this model. "
+            "Re-export the model from its run folder."
+        )
+
+
 class _ModelLoader:
     """Imports TensorFlow and loads a SavedModel in a background thread;
-    `result` waits for it (and raises what the load raised)."""
+    `result` waits for it and raises what the load raised, as a
+    `ModelLoadError` naming the broken file where TensorFlow could not read
+    the model."""
 
-    def __init__(self, model_dir: pathlib.Path):
+    def __init__(self, model_dir: pathlib.Path, meta: dict[str, Any]):
         self._model_dir = model_dir
+        self._meta = meta
         self._model: Any = None
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._load, name="load-model", daemon=True)
@@ -117,10 +181,27 @@ class _ModelLoader:
     def _load(self) -> None:
         try:
             import tensorflow as tf
-
-            self._model = tf.saved_model.load(str(self._model_dir))
         except BaseException as e:  # raised in the caller's thread by result()
             self._error = e
+            return
+        try:
+            model = tf.saved_model.load(str(self._model_dir))
+        except (MemoryError, KeyboardInterrupt) as e:
+            self._error = e
+            return
+        except Exception as e:  # any reader error of a broken file
+            self._error = ModelLoadError(describe_load_error(self._model_dir, e))
+            return
+        try:
+            check_serving_shape(model, self._model_dir, self._meta)
+        except ModelLoadError as e:
+            self._error = e
+            return
+        self._model = model
+
+    def failed(self) -> bool:
+        """True once the load has finished with an error (does not wait)."""
+        return not self._thread.is_alive() and self._error is not None
 
     def result(self) -> Any:
         self._thread.join()
@@ -180,20 +261,27 @@ def predict_video(
     Raises:
         FileNotFoundError: the model folder or video does not exist.
         ValueError: the video cannot be decoded; the model's recola_sta.json
-            is invalid.
+            is invalid; `out_dir` is a file or not writable (checked before
+            any work).
+        ModelLoadError (a ValueError): the SavedModel's files are corrupt or
+            truncated, or it takes other clips than its recola_sta.json says.
         NoFaceError: no face in any sampled frame.
     """
     start = time.time()
     model_dir = pathlib.Path(model_dir)
     out_dir = pathlib.Path(out_dir)
     meta = export.read_metadata(model_dir)
+    # Before any work: a run that cannot save its results wastes all of it.
+    io_utils.check_writable_dir(out_dir, "--out")
     aligner = make_aligner(meta, model_dir, {"upsample": upsample, "detect_width": detect_width,
                                              "face": face, "predictor_path": predictor_path,
                                              "redetect_every": redetect_every})
     info = faces.probe_video(video)
     # TensorFlow is imported and the SavedModel loaded in a background thread
     # while the first frames are decoded and aligned.
-    loading = _ModelLoader(model_dir) if model is None else None
+    loading = _ModelLoader(model_dir, meta) if model is None else None
+    if model is not None:
+        check_serving_shape(model, model_dir, meta)
 
     # Sample up to the last frame's own time, not past the end of the video.
     last_frame_time = max(0.0, info.duration - 1.0 / info.fps)
@@ -375,7 +463,7 @@ def main(argv: Sequence[str]) -> int:
     except NoFaceError as e:
         print(f"predict: {e}", file=sys.stderr)
         return EXIT_NO_FACE
-    except (FileNotFoundError, ValueError) as e:
+    except (OSError, ValueError) as e:  # FileNotFoundError, faces.VideoError, ModelLoadError
         print(f"predict: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT
     smallest = summary["smallest_face_px"]

@@ -109,7 +109,8 @@ def preprocess_corpus(
 
     Raises:
         FileNotFoundError: the corpus folder or a file of it is missing.
-        ValueError: a bad argument, or a cache folder made with other settings.
+        ValueError: a bad argument, a cache folder made with other settings,
+            or one that is a file or not writable (checked before any work).
         PreprocessError: some recordings failed (unreadable or truncated
             video); the others are cached and listed in the manifest.
     """
@@ -135,6 +136,11 @@ def preprocess_corpus(
     from recola_sta import cache
 
     cache_dir = pathlib.Path(cache_dir)
+    # Before any work, a cache folder that cannot be written is refused; a
+    # finished cache may be read-only (nothing is written into it then).
+    started = (cache_dir / cache.MANIFEST_NAME).is_file()
+    if not started:
+        io_utils.check_writable_dir(cache_dir, "--cache_dir")
     cache_dir.mkdir(parents=True, exist_ok=True)
     _check_settings(cache_dir, {
         "corpus_root": str(root.resolve()), "corpus_kind": corpus_kind, "fps": SAMPLE_FPS,
@@ -144,6 +150,8 @@ def preprocess_corpus(
     })
     done = _finished_entries(cache_dir, recordings)
     todo = [r for r in selected if r.name not in done]
+    if todo and started:
+        io_utils.check_writable_dir(cache_dir, "--cache_dir")
     by_name = {r.name: r for r in recordings}
 
     def save(recording: corpora.Recording, track: faces.FaceTrack) -> None:
@@ -500,7 +508,7 @@ def main(argv: Sequence[str]) -> None:
         if (pathlib.Path(FLAGS.cache_dir) / cache.MANIFEST_NAME).is_file():
             print(summarize(cache.read_manifest(FLAGS.cache_dir), FLAGS.min_found_rate))
         sys.exit(f"preprocess: error: {e}")
-    except (FileNotFoundError, ValueError) as e:
+    except (OSError, ValueError) as e:
         sys.exit(f"preprocess: error: {e}")
     print(summarize(manifest, FLAGS.min_found_rate))
     print(f"Cache: {FLAGS.cache_dir} ({len(manifest.entries)} recordings)")

@@ -517,6 +517,15 @@ def run_training(config: TrainConfig, flags_text: str | None = None) -> dict[str
     run_dir = pathlib.Path(config.run_dir)
     check_run_folder(config, run_dir)
     cache_dir = config.resolved_cache_dir()
+    # Before any work (corpus generation, preprocessing, training): folders
+    # that cannot be written would waste all of it. Only the chief writes
+    # the run folder. A cache not yet started is checked here; one started
+    # (possibly finished and read-only) by preprocess where it has work.
+    if cluster.is_chief:
+        io_utils.check_writable_dir(run_dir, "--run_dir")
+    if (config.distribution != "multi_worker"
+            and not (pathlib.Path(cache_dir) / cache.MANIFEST_NAME).is_file()):
+        io_utils.check_writable_dir(cache_dir, "--cache_dir")
 
     if config.distribution == "multi_worker":
         # Workers must all train on one finished cache: preprocess first.
@@ -756,7 +765,7 @@ def main(argv: Sequence[str]) -> None:
     try:
         config = config_from_flags(FLAGS)
         results = run_training(config, flags_text=FLAGS.flags_into_string())
-    except (FileNotFoundError, ValueError, preprocess.PreprocessError,
+    except (OSError, ValueError, preprocess.PreprocessError,
             distributed.WorkerError) as e:
         raise SystemExit(f"train: {e}") from None
     if "worker" in results:  # a multi_worker task other than the chief
