@@ -8,7 +8,9 @@ no Keras custom objects. The video may have any frame rate and size. Frames
 are sampled at the model's rate (4 fps) by timestamp, faces are detected and
 aligned exactly as in training (the face aligner is built from the settings
 in the model's recola_sta.json; --upsample, --detect_width, --face,
---redetect_every and --predictor_path override them), 16-frame clips are predicted (the last one,
+--redetect_every, --rotate and --predictor_path override them; where no face
+is found, the message suggests the --rotate under which a few sampled frames
+show one), 16-frame clips are predicted (the last one,
 or a video shorter than one clip, is padded by repeating its last frame),
 samples without a face are interpolated from their neighbours, and the
 result is resampled to the video's own frame times.
@@ -90,6 +92,7 @@ def make_aligner(meta: dict[str, Any], model_dir: pathlib.Path,
         "detect_width": given.get("detect_width", recorded["detect_width"]),
         "face": given.get("face", recorded["face"]),
         "redetect_every": given.get("redetect_every", recorded["redetect_every"]),
+        "rotate": given.get("rotate", recorded["rotate"]),
         "predictor_path": given.get("predictor_path", recorded["predictor_path"]),
     }
     if recorded.get("template") is not None:
@@ -244,15 +247,18 @@ def predict_video(
     face: str | None = None,
     predictor_path: str | None = None,
     redetect_every: int | None = None,
+    rotate: int | None = None,
     progress: bool = True,
     model: Any = None,
     prefetch: int = 4,
 ) -> dict[str, Any]:
     """Predicts valence (and attention) for one video; see the module doc.
 
-    `upsample`, `detect_width`, `face`, `predictor_path` and `redetect_every`
-    override the face aligner's settings recorded with the model; None keeps
-    them. `model`: the
+    `upsample`, `detect_width`, `face`, `predictor_path`, `redetect_every`
+    and `rotate` override the face aligner's settings recorded with the
+    model; None keeps them. Where no face is found, a few sampled frames are
+    turned by 90, 180 and 270 degrees and the message suggests the `rotate`
+    (--rotate) under which a face appears. `model`: the
     SavedModel of `model_dir` already loaded (`tf.saved_model.load`), to
     predict several videos without loading it again; None loads it.
     `prefetch`: sampled frames decoded ahead of the face aligner by a
@@ -275,7 +281,8 @@ def predict_video(
     io_utils.check_writable_dir(out_dir, "--out")
     aligner = make_aligner(meta, model_dir, {"upsample": upsample, "detect_width": detect_width,
                                              "face": face, "predictor_path": predictor_path,
-                                             "redetect_every": redetect_every})
+                                             "redetect_every": redetect_every,
+                                             "rotate": rotate})
     info = faces.probe_video(video)
     # TensorFlow is imported and the SavedModel loaded in a background thread
     # while the first frames are decoded and aligned.
@@ -289,12 +296,7 @@ def predict_video(
     track = faces.track_video(video, sample_times, aligner, progress=progress,
                               prefetch=prefetch)
     if not track.found.any():
-        raise NoFaceError(
-            f"No face was found in any of the {len(track.times)} frames sampled from {video} "
-            f"({info.width}x{info.height}); nothing to predict. Is the face frontal? "
-            "Faces down to about an eighth of the frame height are searched for at the "
-            "default settings; try --upsample=1 for smaller faces."
-        )
+        raise NoFaceError(no_face_message(video, info, track.times, aligner))
     serve = (loading.result() if loading is not None else model).serve
     targets = list(meta["targets"])
     values, attention = run_model(serve, track.crops, meta["frames"], batch_size, targets)
@@ -382,6 +384,25 @@ def predict_video(
     return summary
 
 
+def no_face_message(video: str | os.PathLike, info: faces.VideoInfo, times: np.ndarray,
+                    aligner: faces.FaceAligner) -> str:
+    """The message of a video without any face, with the advice that fits:
+    --rotate where a few sampled frames turned show a face
+    (`faces.rotation_hint`), else --upsample for small faces."""
+    message = (f"No face was found in any of the {len(times)} frames sampled from {video} "
+               f"({info.width}x{info.height}"
+               f"{f', turned {aligner.rotate} degrees' if aligner.rotate else ''}); nothing "
+               "to predict.")
+    hint = faces.rotation_hint(video, times, aligner)
+    if hint is not None:
+        turn, hits, tried = hint
+        return (f"{message} The video looks sideways: turned {turn} degrees clockwise, "
+                f"{hits} of {tried} sampled frames show a face; try --rotate={turn}.")
+    return (f"{message} Is the face frontal and upright? Faces down to about an eighth of "
+            "the frame height are searched for at the default settings; try --upsample=1 "
+            "for smaller faces.")
+
+
 def _display_clip(found: np.ndarray, frames: int) -> np.ndarray:
     """Sample indices of the clip shown in attention.png (like the paper's Fig. 5).
 
@@ -434,7 +455,7 @@ def define_flags() -> None:
 
     # Unset: as recorded with the model (recola_sta.json).
     preprocess.define_face_flags({"upsample": None, "detect_width": None, "face": None,
-                                  "redetect_every": None})
+                                  "redetect_every": None, "rotate": None})
     flags.DEFINE_bool("progress", True, "Show a progress bar.")
     for name in ("model", "video", "out"):
         flags.mark_flag_as_required(name)
@@ -458,7 +479,7 @@ def main(argv: Sequence[str]) -> int:
             attention_video=FLAGS.attention_video, batch_size=FLAGS.batch_size,
             upsample=FLAGS.upsample, detect_width=FLAGS.detect_width, face=FLAGS.face,
             predictor_path=FLAGS.predictor_path, redetect_every=FLAGS.redetect_every,
-            progress=FLAGS.progress,
+            rotate=FLAGS.rotate, progress=FLAGS.progress,
         )
     except NoFaceError as e:
         print(f"predict: {e}", file=sys.stderr)

@@ -186,6 +186,8 @@ class TrainConfig:
     redetect_every: int = setting(faces.DEFAULT_REDETECT_EVERY, flag=False, help="",
                                   check=lambda v: v >= 1,
                                   expected="at least 1 (1: detect on every sample)")
+    rotate: int = setting(0, flag=False, help="", check=lambda v: v in faces.ROTATIONS,
+                          expected=f"one of {faces.ROTATIONS} (degrees clockwise)")
     time_shift: bool = setting(False, help="Search annotation-delay compensation (paper: off).")
     export: bool = setting(True, help="Export the best model as a SavedModel.")
     eval_partitions: tuple[str, ...] = setting(
@@ -536,7 +538,8 @@ def run_training(config: TrainConfig, flags_text: str | None = None) -> dict[str
             config.corpus_dir, config.corpus_kind, cache_dir, size=config.size,
             workers=config.workers, upsample=config.upsample, detect_width=config.detect_width,
             predictor_path=config.predictor_path, face=config.face,
-            redetect_every=config.redetect_every, min_found_rate=config.min_found_rate, progress=config.progress,
+            redetect_every=config.redetect_every, rotate=config.rotate,
+            min_found_rate=config.min_found_rate, progress=config.progress,
         )
     manifest = cache.read_manifest(cache_dir)
     check_cache(cache_dir, manifest, config)
@@ -716,7 +719,7 @@ def export_metadata(config: TrainConfig, manifest: cache.Manifest,
     if not aligner:
         aligner = {"upsample": config.upsample, "detect_width": config.detect_width,
                    "face": config.face, "predictor_path": config.predictor_path,
-                   "redetect_every": config.redetect_every}
+                   "redetect_every": config.redetect_every, "rotate": config.rotate}
     return export.export_metadata(
         variant=config.variant, targets=config.targets, frames=config.frames,
         size=config.size, fps=manifest.fps, face_aligner=aligner,
@@ -735,7 +738,7 @@ def define_flags() -> None:
     d = TrainConfig
     preprocess.define_face_flags({"upsample": d.upsample, "detect_width": d.detect_width,
                                   "predictor_path": d.predictor_path, "face": d.face,
-                                  "redetect_every": d.redetect_every})
+                                  "redetect_every": d.redetect_every, "rotate": d.rotate})
 
 
 def _print_targets(results: dict[str, Any]) -> None:
