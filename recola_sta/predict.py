@@ -202,10 +202,6 @@ class _ModelLoader:
             return
         self._model = model
 
-    def failed(self) -> bool:
-        """True once the load has finished with an error (does not wait)."""
-        return not self._thread.is_alive() and self._error is not None
-
     def result(self) -> Any:
         self._thread.join()
         if self._error is not None:
