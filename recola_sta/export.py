@@ -112,9 +112,11 @@ def export_saved_model(
 
 # The face aligner of models exported before the aligner's settings were
 # recorded (only its crop size was): faces.FaceAligner's defaults then.
-# Those exported before `redetect_every` was recorded detected on every sample.
+# Those exported before `redetect_every` was recorded detected on every sample;
+# before `rotate` was, frames were not turned.
 _ALIGNER_DEFAULTS = {"upsample": 0, "detect_width": 320, "face": "largest",
-                     "template": None, "predictor_path": None, "redetect_every": 1}
+                     "template": None, "predictor_path": None, "redetect_every": 1,
+                     "rotate": 0}
 
 
 def export_metadata(
@@ -139,7 +141,8 @@ def export_metadata(
         face_aligner: the preprocess settings that made the training crops:
             `upsample`, `detect_width`, `face`, `template`, `predictor_path`
             (None for the packaged model), `redetect_every` (missing: today's
-            default, `faces.DEFAULT_REDETECT_EVERY`); `size` is added.
+            default, `faces.DEFAULT_REDETECT_EVERY`), `rotate` (missing: 0);
+            `size` is added.
     """
     from recola_sta import faces  # lazily: dlib and OpenCV only where a model is exported
 

@@ -74,6 +74,12 @@ TYPICAL_FACE_SHARE = 3
 MAX_UPSAMPLE = 2
 # Rules for which face of a frame is the subject (FaceAligner, --face).
 FACE_RULES = ("largest", "left", "right", "center")
+# Clockwise turns of each frame before any face work (FaceAligner, --rotate):
+# dlib's detector finds upright faces only, and a phone clip filmed sideways
+# without a rotation tag stores its faces lying on their side.
+ROTATIONS = (0, 90, 180, 270)
+_CV2_ROTATE = {90: cv2.ROTATE_90_CLOCKWISE, 180: cv2.ROTATE_180,
+               270: cv2.ROTATE_90_COUNTERCLOCKWISE}
 
 # Detection boxes overlapping the tracked face by at least this IoU are taken
 # as the same face; otherwise the nearest box centre wins.
@@ -284,10 +290,15 @@ class FaceAligner:
             more than 5 % of their radius, or the box leaves the frame).
             Faces that enter the frame between detections are seen at the
             next detection.
+        rotate: turn every frame this many degrees clockwise (one of
+            `ROTATIONS`) before detection, landmarks and the warp, for videos
+            whose faces lie on their side without a rotation tag (a tagged
+            clip is turned upright by OpenCV already). Boxes and sizes are
+            then in the turned frame's pixels.
 
     Raises:
-        ValueError: bad size, upsample, detect_width, template, face or
-            redetect_every.
+        ValueError: bad size, upsample, detect_width, template, face,
+            redetect_every or rotate.
         FileNotFoundError: the predictor file does not exist.
     """
 
@@ -301,6 +312,7 @@ class FaceAligner:
         template: Sequence[Sequence[float]] = DEFAULT_TEMPLATE,
         face: str = "largest",
         redetect_every: int = DEFAULT_REDETECT_EVERY,
+        rotate: int = 0,
     ):
         if int(size) != size or size < 16:
             raise ValueError(f"size must be an integer >= 16. Received: size={size!r}")
@@ -327,6 +339,11 @@ class FaceAligner:
                 "redetect_every (--redetect_every) must be an integer >= 1 (1: detect "
                 f"on every sample). Received: redetect_every={redetect_every!r}"
             )
+        if isinstance(rotate, bool) or rotate not in ROTATIONS:
+            raise ValueError(
+                f"rotate (--rotate) must be one of {', '.join(map(str, ROTATIONS))} (degrees "
+                f"clockwise). Received: rotate={rotate!r}"
+            )
         template = np.asarray(template, np.float64)
         if (template.shape != (3, 2) or not np.all((template > 0) & (template < 1))
                 or template[0, 0] >= template[1, 0]):
@@ -342,6 +359,7 @@ class FaceAligner:
         self.template = template
         self.face = face
         self.redetect_every = int(redetect_every)
+        self.rotate = int(rotate)
         self._predictor = _load_predictor(self.predictor_path)
         self._detector = _load_detector()
         self._last_box: np.ndarray | None = None
@@ -372,7 +390,12 @@ class FaceAligner:
             "face": self.face,
             "template": self.template.tolist(),
             "redetect_every": self.redetect_every,
+            "rotate": self.rotate,
         }
+
+    def upright(self, rgb: np.ndarray) -> np.ndarray:
+        """`rgb` turned by `rotate` degrees clockwise (itself for 0)."""
+        return rotated(rgb, self.rotate)
 
     @property
     def template_points(self) -> np.ndarray:
@@ -512,7 +535,7 @@ class FaceAligner:
         Landmarks are fitted on the full-resolution frame even when detection
         ran on a rescaled copy.
         """
-        return self._find(_check_rgb(rgb))[0]
+        return self._find(self.upright(_check_rgb(rgb)))[0]
 
     def transform(self, landmarks: np.ndarray) -> np.ndarray:
         """(2, 3) similarity matrix mapping the frame onto the crop."""
@@ -540,9 +563,10 @@ class FaceAligner:
         Updates the tracked face. Returns the crop and crop-pixel landmarks
         (as `align_with_landmarks`), the chosen box in frame pixels, the
         number of faces in the frame and whether the detector ran (see
-        `redetect_every`).
+        `redetect_every`). The frame is first turned by `rotate`; the crop,
+        box and landmarks are those of the turned frame.
         """
-        rgb = _check_rgb(rgb)
+        rgb = self.upright(_check_rgb(rgb))
         pts, box, num_faces, detected = self._find(rgb)
         if pts is None:
             return FrameFace(None, None, None, num_faces, detected)
@@ -625,6 +649,38 @@ class FaceAligner:
         self._last_box = box
         self._since_detection += 1
         return points, box
+
+
+def rotated(rgb: np.ndarray, degrees: int) -> np.ndarray:
+    """`rgb` turned `degrees` (one of `ROTATIONS`) clockwise."""
+    degrees %= 360
+    return rgb if degrees == 0 else cv2.rotate(rgb, _CV2_ROTATE[degrees])
+
+
+def rotation_hint(path: str | os.PathLike, times: Sequence[float] | np.ndarray,
+                  aligner: FaceAligner, max_frames: int = 3) -> tuple[int, int, int] | None:
+    """A `rotate` setting under which faces appear, for a video in which
+    `aligner` found none: the advice of the no-face message.
+
+    Runs the detector on at most `max_frames` of the sample `times` (spread
+    over them), each turned by 90, 180 and 270 degrees more than
+    `aligner.rotate`: a few dozen milliseconds. Returns (the `rotate` value
+    to use, frames with a face under it, frames tried) for the turn with
+    the most faces, or None where no turn shows one.
+    """
+    times = np.asarray(times, np.float64).reshape(-1)
+    if not len(times) or max_frames < 1:
+        return None
+    picks = np.unique(np.linspace(0, len(times) - 1, min(max_frames, len(times)))
+                      .round().astype(int))
+    frames = [frame for _, frame in iter_frames_at(path, times[picks])]
+    best = None
+    for extra in (90, 180, 270):
+        turn = (aligner.rotate + extra) % 360
+        hits = sum(bool(aligner.detect(rotated(frame, turn))[0]) for frame in frames)
+        if hits and (best is None or hits > best[1]):
+            best = (turn, hits, len(frames))
+    return best
 
 
 def _inside_share(box: np.ndarray, width: int, height: int) -> float:

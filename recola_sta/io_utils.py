@@ -42,6 +42,45 @@ def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[pathlib.P
         raise
 
 
+def check_writable_dir(path: str | os.PathLike, what: str) -> pathlib.Path:
+    """Checks, before any work, that output can be written into folder `path`.
+
+    A long run that finds out at its end that it cannot save its results has
+    wasted that run, so the CLIs call this first. Where `path` does not exist
+    yet, the nearest existing folder above it must be writable (it will be
+    created there). The check creates and removes one hidden probe file;
+    nothing stays behind.
+
+    Args:
+        path: the output folder.
+        what: names the folder in the message, e.g. "--out" or "--cache_dir".
+
+    Returns:
+        `path` as a `pathlib.Path`.
+
+    Raises:
+        ValueError: `path` (or the folder above it) is a file, or no file can
+            be created there (read-only, permissions, full disk).
+    """
+    path = pathlib.Path(path)
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"{what}={path} is a file, not a folder; pass a folder (it is "
+                         "created if missing).")
+    existing = path
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise ValueError(f"{what}={path} cannot be created: {existing} is a file, not a folder.")
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".write-check.", suffix=".tmp", dir=existing)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        raise ValueError(f"{what}={path}: cannot write into {existing} "
+                         f"({e.strerror or e}); choose a writable folder.") from None
+    return path
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     """Writes `data` to `path` atomically."""
     with atomic_path(path) as tmp:

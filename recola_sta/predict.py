@@ -8,7 +8,9 @@ no Keras custom objects. The video may have any frame rate and size. Frames
 are sampled at the model's rate (4 fps) by timestamp, faces are detected and
 aligned exactly as in training (the face aligner is built from the settings
 in the model's recola_sta.json; --upsample, --detect_width, --face,
---redetect_every and --predictor_path override them), 16-frame clips are predicted (the last one,
+--redetect_every, --rotate and --predictor_path override them; where no face
+is found, the message suggests the --rotate under which a few sampled frames
+show one), 16-frame clips are predicted (the last one,
 or a video shorter than one clip, is padded by repeating its last frame),
 samples without a face are interpolated from their neighbours, and the
 result is resampled to the video's own frame times.
@@ -90,6 +92,7 @@ def make_aligner(meta: dict[str, Any], model_dir: pathlib.Path,
         "detect_width": given.get("detect_width", recorded["detect_width"]),
         "face": given.get("face", recorded["face"]),
         "redetect_every": given.get("redetect_every", recorded["redetect_every"]),
+        "rotate": given.get("rotate", recorded["rotate"]),
         "predictor_path": given.get("predictor_path", recorded["predictor_path"]),
     }
     if recorded.get("template") is not None:
@@ -103,12 +106,76 @@ def make_aligner(meta: dict[str, Any], model_dir: pathlib.Path,
         ) from e
 
 
+class ModelLoadError(ValueError):
+    """A SavedModel cannot be loaded (corrupt or truncated files) or does not
+    take the clips its recola_sta.json describes; the message names the file."""
+
+
+# Which file of a SavedModel an error of `tf.saved_model.load` points at,
+# by a phrase of its message (TensorFlow raises OSError, IndexError,
+# ValueError or OpErrors of several kinds, none naming the file).
+_LOAD_ERROR_FILES = (
+    ("Cannot parse file", "saved_model.pb"),
+    ("MetaGraph", "saved_model.pb"),
+    ("sstable", "variables/variables.index"),
+    ("Checksum", "variables/variables.data-*"),
+    ("Read less bytes", "variables/variables.data-*"),
+    ("TensorSliceReader", "variables/"),
+)
+
+
+def describe_load_error(model_dir: pathlib.Path, error: BaseException) -> str:
+    """One line saying which file of the SavedModel `model_dir` is broken."""
+    text = " ".join(str(error).split())
+    if text.startswith("{{function_node"):  # TensorFlow's op prefix: no information
+        text = text.split("}}", 1)[-1].strip()
+    culprit = next((name for phrase, name in _LOAD_ERROR_FILES if phrase in text),
+                   "saved_model.pb or variables/")
+    matches = sorted(model_dir.glob(culprit)) if "*" in culprit else []
+    if matches:
+        culprit = str(matches[0].relative_to(model_dir))
+    if len(text) > 200:
+        text = text[:197] + "..."
+    return (f"Cannot load the SavedModel {model_dir}: {model_dir / culprit} is corrupt or "
+            f"truncated ({type(error).__name__}: {text}). Re-export the model from its run "
+            "folder.")
+
+
+def check_serving_shape(model: Any, model_dir: pathlib.Path, meta: dict[str, Any]) -> None:
+    """Checks that the loaded SavedModel serves clips of the frames and crop
+    size its recola_sta.json records; a mismatch would otherwise surface as
+    a TensorFlow error printing a whole input batch.
+
+    Raises:
+        ModelLoadError: no `serve` signature, or other clip dimensions.
+    """
+    serve = getattr(model, "serve", None)
+    signature = getattr(serve, "input_signature", None)
+    if serve is None or not signature:
+        raise ModelLoadError(f"The SavedModel {model_dir} has no `serve` signature: it was "
+                             "not exported by recola_sta. Re-export the model from its run "
+                             "folder.")
+    served = tuple(signature[0].shape)[1:]
+    wanted = (meta["frames"], meta["size"], meta["size"], 3)
+    if served != wanted:
+        raise ModelLoadError(
+            f"{model_dir / export.METADATA_NAME} records clips of {meta['frames']} frames of "
+            f"{meta['size']}x{meta['size']} px (frames={meta['frames']}, size={meta['size']}), "
+            f"but the SavedModel in {model_dir} takes clips of shape {served} "
+            "(frames, size, size, channels): the metadata does not belong to this model. "
+            "Re-export the model from its run folder."
+        )
+
+
 class _ModelLoader:
     """Imports TensorFlow and loads a SavedModel in a background thread;
-    `result` waits for it (and raises what the load raised)."""
+    `result` waits for it and raises what the load raised, as a
+    `ModelLoadError` naming the broken file where TensorFlow could not read
+    the model."""
 
-    def __init__(self, model_dir: pathlib.Path):
+    def __init__(self, model_dir: pathlib.Path, meta: dict[str, Any]):
         self._model_dir = model_dir
+        self._meta = meta
         self._model: Any = None
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._load, name="load-model", daemon=True)
@@ -117,10 +184,23 @@ class _ModelLoader:
     def _load(self) -> None:
         try:
             import tensorflow as tf
-
-            self._model = tf.saved_model.load(str(self._model_dir))
         except BaseException as e:  # raised in the caller's thread by result()
             self._error = e
+            return
+        try:
+            model = tf.saved_model.load(str(self._model_dir))
+        except (MemoryError, KeyboardInterrupt) as e:
+            self._error = e
+            return
+        except Exception as e:  # any reader error of a broken file
+            self._error = ModelLoadError(describe_load_error(self._model_dir, e))
+            return
+        try:
+            check_serving_shape(model, self._model_dir, self._meta)
+        except ModelLoadError as e:
+            self._error = e
+            return
+        self._model = model
 
     def result(self) -> Any:
         self._thread.join()
@@ -163,15 +243,18 @@ def predict_video(
     face: str | None = None,
     predictor_path: str | None = None,
     redetect_every: int | None = None,
+    rotate: int | None = None,
     progress: bool = True,
     model: Any = None,
     prefetch: int = 4,
 ) -> dict[str, Any]:
     """Predicts valence (and attention) for one video; see the module doc.
 
-    `upsample`, `detect_width`, `face`, `predictor_path` and `redetect_every`
-    override the face aligner's settings recorded with the model; None keeps
-    them. `model`: the
+    `upsample`, `detect_width`, `face`, `predictor_path`, `redetect_every`
+    and `rotate` override the face aligner's settings recorded with the
+    model; None keeps them. Where no face is found, a few sampled frames are
+    turned by 90, 180 and 270 degrees and the message suggests the `rotate`
+    (--rotate) under which a face appears. `model`: the
     SavedModel of `model_dir` already loaded (`tf.saved_model.load`), to
     predict several videos without loading it again; None loads it.
     `prefetch`: sampled frames decoded ahead of the face aligner by a
@@ -180,20 +263,28 @@ def predict_video(
     Raises:
         FileNotFoundError: the model folder or video does not exist.
         ValueError: the video cannot be decoded; the model's recola_sta.json
-            is invalid.
+            is invalid; `out_dir` is a file or not writable (checked before
+            any work).
+        ModelLoadError (a ValueError): the SavedModel's files are corrupt or
+            truncated, or it takes other clips than its recola_sta.json says.
         NoFaceError: no face in any sampled frame.
     """
     start = time.time()
     model_dir = pathlib.Path(model_dir)
     out_dir = pathlib.Path(out_dir)
     meta = export.read_metadata(model_dir)
+    # Before any work: a run that cannot save its results wastes all of it.
+    io_utils.check_writable_dir(out_dir, "--out")
     aligner = make_aligner(meta, model_dir, {"upsample": upsample, "detect_width": detect_width,
                                              "face": face, "predictor_path": predictor_path,
-                                             "redetect_every": redetect_every})
+                                             "redetect_every": redetect_every,
+                                             "rotate": rotate})
     info = faces.probe_video(video)
     # TensorFlow is imported and the SavedModel loaded in a background thread
     # while the first frames are decoded and aligned.
-    loading = _ModelLoader(model_dir) if model is None else None
+    loading = _ModelLoader(model_dir, meta) if model is None else None
+    if model is not None:
+        check_serving_shape(model, model_dir, meta)
 
     # Sample up to the last frame's own time, not past the end of the video.
     last_frame_time = max(0.0, info.duration - 1.0 / info.fps)
@@ -201,12 +292,7 @@ def predict_video(
     track = faces.track_video(video, sample_times, aligner, progress=progress,
                               prefetch=prefetch)
     if not track.found.any():
-        raise NoFaceError(
-            f"No face was found in any of the {len(track.times)} frames sampled from {video} "
-            f"({info.width}x{info.height}); nothing to predict. Is the face frontal? "
-            "Faces down to about an eighth of the frame height are searched for at the "
-            "default settings; try --upsample=1 for smaller faces."
-        )
+        raise NoFaceError(no_face_message(video, info, track.times, aligner))
     serve = (loading.result() if loading is not None else model).serve
     targets = list(meta["targets"])
     values, attention = run_model(serve, track.crops, meta["frames"], batch_size, targets)
@@ -294,6 +380,25 @@ def predict_video(
     return summary
 
 
+def no_face_message(video: str | os.PathLike, info: faces.VideoInfo, times: np.ndarray,
+                    aligner: faces.FaceAligner) -> str:
+    """The message of a video without any face, with the advice that fits:
+    --rotate where a few sampled frames turned show a face
+    (`faces.rotation_hint`), else --upsample for small faces."""
+    message = (f"No face was found in any of the {len(times)} frames sampled from {video} "
+               f"({info.width}x{info.height}"
+               f"{f', turned {aligner.rotate} degrees' if aligner.rotate else ''}); nothing "
+               "to predict.")
+    hint = faces.rotation_hint(video, times, aligner)
+    if hint is not None:
+        turn, hits, tried = hint
+        return (f"{message} The video looks sideways: turned {turn} degrees clockwise, "
+                f"{hits} of {tried} sampled frames show a face; try --rotate={turn}.")
+    return (f"{message} Is the face frontal and upright? Faces down to about an eighth of "
+            "the frame height are searched for at the default settings; try --upsample=1 "
+            "for smaller faces.")
+
+
 def _display_clip(found: np.ndarray, frames: int) -> np.ndarray:
     """Sample indices of the clip shown in attention.png (like the paper's Fig. 5).
 
@@ -346,7 +451,7 @@ def define_flags() -> None:
 
     # Unset: as recorded with the model (recola_sta.json).
     preprocess.define_face_flags({"upsample": None, "detect_width": None, "face": None,
-                                  "redetect_every": None})
+                                  "redetect_every": None, "rotate": None})
     flags.DEFINE_bool("progress", True, "Show a progress bar.")
     for name in ("model", "video", "out"):
         flags.mark_flag_as_required(name)
@@ -370,12 +475,12 @@ def main(argv: Sequence[str]) -> int:
             attention_video=FLAGS.attention_video, batch_size=FLAGS.batch_size,
             upsample=FLAGS.upsample, detect_width=FLAGS.detect_width, face=FLAGS.face,
             predictor_path=FLAGS.predictor_path, redetect_every=FLAGS.redetect_every,
-            progress=FLAGS.progress,
+            rotate=FLAGS.rotate, progress=FLAGS.progress,
         )
     except NoFaceError as e:
         print(f"predict: {e}", file=sys.stderr)
         return EXIT_NO_FACE
-    except (FileNotFoundError, ValueError) as e:
+    except (OSError, ValueError) as e:  # FileNotFoundError, faces.VideoError, ModelLoadError
         print(f"predict: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT
     smallest = summary["smallest_face_px"]

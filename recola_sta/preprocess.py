@@ -49,7 +49,7 @@ SETTINGS_NAME = "preprocess.json"
 RUNNERS = ("local", "beam")
 # Settings added after caches were first written, with the value they had
 # (before `redetect_every`, the detector ran on every sample).
-SETTING_DEFAULTS = {"face": "largest", "redetect_every": 1}
+SETTING_DEFAULTS = {"face": "largest", "redetect_every": 1, "rotate": 0}
 
 
 class PreprocessError(RuntimeError):
@@ -78,6 +78,7 @@ def preprocess_corpus(
     predictor_path: str | None = None,
     face: str = "largest",
     redetect_every: int = faces.DEFAULT_REDETECT_EVERY,
+    rotate: int = 0,
     min_found_rate: float = 0.8,
     progress: bool = True,
     runner: str = "local",
@@ -92,10 +93,11 @@ def preprocess_corpus(
         size: side of the aligned crops, pixels.
         workers: recordings processed in parallel (one process each).
         partitions: subset of ("train", "dev", "test"); default all.
-        upsample, detect_width, predictor_path, face, redetect_every: see
-            `faces.FaceAligner` (`face` picks the subject where a video shows
-            several faces; `redetect_every` runs the detector on every k-th
-            sample of a tracked face, 1 on every sample).
+        upsample, detect_width, predictor_path, face, redetect_every, rotate:
+            see `faces.FaceAligner` (`face` picks the subject where a video
+            shows several faces; `redetect_every` runs the detector on every
+            k-th sample of a tracked face, 1 on every sample; `rotate` turns
+            sideways frames upright, degrees clockwise).
         min_found_rate: recordings whose face-found rate is lower are logged
             as warnings.
         progress: show progress bars.
@@ -108,7 +110,8 @@ def preprocess_corpus(
 
     Raises:
         FileNotFoundError: the corpus folder or a file of it is missing.
-        ValueError: a bad argument, or a cache folder made with other settings.
+        ValueError: a bad argument, a cache folder made with other settings,
+            or one that is a file or not writable (checked before any work).
         PreprocessError: some recordings failed (unreadable or truncated
             video); the others are cached and listed in the manifest.
     """
@@ -125,7 +128,7 @@ def preprocess_corpus(
             f"{list(wanted)} (--partitions)."
         )
     aligner_kwargs = dict(size=size, upsample=upsample, detect_width=detect_width, face=face,
-                          redetect_every=redetect_every, predictor_path=str(predictor_path or faces.default_predictor_path()))
+                          redetect_every=redetect_every, rotate=rotate, predictor_path=str(predictor_path or faces.default_predictor_path()))
     # Fails early, in this process, on a bad predictor path or argument.
     faces.FaceAligner(**aligner_kwargs)
     # Imported here, not at module level: worker processes are spawned and
@@ -134,6 +137,11 @@ def preprocess_corpus(
     from recola_sta import cache
 
     cache_dir = pathlib.Path(cache_dir)
+    # Before any work, a cache folder that cannot be written is refused; a
+    # finished cache may be read-only (nothing is written into it then).
+    started = (cache_dir / cache.MANIFEST_NAME).is_file()
+    if not started:
+        io_utils.check_writable_dir(cache_dir, "--cache_dir")
     cache_dir.mkdir(parents=True, exist_ok=True)
     _check_settings(cache_dir, {
         "corpus_root": str(root.resolve()), "corpus_kind": corpus_kind, "fps": SAMPLE_FPS,
@@ -143,6 +151,8 @@ def preprocess_corpus(
     })
     done = _finished_entries(cache_dir, recordings)
     todo = [r for r in selected if r.name not in done]
+    if todo and started:
+        io_utils.check_writable_dir(cache_dir, "--cache_dir")
     by_name = {r.name: r for r in recordings}
 
     def save(recording: corpora.Recording, track: faces.FaceTrack) -> None:
@@ -417,12 +427,12 @@ def _advance(bar, name: str, done: dict, failures: dict) -> None:
 
 
 def define_face_flags(defaults: dict[str, Any] | None = None) -> None:
-    """Defines --upsample, --detect_width, --predictor_path, --face and
-    --redetect_every (shared
+    """Defines --upsample, --detect_width, --predictor_path, --face,
+    --redetect_every and --rotate (shared
     by preprocess and train; `defaults` overrides their default values, e.g.
     None for predict, where an unset flag means "as the model was trained")."""
     d = {"upsample": 0, "detect_width": 320, "predictor_path": None, "face": "largest",
-         "redetect_every": faces.DEFAULT_REDETECT_EVERY, **(defaults or {})}
+         "redetect_every": faces.DEFAULT_REDETECT_EVERY, "rotate": 0, **(defaults or {})}
     flags.DEFINE_integer("upsample", d["upsample"], "dlib detector upsampling on top of the "
                          "automatic detection scale, 0-2; each step halves the smallest "
                          "detectable face at 4x the detection time.",
@@ -440,6 +450,13 @@ def define_face_flags(defaults: dict[str, Any] | None = None) -> None:
     flags.DEFINE_enum("face", d["face"], list(faces.FACE_RULES), "Which face is the subject "
                       "where a video shows several: largest, left, right or center (nearest "
                       "the frame centre); it is then followed through the video.")
+    flags.DEFINE_integer("rotate", d["rotate"], "Turn every frame this many degrees clockwise "
+                         f"({', '.join(map(str, faces.ROTATIONS))}) before face detection: "
+                         "for videos filmed sideways without a rotation tag (tagged phone "
+                         "clips are turned upright already).")
+    flags.register_validator("rotate", lambda v: v is None or v in faces.ROTATIONS,
+                             message="--rotate must be one of "
+                                     f"{', '.join(map(str, faces.ROTATIONS))}.")
 
 
 def _define_flags() -> None:
@@ -481,7 +498,7 @@ def main(argv: Sequence[str]) -> None:
             FLAGS.corpus_dir, FLAGS.corpus_kind, FLAGS.cache_dir, size=FLAGS.size,
             workers=FLAGS.workers, partitions=FLAGS.partitions, upsample=FLAGS.upsample,
             detect_width=FLAGS.detect_width, predictor_path=FLAGS.predictor_path,
-            face=FLAGS.face, redetect_every=FLAGS.redetect_every,
+            face=FLAGS.face, redetect_every=FLAGS.redetect_every, rotate=FLAGS.rotate,
             min_found_rate=FLAGS.min_found_rate, progress=FLAGS.progress,
             runner=FLAGS.runner, beam_pipeline_options=shlex.split(FLAGS.beam_pipeline_options),
         )
@@ -491,7 +508,7 @@ def main(argv: Sequence[str]) -> None:
         if (pathlib.Path(FLAGS.cache_dir) / cache.MANIFEST_NAME).is_file():
             print(summarize(cache.read_manifest(FLAGS.cache_dir), FLAGS.min_found_rate))
         sys.exit(f"preprocess: error: {e}")
-    except (FileNotFoundError, ValueError) as e:
+    except (OSError, ValueError) as e:
         sys.exit(f"preprocess: error: {e}")
     print(summarize(manifest, FLAGS.min_found_rate))
     print(f"Cache: {FLAGS.cache_dir} ({len(manifest.entries)} recordings)")

@@ -229,7 +229,9 @@ def ensure_corpus(
     Raises:
         ValueError: bad settings; `out_dir` holds a synthetic corpus made with
             other settings or another preset (and `overwrite` is False); or
-            `out_dir` is a non-empty folder that is not a synthetic corpus.
+            `out_dir` is a non-empty folder that is not a synthetic corpus;
+            or recordings are missing and `out_dir` cannot be written (checked
+            before any rendering).
     """
     _check_params(num_train, num_dev, num_test, duration_s, width, height, fps,
                   annotation_delay_s, workers, preset)
@@ -269,6 +271,7 @@ def ensure_corpus(
         elif old.get("complete") and not overwrite:
             return out_dir
         if overwrite:
+            io_utils.check_writable_dir(out_dir, "the synthetic corpus folder")
             for sub in ("recordings_video", "ratings_gold_standard"):
                 shutil.rmtree(out_dir / sub, ignore_errors=True)
     elif out_dir.exists() and any(out_dir.iterdir()):
@@ -277,6 +280,8 @@ def ensure_corpus(
             "synthetic corpus into it."
         )
 
+    # Before any rendering: a corpus that cannot be written wastes all of it.
+    io_utils.check_writable_dir(out_dir, "the synthetic corpus folder")
     plan = [(f"{p}_{i}", p, i) for p, n in (("train", num_train), ("dev", num_dev),
                                             ("test", num_test)) for i in range(1, n + 1)]
     io_utils.atomic_write_text(marker, json.dumps(
@@ -335,12 +340,15 @@ def main(argv: Sequence[str]) -> None:
     del argv
     f = flags.FLAGS
     start = time.perf_counter()
-    out = ensure_corpus(
-        f.out, num_train=f.num_train, num_dev=f.num_dev, num_test=f.num_test,
-        duration_s=f.duration_s, width=f.width, height=f.height, fps=f.fps, seed=f.seed,
-        annotation_delay_s=f.annotation_delay_s, workers=f.workers, progress=True,
-        overwrite=f.overwrite, preset=f.preset,
-    )
+    try:
+        out = ensure_corpus(
+            f.out, num_train=f.num_train, num_dev=f.num_dev, num_test=f.num_test,
+            duration_s=f.duration_s, width=f.width, height=f.height, fps=f.fps, seed=f.seed,
+            annotation_delay_s=f.annotation_delay_s, workers=f.workers, progress=True,
+            overwrite=f.overwrite, preset=f.preset,
+        )
+    except (OSError, ValueError) as e:
+        sys.exit(f"synthetic: error: --out={f.out}: {e}")
     recordings = corpora.load_corpus(out, "synthetic")
     print(f"Synthetic corpus ({f.preset}) in {out}: {len(recordings)} recordings "
           f"({f.num_train} train, {f.num_dev} dev, {f.num_test} test), "

@@ -200,6 +200,8 @@ class TrainConfig:
     redetect_every: int = setting(faces.DEFAULT_REDETECT_EVERY, flag=False, help="",
                                   check=lambda v: v >= 1,
                                   expected="at least 1 (1: detect on every sample)")
+    rotate: int = setting(0, flag=False, help="", check=lambda v: v in faces.ROTATIONS,
+                          expected=f"one of {faces.ROTATIONS} (degrees clockwise)")
     time_shift: bool = setting(False, help="Search annotation-delay compensation (paper: off).")
     export: bool = setting(True, help="Export the best model as a SavedModel.")
     eval_partitions: tuple[str, ...] = setting(
@@ -552,6 +554,15 @@ def run_training(config: TrainConfig, flags_text: str | None = None) -> dict[str
     run_dir = pathlib.Path(config.run_dir)
     check_run_folder(config, run_dir)
     cache_dir = config.resolved_cache_dir()
+    # Before any work (corpus generation, preprocessing, training): folders
+    # that cannot be written would waste all of it. Only the chief writes
+    # the run folder. A cache not yet started is checked here; one started
+    # (possibly finished and read-only) by preprocess where it has work.
+    if cluster.is_chief:
+        io_utils.check_writable_dir(run_dir, "--run_dir")
+    if (config.distribution != "multi_worker"
+            and not (pathlib.Path(cache_dir) / cache.MANIFEST_NAME).is_file()):
+        io_utils.check_writable_dir(cache_dir, "--cache_dir")
     manifest = _prepare_cache(config, cache_dir)
     if not cluster.is_chief:
         # Trains in step with the chief; writes nothing.
@@ -582,8 +593,8 @@ def _prepare_cache(config: TrainConfig, cache_dir: str) -> cache.Manifest:
             config.corpus_dir, config.corpus_kind, cache_dir, size=config.size,
             workers=config.workers, upsample=config.upsample, detect_width=config.detect_width,
             predictor_path=config.predictor_path, face=config.face,
-            redetect_every=config.redetect_every, min_found_rate=config.min_found_rate,
-            progress=config.progress,
+            redetect_every=config.redetect_every, rotate=config.rotate,
+            min_found_rate=config.min_found_rate, progress=config.progress,
         )
     manifest = cache.read_manifest(cache_dir)
     check_cache(cache_dir, manifest, config)
@@ -774,7 +785,7 @@ def export_metadata(config: TrainConfig, manifest: cache.Manifest,
     if not aligner:
         aligner = {"upsample": config.upsample, "detect_width": config.detect_width,
                    "face": config.face, "predictor_path": config.predictor_path,
-                   "redetect_every": config.redetect_every}
+                   "redetect_every": config.redetect_every, "rotate": config.rotate}
     return export.export_metadata(
         variant=config.variant, targets=config.targets, frames=config.frames,
         size=config.size, fps=manifest.fps, face_aligner=aligner,
@@ -793,7 +804,7 @@ def define_flags() -> None:
     d = TrainConfig
     preprocess.define_face_flags({"upsample": d.upsample, "detect_width": d.detect_width,
                                   "predictor_path": d.predictor_path, "face": d.face,
-                                  "redetect_every": d.redetect_every})
+                                  "redetect_every": d.redetect_every, "rotate": d.rotate})
 
 
 def _print_targets(results: dict[str, Any]) -> None:
@@ -823,7 +834,7 @@ def main(argv: Sequence[str]) -> None:
     try:
         config = config_from_flags(FLAGS)
         results = run_training(config, flags_text=FLAGS.flags_into_string())
-    except (FileNotFoundError, ValueError, preprocess.PreprocessError,
+    except (OSError, ValueError, preprocess.PreprocessError,
             distributed.WorkerError) as e:
         raise SystemExit(f"train: {e}") from None
     if "worker" in results:  # a multi_worker task other than the chief

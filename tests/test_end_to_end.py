@@ -95,7 +95,8 @@ def test_training_run_writes_every_output(trained):
     assert meta["face_aligner"] == {"size": SIZE, "upsample": 0, "detect_width": 320,
                                     "face": "largest", "predictor_path": None,
                                     "template": [[0.35, 0.36], [0.65, 0.36], [0.5, 0.54]],
-                                    "redetect_every": faces.DEFAULT_REDETECT_EVERY}
+                                    "redetect_every": faces.DEFAULT_REDETECT_EVERY,
+                                    "rotate": 0}
 
 
 def test_resume_continues_at_epoch_two(trained, capsys):

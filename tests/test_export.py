@@ -36,11 +36,16 @@ def test_predict_builds_the_aligner_from_the_metadata(tmp_path):
     assert aligner.settings() == {
         "size": 32, "upsample": 1, "detect_width": 0, "face": "right",
         "template": [list(p) for p in faces.DEFAULT_TEMPLATE],
-        "redetect_every": faces.DEFAULT_REDETECT_EVERY}
+        "redetect_every": faces.DEFAULT_REDETECT_EVERY, "rotate": 0}
     # Flags override the recorded settings; None keeps them.
     aligner = predict.make_aligner(meta, folder, {"face": "left", "upsample": None,
-                                                  "redetect_every": 1})
+                                                  "redetect_every": 1, "rotate": 270})
     assert aligner.face == "left" and aligner.upsample == 1 and aligner.redetect_every == 1
+    assert aligner.rotate == 270
+    # A recorded rotation is applied to every video of the model.
+    (tmp_path / "turned").mkdir()
+    folder2 = _model_dir(tmp_path / "turned", _meta(rotate=180))
+    assert predict.make_aligner(export.read_metadata(folder2), folder2).rotate == 180
 
 
 def test_models_exported_before_the_aligner_was_recorded_get_the_old_defaults(tmp_path):
@@ -48,7 +53,7 @@ def test_models_exported_before_the_aligner_was_recorded_get_the_old_defaults(tm
                                    "size": 64, "fps": 4.0, "face_aligner": {"size": 64}})
     aligner = predict.make_aligner(export.read_metadata(folder), folder)
     assert (aligner.size, aligner.upsample, aligner.detect_width, aligner.face,
-            aligner.redetect_every) == (64, 0, 320, "largest", 1)
+            aligner.redetect_every, aligner.rotate) == (64, 0, 320, "largest", 1, 0)
 
 
 @pytest.mark.parametrize("meta,match", [

@@ -349,6 +349,8 @@ def test_the_subject_coming_back_elsewhere_is_found_by_the_rule(photo):
     ({"face": "biggest"}, "--face"),
     ({"detect_width": 40}, "detect_width"),
     ({"template": ((0.3, 0.4), (0.7, 0.4))}, "template"),
+    ({"rotate": 45}, "--rotate"),
+    ({"rotate": True}, "--rotate"),
 ])
 def test_bad_aligner_arguments(kwargs, match):
     with pytest.raises(ValueError, match=match):
@@ -564,3 +566,78 @@ def test_tracking_redetects_when_the_face_is_gone(photo):
 def test_bad_redetect_every_is_refused(bad):
     with pytest.raises(ValueError, match="redetect_every"):
         faces.FaceAligner(64, redetect_every=bad)
+
+
+# --------------------------------------------------------------------------
+# Rotation.
+
+
+def _tag_rotation(path, degrees: int) -> None:
+    """Sets the display matrix of an MP4's video track (its `tkhd` box) to a
+    clockwise turn of `degrees`, as phones tag clips filmed sideways.
+
+    OpenCV's VideoWriter cannot write the tag (it has no such property), so
+    the matrix of the file it wrote is patched in place: nine 32-bit
+    fixed-point numbers at a fixed offset of the `tkhd` box (ISO 14496-12).
+    """
+    import struct
+
+    raw = bytearray(path.read_bytes())
+    start = raw.find(b"tkhd") - 4
+    assert start > 0, f"no tkhd box in {path}"
+    matrix_at = start + (48 if raw[start + 8] == 0 else 60)  # box version 0 or 1
+    cos, sin = {0: (1, 0), 90: (0, 1), 180: (-1, 0), 270: (0, -1)}[degrees]
+    fixed = [v * 0x10000 & 0xFFFFFFFF for v in (cos, sin, 0, -sin, cos, 0, 0, 0)]
+    raw[matrix_at:matrix_at + 36] = struct.pack(">9I", *fixed, 0x40000000)
+    path.write_bytes(bytes(raw))
+
+
+@pytest.fixture(scope="module")
+def sideways_video(tmp_path_factory, photo):
+    """1 s at 25 fps of the face lying on its side (turned 90 degrees
+    counter-clockwise; 240x320), with no rotation tag."""
+    path = tmp_path_factory.mktemp("sideways") / "sideways.mp4"
+    lying = cv2.rotate(_face_frame(photo), cv2.ROTATE_90_COUNTERCLOCKWISE)
+    _write_video(path, [lying] * 25, 25.0)
+    return path
+
+
+def test_a_rotation_tagged_clip_comes_out_upright(tmp_path, sideways_video, aligner):
+    tagged = tmp_path / "tagged.mp4"
+    tagged.write_bytes(sideways_video.read_bytes())
+    _tag_rotation(tagged, 90)  # "turn 90 degrees clockwise to display"
+    cap = cv2.VideoCapture(str(tagged), cv2.CAP_FFMPEG)
+    assert cap.get(cv2.CAP_PROP_ORIENTATION_META) == 90
+    cap.release()
+    info = faces.probe_video(tagged)
+    assert (info.width, info.height) == (320, 240)  # as displayed
+    track = faces.track_video(tagged, faces.sample_times(0.75), aligner)
+    assert track.crops.shape[0] == 4 and track.found.all()
+
+
+def test_rotate_turns_sideways_frames_upright(sideways_video, aligner, photo):
+    times = faces.sample_times(0.75)
+    assert not faces.track_video(sideways_video, times, aligner).found.any()
+    turned = faces.FaceAligner(96, rotate=90)
+    assert turned.settings()["rotate"] == 90
+    track = faces.track_video(sideways_video, times, turned)
+    assert track.found.all()
+    turned.reset()
+    assert turned.process(_face_frame(photo)).crop is None  # upright, turned: sideways
+
+
+def test_the_no_face_message_suggests_rotate(sideways_video, aligner):
+    from recola_sta import predict
+
+    times = faces.sample_times(0.75)
+    assert faces.rotation_hint(sideways_video, times, aligner) == (90, 3, 3)
+    info = faces.probe_video(sideways_video)
+    message = predict.no_face_message(sideways_video, info, times, aligner)
+    assert "try --rotate=90" in message and str(sideways_video) in message
+    # A video without any face, however turned, keeps the --upsample advice.
+    blank = sideways_video.with_name("blank.mp4")
+    _write_video(blank, [np.full((240, 320, 3), 90, np.uint8)] * 5, 25.0)
+    assert faces.rotation_hint(blank, [0.0, 0.1], aligner) is None
+    message = predict.no_face_message(blank, faces.probe_video(blank), np.array([0.0, 0.1]),
+                                      aligner)
+    assert "--rotate" not in message and "--upsample=1" in message

@@ -200,6 +200,12 @@ def test_other_settings_on_an_existing_cache_are_refused(corpus, reference_cache
     with pytest.raises(ValueError, match="other settings.*size"):
         preprocess.preprocess_corpus(corpus, "recola", reference_cache, size=SIZE + 16,
                                      workers=1, progress=False)
+    # The rotation is a face setting like the others: recorded and checked.
+    settings = json.loads((reference_cache / preprocess.SETTINGS_NAME).read_text())
+    assert settings["rotate"] == 0
+    with pytest.raises(ValueError, match="other settings.*rotate: 0 vs 90"):
+        preprocess.preprocess_corpus(corpus, "recola", reference_cache, size=SIZE, rotate=90,
+                                     workers=1, progress=False)
 
 
 def test_settings_bind_only_once_a_recording_is_cached(corpus, tmp_path, spy):

@@ -91,14 +91,14 @@ def test_all_nan_dev_labels_name_the_partition_and_files(tmp_path, no_preprocess
 def test_face_flags_are_forwarded_to_preprocess(tmp_path, no_preprocess):
     _write_cache(tmp_path / "cache", size=32)  # stops the run after preprocess
     config = _config(tmp_path, upsample=1, detect_width=0, face="right",
-                     predictor_path="/models/shape.dat", redetect_every=2)
+                     predictor_path="/models/shape.dat", redetect_every=2, rotate=90)
     with pytest.raises(ValueError, match="--size"):
         train.run_training(config)
     (_, kwargs), = no_preprocess
-    names = ("upsample", "detect_width", "face", "predictor_path", "redetect_every")
+    names = ("upsample", "detect_width", "face", "predictor_path", "redetect_every", "rotate")
     assert {k: kwargs[k] for k in names} == {
         "upsample": 1, "detect_width": 0, "face": "right", "predictor_path": "/models/shape.dat",
-        "redetect_every": 2}
+        "redetect_every": 2, "rotate": 90}
 
 
 @pytest.mark.parametrize("changes,flag", [
@@ -106,6 +106,7 @@ def test_face_flags_are_forwarded_to_preprocess(tmp_path, no_preprocess):
     ({"face": "biggest"}, "--face"),
     ({"detect_width": 40}, "--detect_width"),
     ({"redetect_every": 0}, "--redetect_every"),
+    ({"rotate": 45}, "--rotate"),
 ])
 def test_bad_face_flags_are_named(tmp_path, changes, flag):
     with pytest.raises(ValueError, match=flag):
@@ -268,8 +269,9 @@ def test_export_metadata_records_the_caches_aligner(tmp_path):
     assert meta["face_aligner"] == {
         "size": SIZE, "upsample": 1, "detect_width": 0, "face": "left",
         "predictor_path": None, "template": settings["template"],
-        # A cache that did not record it detected faces on every sample.
-        "redetect_every": 1}
+        # A cache that did not record them detected faces on every sample
+        # and did not turn frames.
+        "redetect_every": 1, "rotate": 0}
 
 
 def test_a_run_folder_in_use_is_refused_and_a_killed_runs_leftovers_are_cleared(

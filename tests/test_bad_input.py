@@ -1,0 +1,216 @@
+"""Bad input to the CLIs: one clear line naming the file or flag, a non-zero
+exit code (2 for predict), no traceback and no partial output.
+
+A tiny untrained 2D-CNN (32 px crops, 8-frame clips) is exported once; each
+case breaks a copy of it, or points an output at a file or a read-only folder.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import pathlib
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from recola_sta import export, faces, predict, preprocess, synthetic, train
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+_spec = importlib.util.spec_from_file_location("bench", ROOT / "tools" / "bench.py")
+bench = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(bench)
+
+SIZE, FRAMES = 32, 8
+
+
+def _run_cli(module: str, *args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": ""}
+    return subprocess.run([sys.executable, "-m", f"recola_sta.{module}", *args],
+                          capture_output=True, text=True, timeout=300, env=env, cwd=ROOT)
+
+
+def _message_lines(stderr: str) -> list[str]:
+    """stderr without TensorFlow's start-up chatter (absl C++ logging)."""
+    return [line for line in stderr.splitlines()
+            if line.strip() and not line.startswith(("WARNING: All log messages", "I0000",
+                                                     "W0000", "E0000"))]
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory) -> pathlib.Path:
+    import keras
+
+    from recola_sta import models
+
+    keras.utils.set_random_seed(0)
+    model = models.build_model("2d_cnn", frames=FRAMES, size=SIZE, fc_units=8)
+    meta = export.export_metadata(variant="2d_cnn", targets=["valence"], frames=FRAMES,
+                                  size=SIZE, fps=4.0, face_aligner={})
+    return export.export_saved_model(model, tmp_path_factory.mktemp("model") / "saved_model",
+                                     meta)
+
+
+@pytest.fixture(scope="module")
+def video(tmp_path_factory) -> pathlib.Path:
+    """2 s of a face at 320x240: 8 samples, one clip."""
+    return bench.make_face_video(tmp_path_factory.mktemp("video") / "face.mp4", 2.0,
+                                 width=320, height=240)
+
+
+def _writable(folder: pathlib.Path) -> bool:
+    try:
+        (folder / "probe").write_bytes(b"")
+    except OSError:
+        return False
+    (folder / "probe").unlink()
+    return True
+
+
+@pytest.fixture
+def read_only_dir(tmp_path):
+    """An existing folder no file can be created in: mode 0555, or where the
+    tests run as root (which ignores modes) a read-only bind mount of it."""
+    folder = tmp_path / "read_only"
+    folder.mkdir()
+    folder.chmod(0o555)
+    if not _writable(folder):
+        yield folder
+        folder.chmod(0o755)
+        return
+    folder.chmod(0o755)
+    proc = subprocess.run(["mount", "--bind", "-o", "ro", str(folder), str(folder)],
+                          capture_output=True, text=True)
+    if proc.returncode != 0:
+        pytest.skip(f"cannot make a read-only folder here: {proc.stderr.strip()}")
+    try:
+        if _writable(folder):
+            pytest.skip("the read-only bind mount is writable")
+        yield folder
+    finally:
+        subprocess.run(["umount", str(folder)], capture_output=True)
+
+
+def _broken_copy(model_dir: pathlib.Path, tmp_path: pathlib.Path, case: str) -> pathlib.Path:
+    folder = tmp_path / case
+    shutil.copytree(model_dir, folder)
+    data = next((folder / "variables").glob("variables.data-*"))
+    if case == "truncated_data":
+        data.write_bytes(data.read_bytes()[:1000])
+    elif case == "corrupted_data":
+        raw = bytearray(data.read_bytes())
+        raw[1000:2000] = bytes(range(256)) * 3 + bytes(232)
+        data.write_bytes(bytes(raw))
+    elif case == "garbage_index":
+        index = folder / "variables" / "variables.index"
+        index.write_bytes(b"garbage" * (index.stat().st_size // 7))
+    elif case == "truncated_pb":
+        pb = folder / "saved_model.pb"
+        pb.write_bytes(pb.read_bytes()[:5000])
+    elif case == "wrong_size":
+        meta = json.loads((folder / export.METADATA_NAME).read_text())
+        meta["size"] = 48
+        (folder / export.METADATA_NAME).write_text(json.dumps(meta))
+    return folder
+
+
+@pytest.mark.parametrize("case, names", [
+    ("truncated_data", "variables/variables.data-00000-of-00001"),
+    ("corrupted_data", "variables/variables.data-00000-of-00001"),
+    ("garbage_index", "variables/variables.index"),
+    ("truncated_pb", "saved_model.pb"),
+    ("wrong_size", export.METADATA_NAME),
+])
+def test_a_broken_saved_model_is_named(model_dir, video, tmp_path, case, names):
+    broken = _broken_copy(model_dir, tmp_path, case)
+    out = tmp_path / "out"
+    with pytest.raises(predict.ModelLoadError) as caught:
+        predict.predict_video(broken, video, out, progress=False)
+    message = str(caught.value)
+    assert str(broken / names) in message and "\n" not in message
+    assert len(message) < 600  # never the input tensor
+    assert not out.exists()
+
+
+def test_cli_on_a_broken_saved_model_prints_one_line_and_exits_2(model_dir, video, tmp_path):
+    broken = _broken_copy(model_dir, tmp_path, "garbage_index")
+    out = tmp_path / "out"
+    proc = _run_cli("predict", f"--model={broken}", f"--video={video}", f"--out={out}",
+                    "--noprogress")
+    assert proc.returncode == predict.EXIT_BAD_INPUT
+    lines = _message_lines(proc.stderr)
+    assert len(lines) == 1 and "variables.index" in lines[0], proc.stderr[-2000:]
+    assert not out.exists()
+
+
+def test_cli_on_metadata_without_fps(model_dir, video, tmp_path):
+    folder = tmp_path / "model"
+    shutil.copytree(model_dir, folder)
+    meta = json.loads((folder / export.METADATA_NAME).read_text())
+    del meta["fps"]
+    (folder / export.METADATA_NAME).write_text(json.dumps(meta))
+    proc = _run_cli("predict", f"--model={folder}", f"--video={video}",
+                    f"--out={tmp_path / 'out'}", "--noprogress")
+    assert proc.returncode == predict.EXIT_BAD_INPUT
+    (line,) = _message_lines(proc.stderr)
+    assert str(folder / export.METADATA_NAME) in line and "fps=None" in line
+    assert not (tmp_path / "out").exists()
+
+
+def test_cli_out_pointing_at_a_file(model_dir, video, tmp_path):
+    out = tmp_path / "results.csv"
+    out.write_text("keep me\n")
+    proc = _run_cli("predict", f"--model={model_dir}", f"--video={video}", f"--out={out}",
+                    "--noprogress")
+    assert proc.returncode == predict.EXIT_BAD_INPUT
+    (line,) = _message_lines(proc.stderr)
+    assert f"--out={out}" in line and "is a file" in line
+    assert out.read_text() == "keep me\n"
+
+
+def test_predict_refuses_a_read_only_out_before_any_work(model_dir, video, read_only_dir,
+                                                         monkeypatch):
+    def no_work(*args, **kwargs):
+        raise AssertionError("faces were tracked before the output folder was checked")
+
+    monkeypatch.setattr(faces, "track_video", no_work)
+    for out in (read_only_dir, read_only_dir / "sub"):
+        with pytest.raises(ValueError, match=f"--out={out}: cannot write into {read_only_dir}"):
+            predict.predict_video(model_dir, video, out, progress=False)
+
+
+def test_preprocess_refuses_a_read_only_cache_before_any_work(read_only_dir, tmp_path,
+                                                              monkeypatch):
+    corpus = synthetic.ensure_corpus(tmp_path / "corpus", num_train=1, num_dev=0, num_test=0,
+                                     duration_s=1.0, workers=1)
+    monkeypatch.setattr(preprocess, "_track_recording", None)  # any call would fail
+    with pytest.raises(ValueError, match=f"--cache_dir={read_only_dir}: cannot write"):
+        preprocess.preprocess_corpus(corpus, "synthetic", read_only_dir, size=SIZE,
+                                     workers=1, progress=False)
+
+
+def test_train_refuses_a_read_only_run_folder_before_any_work(read_only_dir, tmp_path):
+    config = train.TrainConfig(
+        corpus_dir=str(tmp_path / "corpus"), corpus_kind="synthetic",
+        run_dir=str(read_only_dir / "run"), cache_dir=str(tmp_path / "cache"), size=SIZE,
+        frames=FRAMES, batch_size=2, epochs=1, progress=False)
+    with pytest.raises(ValueError, match=f"--run_dir={read_only_dir / 'run'}: cannot write"):
+        train.run_training(config)
+    assert not (tmp_path / "corpus").exists()  # no corpus generated
+    config = train.TrainConfig(**{**config.__dict__, "run_dir": str(tmp_path / "run"),
+                                  "cache_dir": str(read_only_dir)})
+    with pytest.raises(ValueError, match=f"--cache_dir={read_only_dir}: cannot write"):
+        train.run_training(config)
+    assert not (tmp_path / "corpus").exists() and not (tmp_path / "run").exists()
+
+
+def test_synthetic_cli_refuses_a_read_only_folder(read_only_dir):
+    out = read_only_dir / "corpus"
+    proc = _run_cli("synthetic", f"--out={out}", "--num_train=1", "--num_dev=0",
+                    "--num_test=0", "--duration_s=1", "--workers=1")
+    assert proc.returncode != 0
+    (line,) = _message_lines(proc.stderr)
+    assert f"--out={out}" in line and "cannot write" in line
