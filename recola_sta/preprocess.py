@@ -117,6 +117,45 @@ def preprocess_corpus(
     """
     _check_args(size, workers, partitions, min_found_rate, corpus_kind, runner)
     root = pathlib.Path(corpus_dir)
+    recordings, selected = _select_recordings(root, corpus_kind, partitions)
+    aligner_kwargs = dict(size=size, upsample=upsample, detect_width=detect_width, face=face,
+                          redetect_every=redetect_every, rotate=rotate,
+                          predictor_path=str(predictor_path or faces.default_predictor_path()))
+    # Fails early, in this process, on a bad predictor path or argument.
+    faces.FaceAligner(**aligner_kwargs)
+    # Imported here, not at module level: worker processes are spawned and
+    # re-import this module; keeping TensorFlow out of them saves seconds of
+    # start-up and hundreds of MB per worker (they only run dlib and OpenCV).
+    from recola_sta import cache
+
+    cache_dir = pathlib.Path(cache_dir)
+    started = _open_cache(cache_dir, {
+        "corpus_root": str(root.resolve()), "corpus_kind": corpus_kind, "fps": SAMPLE_FPS,
+        "template": [list(p) for p in faces.DEFAULT_TEMPLATE], **aligner_kwargs,
+        # The packaged model is recorded as None, so a moved venv is no change.
+        "predictor_path": str(predictor_path) if predictor_path else None,
+    })
+    manifest = _ManifestWriter(cache_dir, root, corpus_kind, size, recordings, min_found_rate)
+    todo = [r for r in selected if r.name not in manifest.done]
+    if todo and started:
+        io_utils.check_writable_dir(cache_dir, "--cache_dir")
+    if len(todo) < len(selected):
+        logging.info("%d of %d recordings already in %s; skipping them.",
+                     len(selected) - len(todo), len(selected), cache_dir)
+    failures = _run_jobs(todo, aligner_kwargs, manifest, workers=workers, progress=progress,
+                         runner=runner, beam_pipeline_options=beam_pipeline_options)
+    if failures:
+        raise PreprocessError(
+            f"{len(failures)} of {len(todo)} recordings failed and are not in the "
+            f"cache {cache_dir} (the others are; a re-run retries only these):\n"
+            + "\n".join(f"  {name}: {msg}" for name, msg in failures.items())
+        )
+    return cache.read_manifest(cache_dir)
+
+
+def _select_recordings(root: pathlib.Path, corpus_kind: str, partitions: Sequence[str] | None
+                       ) -> tuple[list[corpora.Recording], list[corpora.Recording]]:
+    """Every recording of the corpus, and those of the wanted partitions."""
     if not root.is_dir():
         raise FileNotFoundError(f"Corpus folder {root} (--corpus_dir) does not exist.")
     recordings = corpora.load_corpus(root, corpus_kind)
@@ -127,71 +166,83 @@ def preprocess_corpus(
             f"The {corpus_kind} corpus at {root} has no recordings in partitions "
             f"{list(wanted)} (--partitions)."
         )
-    aligner_kwargs = dict(size=size, upsample=upsample, detect_width=detect_width, face=face,
-                          redetect_every=redetect_every, rotate=rotate, predictor_path=str(predictor_path or faces.default_predictor_path()))
-    # Fails early, in this process, on a bad predictor path or argument.
-    faces.FaceAligner(**aligner_kwargs)
-    # Imported here, not at module level: worker processes are spawned and
-    # re-import this module; keeping TensorFlow out of them saves seconds of
-    # start-up and hundreds of MB per worker (they only run dlib and OpenCV).
+    return recordings, selected
+
+
+def _open_cache(cache_dir: pathlib.Path, settings: dict[str, Any]) -> bool:
+    """Creates the cache folder or checks that it was made with `settings`
+    (the settings lock); returns whether it had a manifest already.
+
+    Before any work, a cache folder that cannot be written is refused; a
+    finished cache may be read-only (nothing is written into it then).
+    """
     from recola_sta import cache
 
-    cache_dir = pathlib.Path(cache_dir)
-    # Before any work, a cache folder that cannot be written is refused; a
-    # finished cache may be read-only (nothing is written into it then).
     started = (cache_dir / cache.MANIFEST_NAME).is_file()
     if not started:
         io_utils.check_writable_dir(cache_dir, "--cache_dir")
     cache_dir.mkdir(parents=True, exist_ok=True)
-    _check_settings(cache_dir, {
-        "corpus_root": str(root.resolve()), "corpus_kind": corpus_kind, "fps": SAMPLE_FPS,
-        "template": [list(p) for p in faces.DEFAULT_TEMPLATE], **aligner_kwargs,
-        # The packaged model is recorded as None, so a moved venv is no change.
-        "predictor_path": str(predictor_path) if predictor_path else None,
-    })
-    done = _finished_entries(cache_dir, recordings)
-    todo = [r for r in selected if r.name not in done]
-    if todo and started:
-        io_utils.check_writable_dir(cache_dir, "--cache_dir")
-    by_name = {r.name: r for r in recordings}
+    _check_settings(cache_dir, settings)
+    return started
 
-    def save(recording: corpora.Recording, track: faces.FaceTrack) -> None:
-        record(write_recording(cache_dir, recording, track))
 
-    def record(entry: Any) -> None:
-        done[entry.name] = entry
-        cache.write_manifest(cache_dir, cache.Manifest(
-            corpus_root=str(root.resolve()), corpus_kind=corpus_kind, size=size,
-            fps=SAMPLE_FPS, entries=[done[r.name] for r in recordings if r.name in done],
+class _ManifestWriter:
+    """The cache's finished recordings; `record` adds one and rewrites the
+    manifest (atomically), so an interrupted run keeps what it finished."""
+
+    def __init__(self, cache_dir: pathlib.Path, root: pathlib.Path, corpus_kind: str, size: int,
+                 recordings: Sequence[corpora.Recording], min_found_rate: float):
+        self.cache_dir, self.root, self.corpus_kind, self.size = cache_dir, root, corpus_kind, size
+        self.recordings = list(recordings)
+        self.by_name = {r.name: r for r in self.recordings}
+        self.min_found_rate = min_found_rate
+        self.done = _finished_entries(cache_dir, self.recordings)
+
+    def save(self, name: str, track: faces.FaceTrack) -> None:
+        """Writes a tracked recording's shard, then records it."""
+        self.record(write_recording(self.cache_dir, self.by_name[name], track))
+
+    def record(self, entry: Any) -> None:
+        from recola_sta import cache
+
+        self.done[entry.name] = entry
+        cache.write_manifest(self.cache_dir, cache.Manifest(
+            corpus_root=str(self.root.resolve()), corpus_kind=self.corpus_kind, size=self.size,
+            fps=SAMPLE_FPS,
+            entries=[self.done[r.name] for r in self.recordings if r.name in self.done],
         ))
-        if entry.found_rate < min_found_rate:
+        if entry.found_rate < self.min_found_rate:
             logging.warning("%s: face found in %.1f%% of %d samples (< %.0f%%).",
                             entry.name, 100 * entry.found_rate, entry.num_samples,
-                            100 * min_found_rate)
+                            100 * self.min_found_rate)
 
-    if len(todo) < len(selected):
-        logging.info("%d of %d recordings already in %s; skipping them.",
-                     len(selected) - len(todo), len(selected), cache_dir)
+
+def _run_jobs(todo: Sequence[corpora.Recording], aligner_kwargs: dict[str, Any],
+              manifest: _ManifestWriter, *, workers: int, progress: bool, runner: str,
+              beam_pipeline_options: Sequence[str]) -> dict[str, str]:
+    """Tracks the faces of every recording of `todo` and records each as it
+    ends; returns the failed ones' messages by name (unreadable or truncated
+    videos), the others being in the manifest."""
     jobs = [_Job(r.name, str(r.video), float(r.times[-1]) if r.labeled else None)
             for r in todo]
-    failures: dict[str, str] = {}
-    bar = _progress_bar(len(jobs), progress)
 
     def job_kwargs(job: _Job) -> dict[str, Any]:
         # A recording that names its person's side (Aff-Wild2's NAME_left /
         # NAME_right annotations) overrides --face for its video.
-        side = by_name[job.name].face
+        side = manifest.by_name[job.name].face
         return aligner_kwargs if side == "largest" else {**aligner_kwargs, "face": side}
 
+    failures: dict[str, str] = {}
+    bar = _progress_bar(len(jobs), progress)
     try:
         if runner == "beam" and jobs:
             from recola_sta import beam_preprocess
 
             entries, beam_failures = beam_preprocess.run_jobs(
-                [(job, by_name[job.name], job_kwargs(job)) for job in jobs], cache_dir,
-                beam_pipeline_options)
+                [(job, manifest.by_name[job.name], job_kwargs(job)) for job in jobs],
+                manifest.cache_dir, beam_pipeline_options)
             for entry in entries:
-                record(entry)
+                manifest.record(entry)
             failures.update(beam_failures)
         else:
             # Progress bars of single recordings only when they run here; on an
@@ -207,18 +258,12 @@ def preprocess_corpus(
                 except (OSError, ValueError) as e:
                     failures[job.name] = str(e)
                 else:
-                    save(by_name[job.name], track)
-                _advance(bar, job.name, done, failures)
+                    manifest.save(job.name, track)
+                _advance(bar, job.name, manifest.done, failures)
     finally:
         if bar is not None:
             bar.close()
-    if failures:
-        raise PreprocessError(
-            f"{len(failures)} of {len(jobs)} recordings failed and are not in the "
-            f"cache {cache_dir} (the others are; a re-run retries only these):\n"
-            + "\n".join(f"  {name}: {msg}" for name, msg in failures.items())
-        )
-    return cache.read_manifest(cache_dir)
+    return failures
 
 
 def write_recording(cache_dir: pathlib.Path, recording: corpora.Recording,
