@@ -504,7 +504,7 @@ def define_face_flags(defaults: dict[str, Any] | None = None) -> None:
                                      f"{', '.join(map(str, faces.ROTATIONS))}.")
 
 
-def _define_flags() -> None:
+def define_flags() -> None:
     flags.DEFINE_string("corpus_dir", None, "Corpus root folder.")
     flags.DEFINE_enum("corpus_kind", "synthetic", list(corpora.CORPUS_KINDS),
                       "Corpus layout (see recola_sta.corpora).")
@@ -560,5 +560,5 @@ def main(argv: Sequence[str]) -> None:
 
 
 if __name__ == "__main__":
-    _define_flags()
+    define_flags()
     app.run(main)

@@ -313,7 +313,7 @@ def ensure_corpus(
 # CLI
 
 
-def _define_flags() -> None:
+def define_flags() -> None:
     from absl import flags
 
     flags.DEFINE_string("out", None, "Folder of the corpus (RECOLA layout).", required=True)
@@ -358,5 +358,5 @@ def main(argv: Sequence[str]) -> None:
 if __name__ == "__main__":
     from absl import app
 
-    _define_flags()
+    define_flags()
     app.run(main)

@@ -372,8 +372,8 @@ def main(argv: Sequence[str]) -> None:
     print(f"Wrote {path}")
 
 
-if __name__ == "__main__":
-    from absl import app, flags
+def define_flags() -> None:
+    from absl import flags
 
     flags.DEFINE_string("results_dir", "results", "Folder holding runs/<corpus>_<variant>/.")
     flags.DEFINE_list("corpora", ["recola=recola", "avec2017=avec2017"],
@@ -383,4 +383,10 @@ if __name__ == "__main__":
                         "Run prefix of the seed runs <prefix>_<variant>_seed<N> to aggregate "
                         "(e.g. synthetic_recola_like); empty: none.")
     flags.DEFINE_list("seeds", ["0", "1", "2"], "Seeds of --seed_runs.")
+
+
+if __name__ == "__main__":
+    from absl import app
+
+    define_flags()
     app.run(main)

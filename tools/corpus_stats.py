@@ -232,7 +232,7 @@ def _format(stats: dict) -> str:
     return "\n".join(lines)
 
 
-def _define_flags() -> None:
+def define_flags() -> None:
     from absl import flags
 
     flags.DEFINE_string("corpus", None, "Corpus folder.", required=True)
@@ -273,5 +273,5 @@ def app_usage_error(message: str) -> Exception:
 if __name__ == "__main__":
     from absl import app
 
-    _define_flags()
+    define_flags()
     app.run(main)
