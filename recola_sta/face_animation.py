@@ -221,6 +221,17 @@ class FaceAnimator:
         f = np.float32(pos - i)
         return table[i] * (np.float32(1.0) - f) + table[i + 1] * f
 
+    def _blinked(self, source: np.ndarray, closed: np.ndarray, blink: float) -> np.ndarray:
+        """`source` with its eyes blended towards `closed` by `blink` in [0, 1]
+        (`source` itself, not a copy, when the eyes are open)."""
+        if blink <= 0.01:
+            return source
+        base = source.copy()
+        a = self.eye_alpha * blink
+        base[self.eye_roi] = (source[self.eye_roi] * (1.0 - a)
+                              + closed[self.eye_roi] * a + 0.5).astype(np.uint8)
+        return base
+
     def render(
         self, source: np.ndarray, closed: np.ndarray, valence: float, brow: float, blink: float
     ) -> np.ndarray:
@@ -236,13 +247,7 @@ class FaceAnimator:
         Returns:
             A new (512, 512, C) uint8 image.
         """
-        if blink > 0.01:
-            base = source.copy()
-            a = self.eye_alpha * blink
-            base[self.eye_roi] = (source[self.eye_roi] * (1.0 - a)
-                                  + closed[self.eye_roi] * a + 0.5).astype(np.uint8)
-        else:
-            base = source
+        base = self._blinked(source, closed, blink)
         out = base.copy()
         for key, roi, table, value in (
             ("mouth", self.mouth_roi, self.mouth_table, valence),
@@ -411,13 +416,7 @@ class RecolaLikeAnimator(FaceAnimator):
     def render_recola_like(self, source: np.ndarray, closed: np.ndarray, valence: float,
                            brow: float, blink: float, jaw: float) -> np.ndarray:
         """One frame at photo scale: `render` plus the jaw opening `jaw` in [0, 1]."""
-        if blink > 0.01:
-            base = source.copy()
-            a = self.eye_alpha * blink
-            base[self.eye_roi] = (source[self.eye_roi] * (1.0 - a)
-                                  + closed[self.eye_roi] * a + 0.5).astype(np.uint8)
-        else:
-            base = source
+        base = self._blinked(source, closed, blink)
         roi = self.face_roi
         field = np.zeros(self._face_grid.shape[1:] + (2,), np.float32)
         field[self._subs["valence"]] += self._field(self.valence_table, valence)

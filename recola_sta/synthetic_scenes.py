@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import cv2
 import numpy as np
@@ -153,6 +153,20 @@ def _head_motion(rng: np.random.Generator, frame_times: np.ndarray) -> dict[str,
     return dict(tx=drift(0.06), ty=drift(0.05), angle_deg=drift(7.0), scale=1.0 + drift(0.07))
 
 
+def _affect_fields(name: str, partition: str, frame_times: np.ndarray, label_times: np.ndarray,
+                   annotation_delay_s: float, valence: Callable[[np.ndarray], np.ndarray],
+                   arousal: Callable[[np.ndarray], np.ndarray]) -> dict[str, Any]:
+    """The RecordingPlan fields both presets fill alike: the recording's
+    name and times, the valence the face shows at each frame, and the gold
+    standard, which reports the affect `annotation_delay_s` late."""
+    return dict(
+        name=name, partition=partition, frame_times=frame_times,
+        valence=valence(frame_times), label_times=label_times,
+        valence_labels=valence(label_times - annotation_delay_s),
+        arousal_labels=arousal(label_times - annotation_delay_s),
+    )
+
+
 def plan_recording(
     name: str,
     partition: str,
@@ -197,13 +211,10 @@ def plan_recording(
     gradient_y = 0.2 * SmoothTrace(rng, frame_times, 5.0, 30.0)(frame_times)
 
     return RecordingPlan(
-        name=name, partition=partition, frame_times=frame_times,
-        valence=valence(frame_times),
+        **_affect_fields(name, partition, frame_times, label_times, annotation_delay_s,
+                         valence, arousal),
         brow=np.clip(0.5 * arousal(frame_times) + 0.5 * brow_own(frame_times), -1.0, 1.0),
         blink=blink, **head, gain=gain, gradient_x=gradient_x, gradient_y=gradient_y,
-        label_times=label_times,
-        valence_labels=valence(label_times - annotation_delay_s),
-        arousal_labels=arousal(label_times - annotation_delay_s),
         **subject,
     )
 
@@ -507,13 +518,10 @@ def _plan_recola_like(name: str, partition: str, number: int, *, seed: int, dura
                   for start, length in _events(rng, duration_s, 1.0 / 20.0, 0.5, 2.0)]
 
     return RecolaLikePlan(
-        name=name, partition=partition, frame_times=frame_times,
-        valence=valence(frame_times),
+        **_affect_fields(name, partition, frame_times, label_times, annotation_delay_s,
+                         valence, arousal),
         brow=np.clip(0.5 * arousal_trace(frame_times) + 0.5 * brow_own(frame_times), -1.0, 1.0),
         blink=blink, **head, gain=gain, gradient_x=gradient_x, gradient_y=gradient_y,
-        label_times=label_times,
-        valence_labels=valence(label_times - annotation_delay_s),
-        arousal_labels=arousal(label_times - annotation_delay_s),
         **subject,
         jaw=jaw, yaw_deg=yaw, pitch_deg=pitch, color_cast=color_cast, noise_sigma=noise_sigma,
         noise_index=noise_index, jpeg_quality=jpeg_quality, occlusions=occlusions,
