@@ -121,14 +121,10 @@ def region_report(
         n = len(rec.found)
         maps = attention[offset : offset + n]
         offset += n
-        later = np.arange(n) % frames != 0
-        has_face = rec.found & np.all(np.isfinite(rec.landmarks), axis=(1, 2))
-        no_face += int(np.sum(later & ~has_face))
-        first_frames += int(np.sum(~later))
-        keep = later & has_face
-        masks = regions.mask_stack(rec.landmarks[keep], rec.crops.shape[1], map_size, margin)
-        mass, area = regions.attention_shares(maps[keep], masks) if keep.any() else (
-            np.zeros((0, len(regions.REGIONS))), np.zeros((0, len(regions.REGIONS))))
+        keep, missing = _kept_samples(rec.found, rec.landmarks, 0, frames)
+        no_face += missing
+        first_frames += int(np.sum(np.arange(n) % frames == 0))
+        mass, area = _shares(maps[keep], rec.landmarks[keep], rec.crops.shape[1], margin)
         per_recording[name] = {"samples": int(keep.sum()),
                                "regions": regions.summarize_shares(mass, area)}
         all_mass.append(mass)
@@ -150,6 +146,125 @@ def region_report(
             if len(relative) else []),
         "per_recording": per_recording,
     }
+
+
+def _kept_samples(found: np.ndarray, landmarks: np.ndarray, first_index: int,
+                  frames: int) -> tuple[np.ndarray, int]:
+    """Which samples count for the region report (frames 2..T of each clip,
+    with a face and its landmarks), and how many of frames 2..T lack a face.
+    `first_index`: the position of the first sample in its recording."""
+    later = (first_index + np.arange(len(found))) % frames != 0
+    has_face = np.asarray(found, bool) & np.all(np.isfinite(landmarks), axis=(1, 2))
+    return later & has_face, int(np.sum(later & ~has_face))
+
+
+def _shares(maps: np.ndarray, landmarks: np.ndarray, crop_size: int,
+            margin: float) -> tuple[np.ndarray, np.ndarray]:
+    """`regions.attention_shares` of kept maps with their faces' region masks."""
+    if not len(maps):
+        return np.zeros((0, len(regions.REGIONS))), np.zeros((0, len(regions.REGIONS)))
+    masks = regions.mask_stack(landmarks, crop_size, maps.shape[-1], margin)
+    return regions.attention_shares(maps, masks)
+
+
+class RegionAccumulator:
+    """`report_with_figure` for one video of any length, fed chunk by chunk,
+    in bounded memory (predict streams long videos and live input).
+
+    Keeps each kept sample's region shares (a few floats), running sums of
+    the kept faces and maps for the mean figure, and a histogram of the
+    maps' values for `map_percentiles_x_uniform`: those percentiles are read
+    from fine logarithmic bins (within about 0.2 % of the exact ones)
+    instead of from every map value, which would grow with the video.
+    """
+
+    _BINS = 20000
+    _LOWEST = 1e-6  # x uniform; smaller values land in the first bin
+
+    def __init__(self, frames: int, margin: float = regions.DEFAULT_MARGIN):
+        self.frames = frames
+        self.margin = margin
+        self._mass: list[np.ndarray] = []
+        self._area: list[np.ndarray] = []
+        self._face_sum: np.ndarray | None = None
+        self._map_sum: np.ndarray | None = None
+        self._edges: np.ndarray | None = None
+        self._counts: np.ndarray | None = None
+        self._no_face = 0
+        self._first_frames = 0
+        self._seen = 0
+
+    def add(self, crops: np.ndarray, found: np.ndarray, landmarks: np.ndarray,
+            attention: np.ndarray) -> None:
+        """The next samples of the video, in order: (n, S, S, 3) crops, (n,)
+        found, (n, 68, 2) landmarks and (n, M, M) attention maps."""
+        n = len(found)
+        first = self._seen
+        self._seen += n
+        self._first_frames += int(np.sum((first + np.arange(n)) % self.frames == 0))
+        keep, missing = _kept_samples(found, landmarks, first, self.frames)
+        self._no_face += missing
+        if not keep.any():
+            return
+        maps = np.asarray(attention[keep], np.float64)
+        mass, area = _shares(maps, landmarks[keep], crops.shape[1], self.margin)
+        self._mass.append(mass)
+        self._area.append(area)
+        face_sum = crops[keep].astype(np.float64).sum(0)
+        map_sum = maps.sum(0)
+        if self._face_sum is None:
+            self._face_sum, self._map_sum = face_sum, map_sum
+            top = float(maps.shape[-1] * maps.shape[-2])
+            self._edges = np.geomspace(self._LOWEST, top, self._BINS + 1)
+            self._counts = np.zeros(self._BINS, np.int64)
+        else:
+            self._face_sum += face_sum
+            self._map_sum += map_sum
+        relative = maps.reshape(-1) * maps.shape[-1] * maps.shape[-2]
+        bins = np.clip(np.searchsorted(self._edges, relative, side="right") - 1,
+                       0, self._BINS - 1)
+        self._counts += np.bincount(bins, minlength=self._BINS)
+
+    def _percentiles(self, qs: Sequence[float]) -> list[float]:
+        cumulative = np.cumsum(self._counts)
+        total = int(cumulative[-1])
+        out = []
+        for q in qs:
+            rank = q / 100.0 * (total - 1)
+            b = int(np.searchsorted(cumulative, rank + 1, side="left"))
+            out.append(float(np.sqrt(self._edges[b] * self._edges[b + 1])))
+        return out
+
+    def report(self) -> dict[str, Any]:
+        """`region_report`'s JSON for the video so far (no `per_recording`)."""
+        mass = np.concatenate(self._mass) if self._mass else np.zeros((0, len(regions.REGIONS)))
+        area = np.concatenate(self._area) if self._area else np.zeros((0, len(regions.REGIONS)))
+        return {
+            "available": True,
+            "frames_used": f"2..{self.frames} of every clip",
+            "margin": self.margin,
+            "samples": int(len(mass)),
+            "samples_without_face": self._no_face,
+            "first_frames_excluded": self._first_frames,
+            "regions": regions.summarize_shares(mass, area),
+            "map_percentiles_x_uniform": (
+                [round(v, 3) for v in self._percentiles([1, 50, 99])] if len(mass) else []),
+        }
+
+    def write_figure(self, figure: str | os.PathLike, title: str = "") -> bool:
+        """Draws the mean attention over the mean face beside each region's
+        ratio; False (nothing drawn) where no sample counted."""
+        if self._face_sum is None:
+            return False
+        from recola_sta import plots
+
+        count = sum(len(m) for m in self._mass)
+        size = self._map_sum.shape[-1]
+        face = (self._face_sum / count).astype(np.uint8)
+        mean_map = self._map_sum / count * size * size
+        plots.plot_attention_regions(figure, face, mean_map, self.report()["regions"],
+                                     title=title)
+        return True
 
 
 def mean_face_and_map(

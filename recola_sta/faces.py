@@ -23,6 +23,9 @@ normalize the eye and nose coordinates between adjacent frames". Here:
   found-mask. A frame without a face is flagged and its crop left at zero; it
   is never replaced by a neighbour (evaluation interpolates predictions there,
   as the paper does).
+* `iter_samples` aligns one sampled frame at a time (predict streams videos
+  of any length through it), and `LiveSource` with `live_frames` samples a
+  camera or stream URL at 4 fps by the wall clock.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ import os
 import pathlib
 import queue
 import threading
+import time
 from typing import Iterable, Iterator, Sequence, TypeVar
 
 import cv2
@@ -1034,21 +1038,170 @@ def track_video(
     landmarks = np.full((n, NUM_LANDMARKS, 2), np.nan, np.float32)
     face_px = np.full(n, np.nan, np.float32)
     num_faces = np.zeros(n, np.int32)
-    aligner.reset()
-    frames = iter_frames_at(path, times)
+    samples = iter_samples(sampled_frames(path, times, progress=progress, prefetch=prefetch),
+                           aligner)
+    for k, sample in enumerate(samples):
+        num_faces[k] = sample.num_faces
+        if sample.found:
+            crops[k], landmarks[k] = sample.crop, sample.landmarks
+            face_px[k] = sample.face_px
+            found[k] = True
+    return FaceTrack(times=times, crops=crops, found=found, landmarks=landmarks,
+                     face_px=face_px, num_faces=num_faces)
+
+
+def sampled_frames(
+    path: str | os.PathLike,
+    times: Sequence[float] | np.ndarray,
+    progress: bool = False,
+    prefetch: int = 0,
+) -> Iterator[tuple[float, np.ndarray]]:
+    """`iter_frames_at(path, times)`, decoded `prefetch` samples ahead by a
+    background thread (`prefetched`) and with a progress bar if asked."""
+    times = np.asarray(times, np.float64).reshape(-1)
+    frames: Iterator[tuple[float, np.ndarray]] = iter_frames_at(path, times)
     if prefetch > 0:
         frames = prefetched(frames, prefetch)
     if progress:
         from tqdm import tqdm  # imported lazily: only for interactive use
 
-        frames = tqdm(frames, total=n, desc=pathlib.Path(path).name, unit="sample",
+        frames = tqdm(frames, total=len(times), desc=pathlib.Path(path).name, unit="sample",
                       leave=False)
-    for k, (_, frame) in enumerate(frames):
+    return frames
+
+
+@dataclasses.dataclass(frozen=True)
+class Sample:
+    """One sampled frame after face alignment (`iter_samples`).
+
+    Attributes:
+        time: the sample time, seconds.
+        crop: (size, size, 3) uint8 aligned face, zeros where no face was found.
+        landmarks: (68, 2) float32 landmarks in crop pixels, NaN without a face.
+        found: whether a face was found.
+        face_px: side of the chosen face's box in frame pixels, NaN without one.
+        num_faces: faces detected in the frame (see `FrameFace.num_faces`).
+    """
+
+    time: float
+    crop: np.ndarray
+    landmarks: np.ndarray
+    found: bool
+    face_px: float
+    num_faces: int
+
+
+def iter_samples(frames: Iterable[tuple[float, np.ndarray]],
+                 aligner: FaceAligner) -> Iterator[Sample]:
+    """Aligns the face of each `(time, RGB frame)` one at a time, so that a
+    caller can stream a video of any length (or a live source) without
+    holding its crops.
+
+    Resets `aligner` first: the face tracked in another video is not carried
+    over; the aligner's `face` rule picks the subject, which is then
+    followed.
+    """
+    aligner.reset()
+    blank = np.zeros((aligner.size, aligner.size, 3), np.uint8)
+    no_points = np.full((NUM_LANDMARKS, 2), np.nan, np.float32)
+    for t, frame in frames:
         result = aligner.process(frame)
-        num_faces[k] = result.num_faces
-        if result.crop is not None:
-            crops[k], landmarks[k] = result.crop, result.landmarks
-            face_px[k] = _side(result.box)
-            found[k] = True
-    return FaceTrack(times=times, crops=crops, found=found, landmarks=landmarks,
-                     face_px=face_px, num_faces=num_faces)
+        if result.crop is None:
+            yield Sample(float(t), blank, no_points, False, math.nan, int(result.num_faces))
+        else:
+            yield Sample(float(t), result.crop, np.asarray(result.landmarks, np.float32), True,
+                         _side(result.box), int(result.num_faces))
+
+
+def is_live_source(video: str) -> bool:
+    """Whether `--video` names a live source rather than a file: a camera
+    index (an integer string such as "0") or a URL ("rtsp://...",
+    "http://...": anything with "://")."""
+    text = str(video).strip()
+    return text.isdigit() or "://" in text
+
+
+class LiveSource:
+    """A camera, a stream URL or (standing in for a camera, `realtime`) a
+    video file read at its real pace, opened with `cv2.VideoCapture`.
+
+    The duration and frame count of a live source are unknown; `fps` (None
+    where the source reports none), `width` and `height` are what it
+    reports when opened; `read` returns frames until the source ends (None). With `realtime`, a file's
+    frames are handed out no faster than their frame rate, as a camera
+    would deliver them, so that live mode can be tested without a camera.
+    """
+
+    def __init__(self, video: str, realtime: bool = False):
+        text = str(video).strip()
+        self.name = f"camera {text}" if text.isdigit() else text
+        if realtime:
+            path = pathlib.Path(text)
+            _, self._cap = _open(path)
+            self._period = 1.0 / _fps(path, self._cap)
+        else:
+            target: int | str = int(text) if text.isdigit() else text
+            self._cap = cv2.VideoCapture(target)
+            if not self._cap.isOpened():
+                raise VideoError(f"Cannot open the live source {self.name} (--video={text}): "
+                                 "no such camera, or a stream OpenCV cannot read.")
+            self._period = 0.0
+        self._start: float | None = None
+        self._count = 0
+        # Read now: a released capture reports zeros.
+        fps = self._cap.get(cv2.CAP_PROP_FPS)
+        self.fps = float(fps) if math.isfinite(fps) and 0 < fps <= 1000 else None
+        self.width = int(self._cap.get(cv2.CAP_PROP_FRAME_WIDTH))
+        self.height = int(self._cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
+
+
+    def read(self) -> np.ndarray | None:
+        """The next RGB frame, or None at the end of the source."""
+        if self._period:
+            if self._start is None:
+                self._start = time.monotonic()
+            wait = self._start + self._count * self._period - time.monotonic()
+            if wait > 0:
+                time.sleep(wait)
+        ok, bgr = self._cap.read()
+        if not ok or bgr is None:
+            return None
+        self._count += 1
+        return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+    def release(self) -> None:
+        self._cap.release()
+
+
+def live_frames(source: LiveSource, fps: float, max_seconds: float | None = None,
+                clock=time.monotonic) -> Iterator[tuple[float, np.ndarray]]:
+    """Samples a live source at `fps` by the wall clock: `(k / fps, frame)`
+    for k = 0, 1, ..., each with the first frame read at or after that time
+    since the first frame (camera timestamps differ between backends and
+    may be missing; the wall clock is what a live run lives by).
+
+    Every frame is read, so a camera's buffer never fills with stale frames.
+    Where the caller falls behind (several sample times pass while one frame
+    is read), the frame serves each of them, keeping the sample grid
+    regular. Stops at the end of the source or after `max_seconds`
+    (samples up to and including that time). Releases the source when done.
+    """
+    try:
+        start: float | None = None
+        k = 0
+        while True:
+            frame = source.read()
+            if frame is None:
+                return
+            now = clock()
+            if start is None:
+                start = now
+            elapsed = now - start
+            while k / fps <= elapsed:
+                t = k / fps
+                if max_seconds is not None and t > max_seconds + 1e-9:
+                    return
+                yield t, frame
+                k += 1
+    finally:
+        source.release()

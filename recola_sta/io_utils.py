@@ -20,6 +20,8 @@ def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[pathlib.P
     """Yields a temporary path beside `path`; renames it onto `path` on success.
 
     On an exception the temporary file is removed and `path` is left untouched.
+    A caller that removes the temporary file itself (it found nothing to
+    write) leaves `path` untouched too.
     `suffix` keeps an extension on the temporary name for writers that choose
     the format from it (OpenCV, matplotlib).
     """
@@ -36,7 +38,8 @@ def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[pathlib.P
     os.chmod(tmp_path, 0o666 & ~umask)
     try:
         yield tmp_path
-        os.replace(tmp_path, path)
+        if tmp_path.exists():
+            os.replace(tmp_path, path)
     except BaseException:
         tmp_path.unlink(missing_ok=True)
         raise

@@ -15,6 +15,19 @@ or a video shorter than one clip, is padded by repeating its last frame),
 samples without a face are interpolated from their neighbours, and the
 result is resampled to the video's own frame times.
 
+The video streams through `--batch_size` clips at a time: only per-sample
+values, the running sums of the attention-region report, the clip
+attention.png shows and attention.mp4 (written as it goes) are kept, so
+memory stays flat with the video's length. The CSV is written at the end,
+as the post-processing chains need the whole series.
+
+Live input (--video=0, a camera index, or a stream URL; --realtime reads a
+file at its real pace instead): samples at 4 fps by the wall clock, appends
+each completed clip's raw rows to <targets>.live.csv (flushed, a valid CSV
+at any moment), and on Ctrl-C, --max_seconds or the end of the stream
+writes <targets>.csv post-processed over what was seen, at the 4 fps sample
+times, with the plots and summary.json.
+
 Writes into --out:
     valence.csv       time,valence,face_found at the video's frame rate
     valence.png       valence over time (grey where no face was found)
@@ -29,6 +42,8 @@ Writes into --out:
                       the video's aligned faces beside each facial region's
                       share of it (also `attention_regions` in summary.json)
     attention.mp4     with --attention_video: every 4 fps sample, overlaid
+    valence.live.csv  live input only: raw rows per 4 fps sample, appended
+                      as each clip completes
     summary.json      video facts, face-found rate, smallest face, samples
                       with several faces, the aligner's settings, timing
 Exit codes: 0 success, 2 bad input (missing/corrupt file, not a model),
@@ -37,9 +52,11 @@ Exit codes: 0 success, 2 bad input (missing/corrupt file, not a model),
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
+import math
 import os
 import pathlib
 import sys
@@ -229,6 +246,227 @@ def run_model(serve, crops: np.ndarray, frames: int, batch_size: int,
     return (values[:, 0] if len(keys) == 1 else values), out.get("attention")
 
 
+class _ClipPicker:
+    """Chooses, as the samples stream past, the clip attention.png shows
+    (like the paper's Fig. 5): among the clips with the most faces, the one
+    nearest the middle of the video (its earliest on a tie). For live input
+    (`num_samples` None: the middle is unknown) the first clip with the most
+    faces. Holds only that clip's faces, maps and times."""
+
+    def __init__(self, frames: int, num_samples: int | None):
+        self.frames = frames
+        num_clips = None if num_samples is None else -(-num_samples // frames)
+        self._middle = None if num_clips is None else (num_clips - 1) / 2
+        self._best: tuple[int, int] | None = None  # (faces, clip index)
+        self.crops = self.attention = self.times = None
+
+    def add(self, first_index: int, crops: np.ndarray, found: np.ndarray,
+            attention: np.ndarray, times: np.ndarray) -> None:
+        """A chunk of whole clips (the last may be short) starting at sample
+        `first_index` (a multiple of `frames`)."""
+        for start in range(0, len(found), self.frames):
+            part = slice(start, start + self.frames)
+            clip = (first_index + start) // self.frames
+            count = int(found[part].sum())
+            if self._best is not None:
+                best_count, best_clip = self._best
+                if count < best_count:
+                    continue
+                if count == best_count and (self._middle is None or abs(clip - self._middle)
+                                            >= abs(best_clip - self._middle)):
+                    continue
+            self._best = (count, clip)
+            keep = found[part]
+            self.crops = crops[part][keep].copy()
+            self.attention = attention[part][keep].copy()
+            self.times = times[part][keep].copy()
+
+
+class _AttentionVideo:
+    """attention.mp4, written frame by frame as the samples stream past (to
+    a temporary name: `io_utils.atomic_path` renames it at the end). The
+    colour scale (`plots.attention_colour_limit`) is fixed by the first
+    chunk with a face, as the later maps are not known yet."""
+
+    def __init__(self, path: pathlib.Path, fps: float):
+        self._path, self._fps = path, fps
+        self._writer: Any = None
+        self._scale = 1
+        self._vmax: float | None = None
+
+    def write(self, tmp: pathlib.Path, crops: np.ndarray, attention: np.ndarray,
+              found: np.ndarray) -> None:
+        import cv2
+
+        from recola_sta import plots
+
+        if self._writer is None:
+            size = crops.shape[1]
+            self._scale = max(1, 256 // size)
+            self._writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"mp4v"), self._fps,
+                                           (size * self._scale, size * self._scale))
+            if not self._writer.isOpened():
+                raise ValueError(f"OpenCV cannot write {self._path} (no mp4v encoder).")
+        if self._vmax is None and found.any():
+            self._vmax = plots.attention_colour_limit(attention[found])
+        vmax = self._vmax if self._vmax is not None else plots.attention_colour_limit(attention)
+        for crop, att, ok in zip(crops, attention, found):
+            frame = plots.overlay_attention(crop, att, vmax=vmax) if ok else crop
+            frame = cv2.resize(frame, None, fx=self._scale, fy=self._scale,
+                               interpolation=cv2.INTER_NEAREST)
+            self._writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+
+    def release(self) -> None:
+        if self._writer is not None:
+            self._writer.release()
+
+
+class _LiveLog:
+    """<targets>.live.csv for live input: time, the raw model values and
+    face_found of every 4 fps sample, appended and flushed as each clip
+    completes, one write per clip, so the file is a valid CSV at any moment
+    (values are empty where no face was found: filling them needs later
+    samples)."""
+
+    def __init__(self, path: pathlib.Path, targets: Sequence[str]):
+        self.path = path
+        self._file = open(path, "w", newline="", encoding="utf-8")
+        self._write([["time", *targets, "face_found"]])
+
+    def _write(self, rows: list[list[Any]]) -> None:
+        buf = io.StringIO()
+        csv.writer(buf, lineterminator="\n").writerows(rows)
+        self._file.write(buf.getvalue())
+        self._file.flush()
+
+    def add(self, times: np.ndarray, values: np.ndarray, found: np.ndarray) -> None:
+        self._write([[f"{t:.4f}", *((f"{v:.6f}" if ok else "") for v in row), int(ok)]
+                     for t, row, ok in zip(times, values, found)])
+
+    def close(self) -> None:
+        self._file.close()
+
+
+class _Stream:
+    """Runs the model on the aligned samples chunk by chunk and keeps only
+    what the outputs need: per-sample values, times, found flags, face sizes
+    and face counts (a few numbers each), the running sums of the attention
+    region report, the clip attention.png shows, and attention.mp4 written
+    as it goes. Memory therefore stays flat with the video's length."""
+
+    def __init__(self, serve_fn, meta: dict[str, Any], chunk_clips: int,
+                 num_samples: int | None, regions: bool, video_out: _AttentionVideo | None,
+                 video_tmp: pathlib.Path | None, log: _LiveLog | None):
+        self._serve_fn = serve_fn
+        self.frames = int(meta["frames"])
+        self.targets = list(meta["targets"])
+        self._chunk_clips = chunk_clips
+        self._chunk = chunk_clips * self.frames
+        self._pending: list[faces.Sample] = []
+        self._picker = _ClipPicker(self.frames, num_samples)
+        self._regions = attention_analysis.RegionAccumulator(self.frames) if regions else None
+        self._video_out, self._video_tmp, self._log = video_out, video_tmp, log
+        self._times: list[float] = []
+        self._values: list[np.ndarray] = []
+        self._found: list[bool] = []
+        self._face_px: list[float] = []
+        self._num_faces: list[int] = []
+        self.has_attention: bool | None = None
+
+    def add(self, sample: faces.Sample) -> None:
+        self._pending.append(sample)
+        if len(self._pending) == self._chunk:
+            self.flush()
+
+    def flush(self) -> None:
+        """Runs the model on the pending samples (the last clip padded)."""
+        if not self._pending:
+            return
+        chunk = self._pending
+        first = len(self._times)
+        crops = np.stack([s.crop for s in chunk])
+        found = np.array([s.found for s in chunk], bool)
+        times = np.array([s.time for s in chunk], np.float64)
+        values, attention = run_model(self._serve_fn(), crops, self.frames, self._chunk_clips,
+                                      self.targets)
+        values = values.reshape(len(chunk), len(self.targets))
+        self._pending = []
+        self._times.extend(times.tolist())
+        self._values.append(values)
+        self._found.extend(found.tolist())
+        self._face_px.extend(s.face_px for s in chunk)
+        self._num_faces.extend(s.num_faces for s in chunk)
+        self.has_attention = attention is not None
+        if self._log is not None:
+            self._log.add(times, values, found)
+        if attention is None:
+            return
+        self._picker.add(first, crops, found, attention, times)
+        if self._regions is not None:
+            landmarks = np.stack([s.landmarks for s in chunk])
+            self._regions.add(crops, found, landmarks, attention)
+        if self._video_out is not None:
+            self._video_out.write(self._video_tmp, crops, attention, found)
+
+    def track(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """times (N,), values (N, K), found (N,), face_px (N,), num_faces (N,)."""
+        values = (np.concatenate(self._values) if self._values
+                  else np.zeros((0, len(self.targets))))
+        return (np.asarray(self._times, np.float64), values, np.asarray(self._found, bool),
+                np.asarray(self._face_px, np.float32), np.asarray(self._num_faces, np.int32))
+
+    @property
+    def picker(self) -> _ClipPicker:
+        return self._picker
+
+    @property
+    def regions(self) -> attention_analysis.RegionAccumulator | None:
+        return self._regions
+
+
+def csv_columns(times: np.ndarray, values: np.ndarray, found: np.ndarray,
+                frame_times: np.ndarray, targets: Sequence[str], chains: dict[str, Any]
+                ) -> tuple[list[np.ndarray], np.ndarray, dict[str, str]]:
+    """The CSV's columns from the per-sample values: each target's chain
+    applied on its label grid (it needs the whole series), missed faces
+    filled, resampled to `frame_times`; the per-frame face flag; and what
+    each chain kept."""
+    _, frame_found = clips.samples_to_grid(times, values[:, 0], found, frame_times)
+    columns, kept = [], {}
+    for k, target in enumerate(targets):
+        chain = chains.get(target)
+        if chain is not None:
+            # The chain was fitted at the corpus label rate; apply it on that grid.
+            grid = np.arange(0.0, times[-1] + 1e-9, chain.frame_period)
+            on_grid, _ = clips.samples_to_grid(times, values[:, k], found, grid)
+            series_t, series_v = grid, chain.apply(on_grid)
+            kept[target] = ", ".join(chain.kept_steps) or "nothing"
+        else:
+            series_t = times
+            series_v = clips.samples_to_grid(times, values[:, k], found, times)[0]
+            kept[target] = "none"
+        columns.append(clips.samples_to_grid(series_t, series_v, np.ones(len(series_t), bool),
+                                             frame_times)[0])
+    return columns, frame_found, kept
+
+
+def write_csv(path: pathlib.Path, frame_times: np.ndarray, targets: Sequence[str],
+              columns: Sequence[np.ndarray], frame_found: np.ndarray,
+              rows_per_write: int = 4096) -> None:
+    """Writes the per-frame CSV row by row (a few thousand rows at a time,
+    not the whole text in memory) to a temporary file renamed onto `path`
+    at the end."""
+    with io_utils.atomic_path(path, suffix=".csv") as tmp, \
+            open(tmp, "w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f, lineterminator="\n")
+        writer.writerow(["time", *targets, "face_found"])
+        for start in range(0, len(frame_times), rows_per_write):
+            stop = min(start + rows_per_write, len(frame_times))
+            writer.writerows(
+                [f"{frame_times[i]:.4f}", *(f"{c[i]:.6f}" for c in columns),
+                 int(frame_found[i])] for i in range(start, stop))
+
+
 def predict_video(
     model_dir: str | os.PathLike,
     video: str | os.PathLike,
@@ -247,8 +485,14 @@ def predict_video(
     progress: bool = True,
     model: Any = None,
     prefetch: int = 4,
+    max_seconds: float | None = None,
+    realtime: bool = False,
 ) -> dict[str, Any]:
     """Predicts valence (and attention) for one video; see the module doc.
+
+    The video streams through in chunks of `batch_size` clips: memory stays
+    flat with its length (only per-sample values are kept whole, as the
+    post-processing chains need the whole series).
 
     `upsample`, `detect_width`, `face`, `predictor_path`, `redetect_every`
     and `rotate` override the face aligner's settings recorded with the
@@ -258,7 +502,17 @@ def predict_video(
     SavedModel of `model_dir` already loaded (`tf.saved_model.load`), to
     predict several videos without loading it again; None loads it.
     `prefetch`: sampled frames decoded ahead of the face aligner by a
-    background thread (`faces.track_video`); 0 decodes in line.
+    background thread (`faces.sampled_frames`); 0 decodes in line.
+
+    Live input: `video` a camera index ("0") or a stream URL
+    (`faces.is_live_source`), or with `realtime` a file read at its real
+    pace standing in for a camera. Samples are taken at 4 fps by the wall
+    clock, the model runs on each clip as it completes and its raw rows are
+    appended to <targets>.live.csv; the run stops at the end of the stream,
+    after `max_seconds`, or on KeyboardInterrupt (Ctrl-C), and then writes
+    <targets>.csv post-processed over what was seen, at the 4 fps sample
+    times, with the plots and summary.json. `max_seconds` also limits a
+    file.
 
     Raises:
         FileNotFoundError: the model folder or video does not exist.
@@ -273,108 +527,159 @@ def predict_video(
     model_dir = pathlib.Path(model_dir)
     out_dir = pathlib.Path(out_dir)
     meta = export.read_metadata(model_dir)
+    if max_seconds is not None and not max_seconds > 0:
+        raise ValueError(f"--max_seconds={max_seconds} must be positive.")
     # Before any work: a run that cannot save its results wastes all of it.
     io_utils.check_writable_dir(out_dir, "--out")
     aligner = make_aligner(meta, model_dir, {"upsample": upsample, "detect_width": detect_width,
                                              "face": face, "predictor_path": predictor_path,
                                              "redetect_every": redetect_every,
                                              "rotate": rotate})
-    info = faces.probe_video(video)
+    live = realtime or faces.is_live_source(str(video))
+    source = faces.LiveSource(str(video), realtime=realtime) if live else None
+    info = None if live else faces.probe_video(video)
     # TensorFlow is imported and the SavedModel loaded in a background thread
     # while the first frames are decoded and aligned.
     loading = _ModelLoader(model_dir, meta) if model is None else None
     if model is not None:
         check_serving_shape(model, model_dir, meta)
-
-    # Sample up to the last frame's own time, not past the end of the video.
-    last_frame_time = max(0.0, info.duration - 1.0 / info.fps)
-    sample_times = faces.sample_times(info.duration, fps=meta["fps"], end=last_frame_time)
-    track = faces.track_video(video, sample_times, aligner, progress=progress,
-                              prefetch=prefetch)
-    if not track.found.any():
-        raise NoFaceError(no_face_message(video, info, track.times, aligner))
-    serve = (loading.result() if loading is not None else model).serve
+    serve_fn = (lambda: loading.result().serve) if loading is not None else (lambda: model.serve)
     targets = list(meta["targets"])
-    values, attention = run_model(serve, track.crops, meta["frames"], batch_size, targets)
-    values = values.reshape(len(track.crops), len(targets))
+    stem = "_".join(targets)
+    stopped = "end of video"
+    if live:
+        num_samples = None
+        frames_iter = faces.live_frames(source, float(meta["fps"]), max_seconds)
+        if prefetch > 0:
+            frames_iter = faces.prefetched(frames_iter, prefetch)
+        if progress:
+            from tqdm import tqdm
+
+            frames_iter = tqdm(frames_iter, desc=source.name, unit="sample", leave=False)
+        stopped = "end of stream"
+    else:
+        # Sample up to the last frame's own time, not past the end of the video.
+        last_frame_time = max(0.0, info.duration - 1.0 / info.fps)
+        if max_seconds is not None and max_seconds < last_frame_time:
+            last_frame_time = max_seconds
+            stopped = f"--max_seconds={max_seconds:g}"
+        sample_times = faces.sample_times(info.duration, fps=meta["fps"], end=last_frame_time)
+        num_samples = len(sample_times)
+        frames_iter = faces.sampled_frames(video, sample_times, progress=progress,
+                                           prefetch=prefetch)
+    name = source.name if live else pathlib.Path(video).name
+    written: list[str] = []
+    with contextlib.ExitStack() as stack:
+        video_out = video_tmp = None
+        if attention_video:
+            video_tmp = stack.enter_context(io_utils.atomic_path(out_dir / "attention.mp4",
+                                                                 suffix=".mp4"))
+            video_out = _AttentionVideo(out_dir / "attention.mp4", float(meta["fps"]))
+            stack.callback(video_out.release)
+        log = None
+        if live:
+            out_dir.mkdir(parents=True, exist_ok=True)
+            log = _LiveLog(out_dir / f"{stem}.live.csv", targets)
+            stack.callback(log.close)
+        stream = _Stream(serve_fn, meta, 1 if live else batch_size, num_samples,
+                         regions=True, video_out=video_out, video_tmp=video_tmp, log=log)
+        try:
+            for sample in faces.iter_samples(frames_iter, aligner):
+                stream.add(sample)
+                if live and max_seconds is not None and sample.time >= max_seconds - 1e-9:
+                    stopped = f"--max_seconds={max_seconds:g}"
+                    break
+        except KeyboardInterrupt:
+            if not live:
+                raise
+            stopped = "interrupted (Ctrl-C)"
+        finally:
+            close = getattr(frames_iter, "close", None)
+            if close is not None:
+                close()
+        stream.flush()
+        times, values, found, face_px, num_faces = stream.track()
+        if not found.any():
+            if log is not None:
+                log.close()
+                log.path.unlink(missing_ok=True)
+            if live:
+                raise NoFaceError(f"No face was found in any of the {len(times)} samples of the "
+                                  f"live source {source.name}; nothing to predict.")
+            raise NoFaceError(no_face_message(video, info, times, aligner))
+        written_video = video_out is not None and bool(stream.has_attention)
+        if video_out is not None and not written_video:
+            video_out.release()
+            video_tmp.unlink(missing_ok=True)  # no attention: atomic_path writes nothing
+    if live:
+        written.append(f"{stem}.live.csv")
     chains = _load_chains(model_dir, targets) if apply_postprocess else {}
     from recola_sta import plots
 
-    frame_count = info.frame_count or int(round(info.duration * info.fps))
-    frame_times = np.arange(frame_count) / info.fps
-    _, frame_found = clips.samples_to_grid(track.times, values[:, 0], track.found, frame_times)
-    columns, kept = [], {}
-    for k, target in enumerate(targets):
-        chain = chains.get(target)
-        if chain is not None:
-            # The chain was fitted at the corpus label rate; apply it on that grid.
-            grid = np.arange(0.0, track.times[-1] + 1e-9, chain.frame_period)
-            on_grid, _ = clips.samples_to_grid(track.times, values[:, k], track.found, grid)
-            series_t, series_v = grid, chain.apply(on_grid)
-            kept[target] = ", ".join(chain.kept_steps) or "nothing"
-        else:
-            series_t = track.times
-            series_v = clips.samples_to_grid(track.times, values[:, k], track.found,
-                                             track.times)[0]
-            kept[target] = "none"
-        columns.append(clips.samples_to_grid(series_t, series_v, np.ones(len(series_t), bool),
-                                             frame_times)[0])
-
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(["time", *targets, "face_found"])
-    for i, (t, f) in enumerate(zip(frame_times, frame_found)):
-        writer.writerow([f"{t:.4f}", *(f"{c[i]:.6f}" for c in columns), int(f)])
-    csv_name = f"{'_'.join(targets)}.csv"
-    io_utils.atomic_write_text(out_dir / csv_name, buf.getvalue())
-    name = pathlib.Path(video).name
-    written = [csv_name]
+    if live:
+        frame_times, frame_count, video_fps = times, len(times), source.fps
+        duration = len(times) / float(meta["fps"])
+        width, height = source.width, source.height
+    else:
+        frame_count = info.frame_count or int(round(info.duration * info.fps))
+        if max_seconds is not None:
+            frame_count = min(frame_count, int(math.floor(max_seconds * info.fps + 1e-9)) + 1)
+        frame_times = np.arange(frame_count) / info.fps
+        video_fps, duration, width, height = info.fps, info.duration, info.width, info.height
+    columns, frame_found, kept = csv_columns(times, values, found, frame_times, targets, chains)
+    csv_name = f"{stem}.csv"
+    write_csv(out_dir / csv_name, frame_times, targets, columns, frame_found)
+    written.insert(0, csv_name)
     for target, column in zip(targets, columns):
         plots.plot_valence(
             out_dir / f"{target}.png", frame_times, column, found=frame_found,
             title=f"{name}: predicted {target} ({meta['variant']})", ylabel=target,
         )
         written.append(f"{target}.png")
-    if attention is not None:
-        pick = _display_clip(track.found, meta["frames"])
+    regions_report = None
+    if stream.has_attention:
+        picker = stream.picker
         plots.plot_attention_grid(
-            out_dir / "attention.png", track.crops[pick], attention[pick], track.times[pick],
+            out_dir / "attention.png", picker.crops, picker.attention, picker.times,
             columns=attention_columns,
             title=f"{name}: spatiotemporal attention over one clip (its first frame has no "
                   "previous state: uniform)",
         )
         written.append("attention.png")
-        regions_report = attention_analysis.report_with_figure(
-            {name: track}, attention, meta["frames"], figure=out_dir / "attention_regions.png",
-            title=f"{name}: where the attention looks (mean over the video's faces)",
-        )
-        regions_report.pop("per_recording", None)
-        if regions_report.get("available") and regions_report["samples"]:
+        regions_report = stream.regions.report()
+        if stream.regions.write_figure(
+                out_dir / "attention_regions.png",
+                title=f"{name}: where the attention looks (mean over the video's faces)"):
             written.append("attention_regions.png")
-        if attention_video:
-            write_attention_video(out_dir / "attention.mp4", track.crops, attention, track.found, meta["fps"])
+        if written_video:
             written.append("attention.mp4")
     seconds = time.time() - start
+    seen = len(times) / float(meta["fps"])
     summary = {
         "video": str(video),
         "model": str(model_dir),
         "variant": meta["variant"],
-        "video_fps": info.fps,
+        "video_fps": video_fps,
         "video_frames": frame_count,
-        "duration_s": info.duration,
-        "samples": int(len(track.times)),
-        "face_found_rate": float(track.found.mean()),
-        "video_size": [info.width, info.height],
-        "smallest_face_px": track.smallest_face_px,
-        "samples_with_several_faces": track.multi_face_samples,
+        "duration_s": duration,
+        "samples": int(len(times)),
+        "face_found_rate": float(found.mean()),
+        "video_size": [width, height],
+        "smallest_face_px": (float(np.nanmin(face_px)) if np.isfinite(face_px).any()
+                             else None),
+        "samples_with_several_faces": int((num_faces > 1).sum()),
         "face_aligner": {**aligner.settings(), "predictor_path": aligner.predictor_path},
         "targets": targets,
         "postprocess_kept": kept[targets[0]] if len(targets) == 1 else kept,
         "wall_time_s": round(seconds, 2),
-        "real_time_factor": round(info.duration / seconds, 2) if seconds > 0 else None,
+        "real_time_factor": round((seen if live else duration) / seconds, 2)
+        if seconds > 0 else None,
         "files": written,
     }
-    if attention is not None:
+    if live or max_seconds is not None:
+        summary["live"] = live
+        summary["stopped"] = stopped
+    if regions_report is not None:
         summary["attention_regions"] = regions_report
     io_utils.atomic_write_text(out_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
     return summary
@@ -399,50 +704,12 @@ def no_face_message(video: str | os.PathLike, info: faces.VideoInfo, times: np.n
             "for smaller faces.")
 
 
-def _display_clip(found: np.ndarray, frames: int) -> np.ndarray:
-    """Sample indices of the clip shown in attention.png (like the paper's Fig. 5).
-
-    A whole clip shows how the attention evolves from frame to frame: the
-    clip nearest the middle of the video among those with the most faces.
-    """
-    num_clips = -(-len(found) // frames)
-    counts = [found[k * frames : (k + 1) * frames].sum() for k in range(num_clips)]
-    best = max(counts)
-    middle = (num_clips - 1) / 2
-    clip = min((k for k in range(num_clips) if counts[k] == best), key=lambda k: abs(k - middle))
-    indices = np.arange(clip * frames, min((clip + 1) * frames, len(found)))
-    return indices[found[indices]]
-
-
-def write_attention_video(
-    path: pathlib.Path, crops: np.ndarray, attention: np.ndarray, found: np.ndarray, fps: float
-) -> None:
-    """Writes every sample's face with its attention overlaid as an mp4."""
-    import cv2
-
-    from recola_sta import plots
-
-    size = crops.shape[1]
-    scale = max(1, 256 // size)
-    vmax = plots.attention_colour_limit(attention[found] if found.any() else attention)
-    with io_utils.atomic_path(path, suffix=".mp4") as tmp:
-        writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"mp4v"), fps, (size * scale, size * scale))
-        if not writer.isOpened():
-            raise ValueError(f"OpenCV cannot write {path} (no mp4v encoder).")
-        try:
-            for crop, att, ok in zip(crops, attention, found):
-                frame = plots.overlay_attention(crop, att, vmax=vmax) if ok else crop
-                frame = cv2.resize(frame, None, fx=scale, fy=scale, interpolation=cv2.INTER_NEAREST)
-                writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
-        finally:
-            writer.release()
-
-
 def define_flags() -> None:
     from absl import flags
 
     flags.DEFINE_string("model", None, "Exported SavedModel folder (RUN_DIR/saved_model).")
-    flags.DEFINE_string("video", None, "Face video to analyse (any frame rate and size).")
+    flags.DEFINE_string("video", None, "Face video to analyse (any frame rate and size), or a "
+                        "live source: a camera index (0) or a stream URL (rtsp://...).")
     flags.DEFINE_string("out", None, "Output folder.")
     flags.DEFINE_bool("postprocess", True, "Apply the post-processing chain fitted on dev.")
     flags.DEFINE_bool("attention_video", False, "Also write attention.mp4 (attention model only).")
@@ -452,6 +719,10 @@ def define_flags() -> None:
     # Unset: as recorded with the model (recola_sta.json).
     preprocess.define_face_flags({"upsample": None, "detect_width": None, "face": None,
                                   "redetect_every": None, "rotate": None})
+    flags.DEFINE_float("max_seconds", None, "Stop after this many seconds of video (live "
+                       "input: of wall-clock time); unset: to the end, or Ctrl-C.")
+    flags.DEFINE_bool("realtime", False, "Read the --video file at its real pace as a live "
+                      "source standing in for a camera (tests live mode).")
     flags.DEFINE_bool("progress", True, "Show a progress bar.")
     for name in ("model", "video", "out"):
         flags.mark_flag_as_required(name)
@@ -475,7 +746,8 @@ def main(argv: Sequence[str]) -> int:
             attention_video=FLAGS.attention_video, batch_size=FLAGS.batch_size,
             upsample=FLAGS.upsample, detect_width=FLAGS.detect_width, face=FLAGS.face,
             predictor_path=FLAGS.predictor_path, redetect_every=FLAGS.redetect_every,
-            rotate=FLAGS.rotate, progress=FLAGS.progress,
+            rotate=FLAGS.rotate, progress=FLAGS.progress, max_seconds=FLAGS.max_seconds,
+            realtime=FLAGS.realtime,
         )
     except NoFaceError as e:
         print(f"predict: {e}", file=sys.stderr)
@@ -484,11 +756,12 @@ def main(argv: Sequence[str]) -> int:
         print(f"predict: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT
     smallest = summary["smallest_face_px"]
+    stopped = f"; stopped: {summary['stopped']}" if "stopped" in summary else ""
     print(
         f"{summary['samples']} samples, faces found in {summary['face_found_rate']:.0%} "
         f"(smallest {smallest:.0f} px; {summary['samples_with_several_faces']} samples with "
         f"several faces, subject by --face={summary['face_aligner']['face']}); "
-        f"{summary['wall_time_s']:.1f} s ({summary['real_time_factor']}x real time). "
+        f"{summary['wall_time_s']:.1f} s ({summary['real_time_factor']}x real time{stopped}). "
         f"Wrote {', '.join(summary['files'])} to {FLAGS.out}"
     )
     return 0

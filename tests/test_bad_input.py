@@ -177,6 +177,7 @@ def test_predict_refuses_a_read_only_out_before_any_work(model_dir, video, read_
         raise AssertionError("faces were tracked before the output folder was checked")
 
     monkeypatch.setattr(faces, "track_video", no_work)
+    monkeypatch.setattr(faces, "iter_samples", no_work)  # predict streams through it
     for out in (read_only_dir, read_only_dir / "sub"):
         with pytest.raises(ValueError, match=f"--out={out}: cannot write into {read_only_dir}"):
             predict.predict_video(model_dir, video, out, progress=False)

@@ -1,0 +1,163 @@
+"""predict streams a video chunk by chunk (memory flat with its length) and
+takes live input (a file read at its real pace stands in for a camera).
+
+A tiny untrained attention model (32 px crops, 8-frame clips) and a few
+seconds of a 320x240 face video keep this fast.
+"""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+import json
+import pathlib
+
+import numpy as np
+import pytest
+
+from recola_sta import attention_analysis, export, faces, predict
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+_spec = importlib.util.spec_from_file_location("bench", ROOT / "tools" / "bench.py")
+bench = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(bench)
+
+SIZE, FRAMES = 32, 8
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory) -> pathlib.Path:
+    return bench.export_untrained_model(tmp_path_factory.mktemp("model") / "saved_model",
+                                        SIZE, frames=FRAMES)
+
+
+@pytest.fixture(scope="module")
+def model(model_dir):
+    import tensorflow as tf
+
+    return tf.saved_model.load(str(model_dir))
+
+
+@pytest.fixture(scope="module")
+def video(tmp_path_factory) -> pathlib.Path:
+    """6 s of a face at 320x240, 25 fps: 24 samples, 3 clips of 8."""
+    return bench.make_face_video(tmp_path_factory.mktemp("video") / "face.mp4", 6.0,
+                                 width=320, height=240)
+
+
+def _rows(path: pathlib.Path) -> list[dict[str, str]]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_streamed_csv_is_byte_identical_to_the_whole_video_path(model_dir, model, video,
+                                                                 tmp_path):
+    """One clip per chunk (three chunks) gives the CSV that running the model
+    over all crops at once (as predict did before streaming) gives."""
+    out = tmp_path / "out"
+    summary = predict.predict_video(model_dir, video, out, batch_size=1, progress=False,
+                                    model=model, attention_video=True)
+    meta = export.read_metadata(model_dir)
+    aligner = predict.make_aligner(meta, model_dir)
+    info = faces.probe_video(video)
+    times = faces.sample_times(info.duration, end=info.duration - 1 / info.fps)
+    track = faces.track_video(video, times, aligner)
+    values, attention = predict.run_model(model.serve, track.crops, FRAMES, 1)
+    frame_times = np.arange(info.frame_count) / info.fps
+    columns, frame_found, _ = predict.csv_columns(track.times, values.reshape(-1, 1),
+                                                  track.found, frame_times, ["valence"], {})
+    predict.write_csv(tmp_path / "whole.csv", frame_times, ["valence"], columns, frame_found,
+                      rows_per_write=7)
+    assert (out / "valence.csv").read_bytes() == (tmp_path / "whole.csv").read_bytes()
+    assert summary["samples"] == len(times) == 24
+    assert set(summary["files"]) == {"valence.csv", "valence.png", "attention.png",
+                                     "attention_regions.png", "attention.mp4"}
+    assert (out / "attention.mp4").stat().st_size > 0
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no temporaries left
+
+    # The streamed region report matches the whole-video one.
+    whole = attention_analysis.region_report({"v": track}, attention, FRAMES)
+    streamed = summary["attention_regions"]
+    assert streamed["samples"] == whole["samples"] > 0
+    assert streamed["first_frames_excluded"] == whole["first_frames_excluded"] == 3
+    for region, row in whole["regions"].items():
+        assert streamed["regions"][region]["ratio"] == pytest.approx(row["ratio"], rel=1e-9)
+    np.testing.assert_allclose(streamed["map_percentiles_x_uniform"],
+                               whole["map_percentiles_x_uniform"], rtol=5e-3, atol=2e-3)
+
+
+def test_region_accumulator_fed_in_pieces_matches_region_report():
+    rng = np.random.default_rng(0)
+    n, frames = 21, 8
+    crops = rng.integers(0, 255, (n, SIZE, SIZE, 3), dtype=np.uint8)
+    centre = np.array([SIZE / 2, SIZE / 2])
+    landmarks = (centre + rng.normal(0, 5, (n, faces.NUM_LANDMARKS, 2))).astype(np.float32)
+    found = rng.random(n) > 0.2
+    landmarks[~found] = np.nan
+    maps = rng.random((n, 4, 4))
+    maps /= maps.sum(axis=(1, 2), keepdims=True)
+    whole = attention_analysis.region_report(
+        {"v": faces.FaceTrack(np.arange(n) / 4, crops, found, landmarks)}, maps, frames)
+    acc = attention_analysis.RegionAccumulator(frames)
+    for part in (slice(0, 5), slice(5, 16), slice(16, n)):
+        acc.add(crops[part], found[part], landmarks[part], maps[part])
+    report = acc.report()
+    for key in ("samples", "samples_without_face", "first_frames_excluded"):
+        assert report[key] == whole[key]
+    for region, row in whole["regions"].items():
+        for key, value in row.items():
+            assert report["regions"][region][key] == pytest.approx(value, rel=1e-9, nan_ok=True)
+
+
+def test_live_input_stops_at_max_seconds_with_valid_outputs(model_dir, model, video, tmp_path):
+    """A file read at its real pace stands in for a camera."""
+    out = tmp_path / "live"
+    summary = predict.predict_video(model_dir, str(video), out, realtime=True, max_seconds=2.5,
+                                    progress=False, model=model)
+    assert summary["live"] and summary["stopped"] == "--max_seconds=2.5"
+    live = _rows(out / "valence.live.csv")
+    assert [float(r["time"]) for r in live] == [k / 4 for k in range(11)]  # 0 .. 2.5 s
+    final = _rows(out / "valence.csv")
+    assert list(final[0]) == ["time", "valence", "face_found"] and len(final) == 11
+    assert all(np.isfinite(float(r["valence"])) for r in final)
+    assert summary["samples"] == 11 and summary["files"][0] == "valence.csv"
+    assert (out / "valence.png").stat().st_size > 0
+    assert summary["video_size"] == [320, 240] and summary["video_fps"] == pytest.approx(25)
+    assert json.loads((out / "summary.json").read_text())["stopped"] == "--max_seconds=2.5"
+
+
+def test_live_input_stopped_by_ctrl_c_leaves_valid_outputs(model_dir, model, video, tmp_path,
+                                                           monkeypatch):
+    """KeyboardInterrupt after 10 samples (one clip and two samples): the
+    last, partial clip is still predicted, logged and written."""
+    real = faces.live_frames
+
+    def interrupted(*args, **kwargs):
+        for k, item in enumerate(real(*args, **kwargs)):
+            if k == 10:
+                raise KeyboardInterrupt
+            yield item
+
+    monkeypatch.setattr(faces, "live_frames", interrupted)
+    out = tmp_path / "live"
+    summary = predict.predict_video(model_dir, str(video), out, realtime=True, prefetch=0,
+                                    progress=False, model=model)
+    assert summary["stopped"] == "interrupted (Ctrl-C)"
+    assert len(_rows(out / "valence.live.csv")) == 10
+    assert len(_rows(out / "valence.csv")) == 10 and summary["samples"] == 10
+
+
+def test_live_source_names():
+    assert faces.is_live_source("0") and faces.is_live_source("rtsp://cam/stream")
+    assert not faces.is_live_source("face.mp4")
+    with pytest.raises(faces.VideoError, match="camera 97"):
+        faces.LiveSource("97")
+
+
+def test_max_seconds_limits_a_file(model_dir, model, video, tmp_path):
+    summary = predict.predict_video(model_dir, video, tmp_path / "out", max_seconds=2.0,
+                                    progress=False, model=model)
+    rows = _rows(tmp_path / "out" / "valence.csv")
+    assert len(rows) == 51 and float(rows[-1]["time"]) == 2.0  # 25 fps, 0 .. 2 s
+    assert summary["samples"] == 9 and summary["stopped"] == "--max_seconds=2"
+    assert not summary["live"]
