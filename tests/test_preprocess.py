@@ -259,34 +259,25 @@ def test_summary_reports_the_smallest_face_and_several_faces(reference_cache):
     assert "3 sample(s) showed more than one face" in preprocess.summarize(manifest)
 
 
-def test_face_rule_is_a_cache_setting(corpus, reference_cache, tmp_path):
+@pytest.mark.parametrize("name,default,other", [
+    ("face", "largest", "left"),  # a cache from before the face rule had "largest"
+    ("redetect_every", 1, 4),  # one from before tracking detected on every sample
+])
+def test_face_settings_are_cache_settings(corpus, reference_cache, tmp_path,
+                                          name, default, other):
+    assert faces.DEFAULT_REDETECT_EVERY == 1  # the paper detects in every frame
     settings = json.loads((reference_cache / preprocess.SETTINGS_NAME).read_text())
-    assert settings["face"] == "largest"
-    with pytest.raises(ValueError, match="other settings.*face: 'largest' vs 'left'"):
-        _run(corpus, reference_cache, face="left")
-    # A cache written before the rule was recorded had the default rule.
+    assert settings[name] == default
+    with pytest.raises(ValueError, match=f"other settings.*{name}: {default!r} vs {other!r}"):
+        _run(corpus, reference_cache, **{name: other})
+    # A cache written before the setting was recorded had its default value.
     old = tmp_path / "old"
     shutil.copytree(reference_cache, old)
-    del settings["face"]
+    del settings[name]
     (old / preprocess.SETTINGS_NAME).write_text(json.dumps(settings))
     assert len(_run(corpus, old).entries) == 3
-    with pytest.raises(ValueError, match="face: 'largest' vs 'right'"):
-        _run(corpus, old, face="right")
-
-
-def test_redetect_every_is_a_cache_setting(corpus, reference_cache, tmp_path):
-    settings = json.loads((reference_cache / preprocess.SETTINGS_NAME).read_text())
-    assert settings["redetect_every"] == faces.DEFAULT_REDETECT_EVERY == 1
-    with pytest.raises(ValueError, match="other settings.*redetect_every: 1 vs 4"):
-        _run(corpus, reference_cache, redetect_every=4)
-    # A cache written before tracking existed detected faces on every sample.
-    old = tmp_path / "old"
-    shutil.copytree(reference_cache, old)
-    del settings["redetect_every"]
-    (old / preprocess.SETTINGS_NAME).write_text(json.dumps(settings))
-    assert len(_run(corpus, old).entries) == 3
-    with pytest.raises(ValueError, match="redetect_every: 1 vs 4"):
-        _run(corpus, old, redetect_every=4)
+    with pytest.raises(ValueError, match=f"{name}: {default!r} vs {other!r}"):
+        _run(corpus, old, **{name: other})
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess:

@@ -215,19 +215,18 @@ def test_synthetic_fps_reaches_ensure_corpus_and_a_mismatch_names_the_flag(
     assert calls[0]["fps"] == 8.0
 
 
-def test_synthetic_fps_below_the_sampling_rate_is_refused(tmp_path, no_preprocess):
-    config = _config(tmp_path, corpus_kind="synthetic", synthetic_fps=3.0)
-    with pytest.raises(ValueError, match=r"--synthetic_fps=3.0 is invalid: expected at least "
-                                         r"the 4 fps"):
-        train.run_training(config)
-    assert not (tmp_path / "run").exists() and not no_preprocess
-
-
-def test_bad_synthetic_preset_is_named(tmp_path, no_preprocess):
-    config = _config(tmp_path, corpus_kind="synthetic", synthetic_preset="recola")
-    with pytest.raises(ValueError, match=r"--synthetic_preset='recola' is invalid: "
-                                         r"expected default or recola_like"):
-        train.run_training(config)
+@pytest.mark.parametrize("changes,match", [
+    ({"corpus_kind": "synthetic", "synthetic_fps": 3.0},
+     r"--synthetic_fps=3.0 is invalid: expected at least the 4 fps"),
+    ({"corpus_kind": "synthetic", "synthetic_preset": "recola"},
+     r"--synthetic_preset='recola' is invalid: expected default or recola_like"),
+    ({"distribution": "mirrored", "target": "valence,arousal"},
+     r"--distribution='mirrored' is invalid: expected none when --target names several "
+     r"targets"),
+])
+def test_invalid_settings_are_named_before_any_work(tmp_path, no_preprocess, changes, match):
+    with pytest.raises(ValueError, match=match):
+        train.run_training(_config(tmp_path, **changes))
     assert not (tmp_path / "run").exists() and not no_preprocess
 
 
@@ -359,13 +358,6 @@ def test_deterministic_fixes_the_pipeline_order_and_the_ops(tmp_path, no_preproc
     config = json.loads((tmp_path / "run" / "config.json").read_text())
     assert config["deterministic"] is deterministic
 
-
-def test_distribution_with_several_targets_is_refused(tmp_path, no_preprocess):
-    config = _config(tmp_path, distribution="mirrored", target="valence,arousal")
-    with pytest.raises(ValueError, match=r"--distribution='mirrored' is invalid: expected none "
-                                         r"when --target names several targets"):
-        train.run_training(config)
-    assert not (tmp_path / "run").exists() and not no_preprocess
 
 
 def test_mixed_precision_computes_in_bfloat16_and_keeps_float32_outputs(tmp_path):
