@@ -54,6 +54,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import dataclasses
 import io
 import json
 import math
@@ -62,6 +63,7 @@ import pathlib
 import sys
 import threading
 import time
+from collections.abc import Callable, Iterator
 from typing import Any, Sequence
 
 import numpy as np
@@ -467,6 +469,192 @@ def write_csv(path: pathlib.Path, frame_times: np.ndarray, targets: Sequence[str
                  int(frame_found[i])] for i in range(start, stop))
 
 
+@dataclasses.dataclass
+class _Input:
+    """Where the 4 fps samples come from: a file (probed, sampled by
+    timestamp) or a live source (sampled by the wall clock)."""
+
+    video: str | os.PathLike
+    name: str
+    frames: Iterator[Any]
+    live: bool
+    info: faces.VideoInfo | None  # None for a live source
+    source: Any  # faces.LiveSource, or None for a file
+    num_samples: int | None  # None for a live source
+    stopped: str  # why sampling ends, unless something stops it earlier
+
+    def close(self) -> None:
+        close = getattr(self.frames, "close", None)
+        if close is not None:
+            close()
+
+
+def open_input(video: str | os.PathLike, fps: float, *, realtime: bool, max_seconds: float | None,
+               prefetch: int, progress: bool) -> _Input:
+    """Step 1: probes a file (or opens a camera or stream) and returns the
+    iterator of its frames at the model's sample rate `fps`."""
+    if realtime or faces.is_live_source(str(video)):
+        source = faces.LiveSource(str(video), realtime=realtime)
+        frames = faces.live_frames(source, fps, max_seconds)
+        if prefetch > 0:
+            frames = faces.prefetched(frames, prefetch)
+        if progress:
+            from tqdm import tqdm
+
+            frames = tqdm(frames, desc=source.name, unit="sample", leave=False)
+        return _Input(video, source.name, frames, True, None, source, None, "end of stream")
+    info = faces.probe_video(video)
+    stopped = "end of video"
+    # Sample up to the last frame's own time, not past the end of the video.
+    last_frame_time = max(0.0, info.duration - 1.0 / info.fps)
+    if max_seconds is not None and max_seconds < last_frame_time:
+        last_frame_time = max_seconds
+        stopped = f"--max_seconds={max_seconds:g}"
+    sample_times = faces.sample_times(info.duration, fps=fps, end=last_frame_time)
+    frames = faces.sampled_frames(video, sample_times, progress=progress, prefetch=prefetch)
+    return _Input(video, pathlib.Path(video).name, frames, False, info, None,
+                  len(sample_times), stopped)
+
+
+@dataclasses.dataclass
+class _Track:
+    """What the stream kept of every 4 fps sample, and the stream itself
+    (its clip picker and attention-region sums)."""
+
+    stream: _Stream
+    times: np.ndarray
+    values: np.ndarray
+    found: np.ndarray
+    face_px: np.ndarray
+    num_faces: np.ndarray
+    stopped: str
+    wrote_video: bool
+
+
+def run_stream(source: _Input, aligner: faces.FaceAligner, serve_fn: Callable[[], Any],
+               meta: dict[str, Any], out_dir: pathlib.Path, *, batch_size: int,
+               attention_video: bool, max_seconds: float | None) -> _Track:
+    """Step 2: aligns every sample and runs the model clip by clip;
+    attention.mp4 and, for a live source, <targets>.live.csv are written as
+    it goes.
+
+    Raises:
+        NoFaceError: no sample had a face (nothing is left in `out_dir`).
+    """
+    stopped = source.stopped
+    with contextlib.ExitStack() as stack:
+        video_out = video_tmp = log = None
+        if attention_video:
+            video_tmp = stack.enter_context(io_utils.atomic_path(out_dir / "attention.mp4",
+                                                                 suffix=".mp4"))
+            video_out = _AttentionVideo(out_dir / "attention.mp4", float(meta["fps"]))
+            stack.callback(video_out.release)
+        if source.live:
+            out_dir.mkdir(parents=True, exist_ok=True)
+            log = _LiveLog(out_dir / f"{'_'.join(meta['targets'])}.live.csv", meta["targets"])
+            stack.callback(log.close)
+        stream = _Stream(serve_fn, meta, 1 if source.live else batch_size, source.num_samples,
+                         regions=True, video_out=video_out, video_tmp=video_tmp, log=log)
+        try:
+            for sample in faces.iter_samples(source.frames, aligner):
+                stream.add(sample)
+                if (source.live and max_seconds is not None
+                        and sample.time >= max_seconds - 1e-9):
+                    stopped = f"--max_seconds={max_seconds:g}"
+                    break
+        except KeyboardInterrupt:
+            if not source.live:
+                raise
+            stopped = "interrupted (Ctrl-C)"
+        finally:
+            source.close()
+        stream.flush()
+        times, values, found, face_px, num_faces = stream.track()
+        if not found.any():
+            if log is not None:
+                log.close()
+                log.path.unlink(missing_ok=True)
+            if source.live:
+                raise NoFaceError(f"No face was found in any of the {len(times)} samples of the "
+                                  f"live source {source.name}; nothing to predict.")
+            raise NoFaceError(no_face_message(source.video, source.info, times, aligner))
+        wrote_video = video_out is not None and bool(stream.has_attention)
+        if video_out is not None and not wrote_video:
+            video_out.release()
+            video_tmp.unlink(missing_ok=True)  # no attention: atomic_path writes nothing
+    return _Track(stream, times, values, found, face_px, num_faces, stopped, wrote_video)
+
+
+@dataclasses.dataclass
+class _FrameGrid:
+    """The times the CSV has rows at: the video's own frames (a live
+    source's 4 fps samples), and the facts summary.json reports."""
+
+    times: np.ndarray
+    count: int
+    fps: float
+    duration: float
+    width: int
+    height: int
+
+
+def frame_grid(source: _Input, sample_times: np.ndarray, sample_fps: float,
+               max_seconds: float | None) -> _FrameGrid:
+    """Step 3: the output's time grid."""
+    if source.live:
+        live = source.source
+        return _FrameGrid(sample_times, len(sample_times), live.fps,
+                          len(sample_times) / sample_fps, live.width, live.height)
+    info = source.info
+    count = info.frame_count or int(round(info.duration * info.fps))
+    if max_seconds is not None:
+        count = min(count, int(math.floor(max_seconds * info.fps + 1e-9)) + 1)
+    return _FrameGrid(np.arange(count) / info.fps, count, info.fps, info.duration,
+                      info.width, info.height)
+
+
+def write_outputs(out_dir: pathlib.Path, source: _Input, track: _Track, grid: _FrameGrid,
+                  meta: dict[str, Any], chains: dict[str, Any], attention_columns: int
+                  ) -> tuple[list[str], dict[str, str], dict[str, Any] | None]:
+    """Step 4: the CSV, one plot per target and the attention figures.
+
+    Returns the files written (the live log and attention.mp4 included),
+    what each post-processing chain kept, and the attention-region report
+    (None for a model without attention)."""
+    from recola_sta import plots
+
+    targets = list(meta["targets"])
+    stem = "_".join(targets)
+    columns, frame_found, kept = csv_columns(track.times, track.values, track.found, grid.times,
+                                             targets, chains)
+    write_csv(out_dir / f"{stem}.csv", grid.times, targets, columns, frame_found)
+    written = [f"{stem}.csv"] + ([f"{stem}.live.csv"] if source.live else [])
+    for target, column in zip(targets, columns):
+        plots.plot_valence(
+            out_dir / f"{target}.png", grid.times, column, found=frame_found,
+            title=f"{source.name}: predicted {target} ({meta['variant']})", ylabel=target,
+        )
+        written.append(f"{target}.png")
+    stream = track.stream
+    if not stream.has_attention:
+        return written, kept, None
+    picker = stream.picker
+    plots.plot_attention_grid(
+        out_dir / "attention.png", picker.crops, picker.attention, picker.times,
+        columns=attention_columns,
+        title=f"{source.name}: spatiotemporal attention over one clip (its first frame has no "
+              "previous state: uniform)",
+    )
+    written.append("attention.png")
+    if stream.regions.write_figure(
+            out_dir / "attention_regions.png",
+            title=f"{source.name}: where the attention looks (mean over the video's faces)"):
+        written.append("attention_regions.png")
+    if track.wrote_video:
+        written.append("attention.mp4")
+    return written, kept, stream.regions.report()
+
+
 def predict_video(
     model_dir: str | os.PathLike,
     video: str | os.PathLike,
@@ -514,6 +702,11 @@ def predict_video(
     times, with the plots and summary.json. `max_seconds` also limits a
     file.
 
+    Steps: check the input and open it (`open_input`), align and run the
+    model clip by clip (`run_stream`), the output's time grid
+    (`frame_grid`), the CSV and figures (`write_outputs`), summary.json
+    (`summarize`).
+
     Raises:
         FileNotFoundError: the model folder or video does not exist.
         ValueError: the video cannot be decoded; the model's recola_sta.json
@@ -535,153 +728,64 @@ def predict_video(
                                              "face": face, "predictor_path": predictor_path,
                                              "redetect_every": redetect_every,
                                              "rotate": rotate})
-    live = realtime or faces.is_live_source(str(video))
-    source = faces.LiveSource(str(video), realtime=realtime) if live else None
-    info = None if live else faces.probe_video(video)
+    source = open_input(video, float(meta["fps"]), realtime=realtime, max_seconds=max_seconds,
+                        prefetch=prefetch, progress=progress)
     # TensorFlow is imported and the SavedModel loaded in a background thread
     # while the first frames are decoded and aligned.
-    loading = _ModelLoader(model_dir, meta) if model is None else None
-    if model is not None:
+    if model is None:
+        loading = _ModelLoader(model_dir, meta)
+        serve_fn = lambda: loading.result().serve  # noqa: E731
+    else:
         check_serving_shape(model, model_dir, meta)
-    serve_fn = (lambda: loading.result().serve) if loading is not None else (lambda: model.serve)
+        serve_fn = lambda: model.serve  # noqa: E731
+    track = run_stream(source, aligner, serve_fn, meta, out_dir, batch_size=batch_size,
+                       attention_video=attention_video, max_seconds=max_seconds)
+    chains = _load_chains(model_dir, meta["targets"]) if apply_postprocess else {}
+    grid = frame_grid(source, track.times, float(meta["fps"]), max_seconds)
+    written, kept, regions_report = write_outputs(out_dir, source, track, grid, meta, chains,
+                                                  attention_columns)
+    summary = summarize(source, track, grid, meta, model_dir, aligner, written, kept,
+                        regions_report, seconds=time.time() - start,
+                        limited=max_seconds is not None)
+    io_utils.atomic_write_text(out_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
+    return summary
+
+
+def summarize(source: _Input, track: _Track, grid: _FrameGrid, meta: dict[str, Any],
+              model_dir: pathlib.Path, aligner: faces.FaceAligner, written: list[str],
+              kept: dict[str, str], regions_report: dict[str, Any] | None, *,
+              seconds: float, limited: bool) -> dict[str, Any]:
+    """Step 5: summary.json's content: the video's facts, the face-found
+    rate, the aligner's settings, what was written and the timing."""
     targets = list(meta["targets"])
-    stem = "_".join(targets)
-    stopped = "end of video"
-    if live:
-        num_samples = None
-        frames_iter = faces.live_frames(source, float(meta["fps"]), max_seconds)
-        if prefetch > 0:
-            frames_iter = faces.prefetched(frames_iter, prefetch)
-        if progress:
-            from tqdm import tqdm
-
-            frames_iter = tqdm(frames_iter, desc=source.name, unit="sample", leave=False)
-        stopped = "end of stream"
-    else:
-        # Sample up to the last frame's own time, not past the end of the video.
-        last_frame_time = max(0.0, info.duration - 1.0 / info.fps)
-        if max_seconds is not None and max_seconds < last_frame_time:
-            last_frame_time = max_seconds
-            stopped = f"--max_seconds={max_seconds:g}"
-        sample_times = faces.sample_times(info.duration, fps=meta["fps"], end=last_frame_time)
-        num_samples = len(sample_times)
-        frames_iter = faces.sampled_frames(video, sample_times, progress=progress,
-                                           prefetch=prefetch)
-    name = source.name if live else pathlib.Path(video).name
-    written: list[str] = []
-    with contextlib.ExitStack() as stack:
-        video_out = video_tmp = None
-        if attention_video:
-            video_tmp = stack.enter_context(io_utils.atomic_path(out_dir / "attention.mp4",
-                                                                 suffix=".mp4"))
-            video_out = _AttentionVideo(out_dir / "attention.mp4", float(meta["fps"]))
-            stack.callback(video_out.release)
-        log = None
-        if live:
-            out_dir.mkdir(parents=True, exist_ok=True)
-            log = _LiveLog(out_dir / f"{stem}.live.csv", targets)
-            stack.callback(log.close)
-        stream = _Stream(serve_fn, meta, 1 if live else batch_size, num_samples,
-                         regions=True, video_out=video_out, video_tmp=video_tmp, log=log)
-        try:
-            for sample in faces.iter_samples(frames_iter, aligner):
-                stream.add(sample)
-                if live and max_seconds is not None and sample.time >= max_seconds - 1e-9:
-                    stopped = f"--max_seconds={max_seconds:g}"
-                    break
-        except KeyboardInterrupt:
-            if not live:
-                raise
-            stopped = "interrupted (Ctrl-C)"
-        finally:
-            close = getattr(frames_iter, "close", None)
-            if close is not None:
-                close()
-        stream.flush()
-        times, values, found, face_px, num_faces = stream.track()
-        if not found.any():
-            if log is not None:
-                log.close()
-                log.path.unlink(missing_ok=True)
-            if live:
-                raise NoFaceError(f"No face was found in any of the {len(times)} samples of the "
-                                  f"live source {source.name}; nothing to predict.")
-            raise NoFaceError(no_face_message(video, info, times, aligner))
-        written_video = video_out is not None and bool(stream.has_attention)
-        if video_out is not None and not written_video:
-            video_out.release()
-            video_tmp.unlink(missing_ok=True)  # no attention: atomic_path writes nothing
-    if live:
-        written.append(f"{stem}.live.csv")
-    chains = _load_chains(model_dir, targets) if apply_postprocess else {}
-    from recola_sta import plots
-
-    if live:
-        frame_times, frame_count, video_fps = times, len(times), source.fps
-        duration = len(times) / float(meta["fps"])
-        width, height = source.width, source.height
-    else:
-        frame_count = info.frame_count or int(round(info.duration * info.fps))
-        if max_seconds is not None:
-            frame_count = min(frame_count, int(math.floor(max_seconds * info.fps + 1e-9)) + 1)
-        frame_times = np.arange(frame_count) / info.fps
-        video_fps, duration, width, height = info.fps, info.duration, info.width, info.height
-    columns, frame_found, kept = csv_columns(times, values, found, frame_times, targets, chains)
-    csv_name = f"{stem}.csv"
-    write_csv(out_dir / csv_name, frame_times, targets, columns, frame_found)
-    written.insert(0, csv_name)
-    for target, column in zip(targets, columns):
-        plots.plot_valence(
-            out_dir / f"{target}.png", frame_times, column, found=frame_found,
-            title=f"{name}: predicted {target} ({meta['variant']})", ylabel=target,
-        )
-        written.append(f"{target}.png")
-    regions_report = None
-    if stream.has_attention:
-        picker = stream.picker
-        plots.plot_attention_grid(
-            out_dir / "attention.png", picker.crops, picker.attention, picker.times,
-            columns=attention_columns,
-            title=f"{name}: spatiotemporal attention over one clip (its first frame has no "
-                  "previous state: uniform)",
-        )
-        written.append("attention.png")
-        regions_report = stream.regions.report()
-        if stream.regions.write_figure(
-                out_dir / "attention_regions.png",
-                title=f"{name}: where the attention looks (mean over the video's faces)"):
-            written.append("attention_regions.png")
-        if written_video:
-            written.append("attention.mp4")
-    seconds = time.time() - start
-    seen = len(times) / float(meta["fps"])
+    seen = len(track.times) / float(meta["fps"])
+    face_px = track.face_px
     summary = {
-        "video": str(video),
+        "video": str(source.video),
         "model": str(model_dir),
         "variant": meta["variant"],
-        "video_fps": video_fps,
-        "video_frames": frame_count,
-        "duration_s": duration,
-        "samples": int(len(times)),
-        "face_found_rate": float(found.mean()),
-        "video_size": [width, height],
+        "video_fps": grid.fps,
+        "video_frames": grid.count,
+        "duration_s": grid.duration,
+        "samples": int(len(track.times)),
+        "face_found_rate": float(track.found.mean()),
+        "video_size": [grid.width, grid.height],
         "smallest_face_px": (float(np.nanmin(face_px)) if np.isfinite(face_px).any()
                              else None),
-        "samples_with_several_faces": int((num_faces > 1).sum()),
+        "samples_with_several_faces": int((track.num_faces > 1).sum()),
         "face_aligner": {**aligner.settings(), "predictor_path": aligner.predictor_path},
         "targets": targets,
         "postprocess_kept": kept[targets[0]] if len(targets) == 1 else kept,
         "wall_time_s": round(seconds, 2),
-        "real_time_factor": round((seen if live else duration) / seconds, 2)
+        "real_time_factor": round((seen if source.live else grid.duration) / seconds, 2)
         if seconds > 0 else None,
         "files": written,
     }
-    if live or max_seconds is not None:
-        summary["live"] = live
-        summary["stopped"] = stopped
+    if source.live or limited:
+        summary["live"] = source.live
+        summary["stopped"] = track.stopped
     if regions_report is not None:
         summary["attention_regions"] = regions_report
-    io_utils.atomic_write_text(out_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
     return summary
 
 
