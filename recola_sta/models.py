@@ -26,7 +26,8 @@ flattened (not averaged: averaging hides where a feature fired, and a
 prototype then predicted the label mean) -> Dense(fc_units, ReLU) ->
 Dropout(0.5) -> [CNN+RNN: `layers.CausalWindowLSTM`] -> Dense(1, linear).
 
-Layer names other code relies on: `"standardize"`, `"conv1"` (X'),
+Layer names other code relies on: `"augment"` (only with the `augmentation`
+option), `"standardize"`, `"conv1"` (X'),
 `"temporal_decoder"`, `"attention"` (the maps A), `"attend"` (X''),
 `"rnn"` (the CNN+RNN's recurrent layer), `"valence"` (the output; `"targets"`
 for a model of several targets, `output_layer_name`).
@@ -85,6 +86,10 @@ DEFAULT_OPTIONS: dict[str, Any] = {
     "attention_normalize_state": False,
     # A learned per-location prior score (not in eq. 2).
     "attention_location_bias": False,
+    # None, or the keyword arguments of `layers.ClipAugmentation`: the
+    # training augmentation as the model's first layer (layer "augment",
+    # active in training only), to run on the accelerator.
+    "augmentation": None,
 }
 
 _POOL = (1, 2, 2)  # pool space only: one valence per frame needs T kept.
@@ -139,6 +144,9 @@ def _options(variant: str, frames: int, size: int, options: dict) -> dict:
             raise ValueError(
                 f"Option `{name}` must be one of {choices}. Received: {name}={opts[name]!r}"
             )
+    if opts["augmentation"] is not None and not isinstance(opts["augmentation"], dict):
+        raise ValueError("Option `augmentation` must be None or a dict of "
+                         f"layers.ClipAugmentation arguments. Received: {opts['augmentation']!r}")
     for name in ("attention_normalize_state", "attention_location_bias"):
         if not isinstance(opts[name], bool):
             raise ValueError(f"Option `{name}` must be True or False. Received: {opts[name]!r}")
@@ -225,6 +233,9 @@ def build_model(
             readout: "flatten" (each frame's last map flattened into fc1) |
                 "average" | "max" (pooled over space first).
             rnn_units: LSTM units of the CNN+RNN variants (100).
+            augmentation: None, or `layers.ClipAugmentation`'s arguments:
+                the per-clip training augmentation as the first layer
+                ("augment"; identity at inference).
 
     Returns:
         A functional `keras.Model` named after the variant, input
@@ -240,7 +251,10 @@ def build_model(
     per_frame = variant in PER_FRAME_VARIANTS
     kernel = (1, 3, 3) if per_frame else (3, 3, 3)
     inputs = keras.Input((frames, size, size, 3), name="clip")
-    x = layers.ClipStandardization(per_frame=per_frame, name="standardize")(inputs)
+    x = inputs
+    if opts["augmentation"] is not None:
+        x = layers.ClipAugmentation(**opts["augmentation"], name="augment")(x)
+    x = layers.ClipStandardization(per_frame=per_frame, name="standardize")(x)
     features = keras.layers.Conv3D(
         opts["conv_filters"][0], kernel, padding="same", activation="relu", name="conv1"
     )(x)

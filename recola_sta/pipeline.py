@@ -34,7 +34,7 @@ from typing import Sequence
 
 import tensorflow as tf
 
-from recola_sta import cache
+from recola_sta import cache, layers
 from recola_sta.corpora import PARTITIONS
 
 AUTOTUNE = tf.data.AUTOTUNE
@@ -79,15 +79,6 @@ class Augmentation:
             )
 
 
-# RGB -> YIQ. Saturation scales the chroma (I, Q) and hue rotates it, both
-# about the luma axis (Y), so a colour change is one 3x3 matrix per clip.
-_RGB_TO_YIQ = (
-    (0.299, 0.587, 0.114),
-    (0.595716, -0.274453, -0.321263),
-    (0.211456, -0.522591, 0.311135),
-)
-
-
 def augment_clip(clip: tf.Tensor, seed: tf.Tensor, params: Augmentation = Augmentation()) -> tf.Tensor:
     """Applies one random flip and colour change to every frame of a clip.
 
@@ -106,23 +97,35 @@ def augment_clip(clip: tf.Tensor, seed: tf.Tensor, params: Augmentation = Augmen
     Returns:
         The augmented clip, float32 (T, H, W, 3) in [0, 1].
     """
-    scale = 1.0 / 255.0 if clip.dtype == tf.uint8 else 1.0
-    clip = tf.cast(clip, tf.float32)
     seeds = tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), 5)
 
     def uniform(k: int, lo: float, hi: float) -> tf.Tensor:
         return tf.random.stateless_uniform([], seeds[k], lo, hi)
 
-    flip = uniform(0, 0.0, 1.0) < params.flip_probability
+    return apply_augmentation(
+        clip,
+        flip=uniform(0, 0.0, 1.0) < params.flip_probability,
+        brightness=uniform(1, -params.max_brightness, params.max_brightness),
+        contrast=uniform(2, *params.contrast),
+        saturation=uniform(3, *params.saturation),
+        angle=2.0 * math.pi * uniform(4, -params.max_hue, params.max_hue),
+    )
+
+
+def apply_augmentation(clip: tf.Tensor, *, flip: tf.Tensor, brightness: tf.Tensor,
+                       contrast: tf.Tensor, saturation: tf.Tensor, angle: tf.Tensor
+                       ) -> tf.Tensor:
+    """`augment_clip` with its draws given: one flip and colour change for
+    every frame of a clip (float32 or uint8 (T, H, W, 3)); `angle` is the
+    hue rotation in radians. `layers.ClipAugmentation` computes the same
+    mapping for a batch of clips inside the model (tested to agree)."""
+    scale = 1.0 / 255.0 if clip.dtype == tf.uint8 else 1.0
+    clip = tf.cast(clip, tf.float32)
     clip = tf.cond(flip, lambda: tf.reverse(clip, axis=[2]), lambda: clip)
-    brightness = uniform(1, -params.max_brightness, params.max_brightness)
-    contrast = uniform(2, *params.contrast)
-    saturation = uniform(3, *params.saturation)
-    angle = 2.0 * math.pi * uniform(4, -params.max_hue, params.max_hue)
 
     # x -> contrast * (x + brightness - m) + m, m = the clip's mean colour after
     # the brightness offset; then chroma scaled by `saturation`, rotated by `angle`.
-    yiq = tf.constant(_RGB_TO_YIQ, tf.float32)
+    yiq = tf.constant(layers.RGB_TO_YIQ, tf.float32)
     cos, sin = saturation * tf.cos(angle), saturation * tf.sin(angle)
     chroma = tf.stack([
         tf.stack([1.0, 0.0, 0.0]),

@@ -24,8 +24,10 @@ Parts (`--only`, comma-separated; default all):
 * `pipeline`: tf.data clips/s of `recola_sta.pipeline.train_dataset` over a
   synthetic cache of astronaut face crops (PNG decoding costs what it costs
   on real crops): the first epoch (decoding + filling the in-memory cache),
-  cached epochs with and without augmentation (median over repeats), and
-  `eval_dataset` over every recording.
+  cached epochs with and without augmentation (median over repeats),
+  `eval_dataset` over every recording, and the augmentation inside the
+  model (`layers.ClipAugmentation`, train --augment_on=model) on the device
+  TensorFlow runs on.
 
 Every run records the machine (CPU model, avx2/avx512f, cores, load
 average), the backend, the precision and the library versions. Timings on a
@@ -41,6 +43,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import importlib.metadata
 import json
 import os
@@ -465,6 +468,7 @@ def bench_pipeline(root: pathlib.Path, *, size: int, batch: int, frames: int = 1
             eval_clips += int(x.shape[0])
     eval_seconds = time.perf_counter() - start
     return {
+        **bench_model_augmentation(size=size, batch=batch, frames=frames, repeats=repeats),
         "size": size, "batch": batch, "frames": frames, "clips_per_epoch": clips,
         "backend": "tensorflow (tf.data)",
         "first_epoch_clips_per_s": clips / first,
@@ -473,6 +477,31 @@ def bench_pipeline(root: pathlib.Path, *, size: int, batch: int, frames: int = 1
         "eval_clips_per_s": eval_clips / eval_seconds,
         "load_average_1min": os.getloadavg()[0],
     }
+
+
+def bench_model_augmentation(*, size: int, batch: int, frames: int = 16, repeats: int = 3,
+                             steps: int = 20) -> dict[str, Any]:
+    """clips/s of the augmentation inside the model (`layers.ClipAugmentation`,
+    train --augment_on=model) on this machine's device, traced once with
+    tf.function as in a training step; median over `repeats` runs of `steps`
+    batches."""
+    import tensorflow as tf
+
+    from recola_sta import layers, pipeline
+
+    layer = layers.ClipAugmentation(**dataclasses.asdict(pipeline.Augmentation()), seed=0)
+    step = tf.function(lambda x: layer(x, training=True))
+    x = tf.random.uniform((batch, frames, size, size, 3))
+    step(x).numpy()  # trace
+
+    def run():
+        for _ in range(steps):
+            out = step(x)
+        out.numpy()
+
+    seconds, _ = _median_seconds(run, repeats)
+    return {"model_augment_clips_per_s": steps * batch / seconds,
+            "model_augment_device": "GPU" if tf.config.list_physical_devices("GPU") else "CPU"}
 
 
 # --------------------------------------------------------------------------
@@ -608,7 +637,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                       f"{r['first_epoch_clips_per_s']:.0f}, cached with augmentation "
                       f"{r['augment_clips_per_s']:.0f}, without "
                       f"{r['no_augment_clips_per_s']:.0f}, eval "
-                      f"{r['eval_clips_per_s']:.0f} clips/s", flush=True)
+                      f"{r['eval_clips_per_s']:.0f} clips/s; augmentation in the model "
+                      f"({r['model_augment_device']}) {r['model_augment_clips_per_s']:.0f} "
+                      "clips/s", flush=True)
     result["machine"]["load_average_1min_end"] = os.getloadavg()[0]
     return result
 
