@@ -34,7 +34,7 @@ PEEPHOLE_MODES = ("conv", "hadamard")
 UPSAMPLING_MODES = ("transposed", "bilinear", "nearest")
 ATTENTION_SCALES = ("hw", "none")
 ATTENTION_SCORES = ("linear", "standardized")
-ATTENTION_WEIGHTS = ("shared", "per_location")
+ATTENTION_WEIGHTS = ("shared", "per_location", "none")
 
 
 def _positive_int(value, name: str) -> int:
@@ -534,7 +534,10 @@ class SpatialSoftmax(keras.layers.Layer):
     C-vector per location (an unshared 1x1 map, as the per-location softmax
     weights of Sharma et al., the paper's ref. [18]). `"shared"` uses one
     C-vector for every location (a 1x1 convolution), so the scores depend on
-    what the state holds, not on where.
+    what the state holds, not on where. `"none"` (an ablation, not the
+    paper) has no W: the scores are the learned `location_bias` alone, one
+    fixed map for every frame of every clip whatever the state, i.e. a
+    learned per-location gain on X' (needs `location_bias=True`).
 
     With `use_previous_state=True` (eq. 2 as written) frame t's map comes from
     the decoder state of frame t-1: the scores are shifted one frame later,
@@ -607,6 +610,9 @@ class SpatialSoftmax(keras.layers.Layer):
         if self.location_bias and self.scores != "linear":
             raise ValueError("`location_bias` needs scores='linear'. "
                              f"Received: scores={scores!r}")
+        if self.score_weights == "none" and not self.location_bias:
+            raise ValueError("score_weights='none' needs location_bias=True (its scores are "
+                             "the location bias alone).")
         self.initial_temperature = float(initial_temperature)
         self.score_gain = float(score_gain)
         self.kernel_initializer = initializers.get(kernel_initializer)
@@ -619,11 +625,9 @@ class SpatialSoftmax(keras.layers.Layer):
         def scaled(shape, dtype=None):
             return initializer(shape, dtype=dtype) / gain
 
-        if self.score_weights == "shared":
-            shape = (channels, 1)
-        else:
-            shape = (channels, height * width)
-        self.kernel = self.add_weight(name="kernel", shape=shape, initializer=scaled)
+        if self.score_weights != "none":
+            shape = (channels, 1) if self.score_weights == "shared" else (channels, height * width)
+            self.kernel = self.add_weight(name="kernel", shape=shape, initializer=scaled)
         if self.location_bias:
             self.bias = self.add_weight(name="location_bias", shape=(height * width,),
                                         initializer="zeros")
@@ -637,7 +641,9 @@ class SpatialSoftmax(keras.layers.Layer):
         frames, height, width, channels = inputs.shape[1:5]
         if self.normalize_state:
             inputs = _z_score(inputs, -1, 1e-6)
-        if self.score_weights == "shared":
+        if self.score_weights == "none":
+            scores = ops.zeros_like(ops.reshape(inputs[..., 0], (-1, frames, height * width)))
+        elif self.score_weights == "shared":
             scores = ops.matmul(inputs, self.kernel)[..., 0]  # (B, T, H, W)
             scores = ops.reshape(scores, (-1, frames, height * width))
         else:

@@ -152,6 +152,9 @@ def _options(variant: str, frames: int, size: int, options: dict) -> dict:
             raise ValueError(f"Option `{name}` must be True or False. Received: {opts[name]!r}")
     if opts["attention_location_bias"] and opts["attention_scores"] != "linear":
         raise ValueError("Option `attention_location_bias` needs attention_scores='linear'.")
+    if opts["attention_weights"] == "none" and not opts["attention_location_bias"]:
+        raise ValueError("Option attention_weights='none' needs attention_location_bias=True "
+                         "(its scores are the location bias alone).")
     for name in ("attention_temperature", "attention_score_gain"):
         value = opts[name]
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
@@ -223,7 +226,8 @@ def build_model(
                 standardised scores times a learned temperature).
             attention_temperature: initial temperature (standardized).
             attention_weights: "shared" (one 1x1 map) | "per_location" (one
-                W_i per location, eq. 2 as printed).
+                W_i per location, eq. 2 as printed) | "none" (an ablation:
+                the learned location bias alone, one map for every frame).
             attention_score_gain: constant gain on the scores, an Adam
                 learning-rate multiplier for their weights (1.0).
             attention_normalize_state: normalise the decoder state over its

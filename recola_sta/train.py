@@ -144,8 +144,9 @@ class TrainConfig:
              "temperature (attention that can sharpen at lr 1e-4).")
     attention_weights: str = setting(
         models.DEFAULT_OPTIONS["attention_weights"], choices=layers.ATTENTION_WEIGHTS,
-        help="Eq. 2 score weights: shared (one 1x1 map for every location) or per_location "
-             "(one W_i per location, eq. 2 as printed).")
+        help="Eq. 2 score weights: shared (one 1x1 map for every location), per_location "
+             "(one W_i per location, eq. 2 as printed) or none (an ablation: the learned "
+             "--attention_location_bias alone, one fixed map for every frame).")
     attention_score_gain: float = setting(
         models.DEFAULT_OPTIONS["attention_score_gain"], check=lambda v: v > 0, expected="positive",
         help="Constant gain on the attention scores (weights initialised / gain): an Adam "

@@ -7,6 +7,7 @@ from types import SimpleNamespace
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from recola_sta import attention_ablation, models
 
@@ -87,3 +88,23 @@ def test_mean_map_is_the_mean_of_frames_two_on(sta):
 def test_a_model_without_attention_is_refused():
     with pytest.raises(ValueError, match="'3d_cnn_sta'"):
         attention_ablation.split_at_attention(_tiny("3d_cnn"))
+
+
+def test_location_bias_alone_is_one_learned_map_for_every_frame():
+    """attention_weights='none': the ablation that trains a fixed spatial gain."""
+    model = _tiny(attention_weights="none", attention_location_bias=True,
+                  attention_score_gain=10.0)
+    layer = model.get_layer("attention")
+    bias = np.random.default_rng(4).normal(0, 0.2, layer.bias.shape).astype("float32")
+    layer.bias.assign(bias)
+    clips = np.random.default_rng(5).random((2, FRAMES, SIZE, SIZE, 3)).astype("float32")
+    maps = keras.ops.convert_to_numpy(models.attention_model(model)(clips))
+    expected = np.exp(10.0 * bias) / np.exp(10.0 * bias).sum()
+    np.testing.assert_allclose(maps, np.broadcast_to(expected.reshape(maps.shape[2:]),
+                                                     maps.shape), rtol=1e-4)
+    x, y = clips, np.zeros((2, FRAMES, 1), "float32")
+    with tf.GradientTape() as tape:
+        loss = keras.ops.mean((model(x, training=True) - y) ** 2)
+    assert np.abs(tape.gradient(loss, layer.bias).numpy()).max() > 0
+    with pytest.raises(ValueError, match="needs attention_location_bias=True"):
+        _tiny(attention_weights="none")
