@@ -1,9 +1,10 @@
 """recola_sta: spatiotemporal attention networks for continuous emotion
 recognition from face videos (Lee, Kim, Kim, Sohn, ICASSP 2018), in Keras 3.
 
-Modules, in data-flow order: `corpora`, `synthetic`, `faces`, `preprocess`,
-`cache`, `pipeline`, `layers`, `models`, `metrics`, `train`, `resample`,
-`postprocess`, `evaluate`, `export`, `predict`, `plots`, `tables`.
+The main modules, in data-flow order: `corpora`, `synthetic`, `faces`,
+`preprocess`, `cache`, `pipeline`, `layers`, `models`, `metrics`, `train`,
+`resample`, `postprocess`, `evaluate`, `export`, `predict`, `plots`,
+`tables`; BUILD_NOTES.md, "Module map", lists every module and its callers.
 
 Importing the package or a module sets no environment variable and no global
 library state (such as matplotlib's backend). The command-line entry points

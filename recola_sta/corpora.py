@@ -229,7 +229,7 @@ def read_arff(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
         values.append(_parse_float(path, lineno, fields[value_col], "gold-standard value"))
         linenos.append(lineno)
     times_arr = np.asarray(times, np.float64)
-    _check_increasing(path, times_arr, linenos)
+    _check_label_times(path, times_arr, linenos)
     return times_arr, np.asarray(values, np.float64)
 
 
@@ -432,7 +432,7 @@ def _read_avec2017_labels(path: pathlib.Path) -> tuple[np.ndarray, dict[str, np.
     if not times:
         raise ValueError(f"{path}: no label rows.")
     times_arr = np.asarray(times, np.float64)
-    _check_increasing(path, times_arr, linenos)
+    _check_label_times(path, times_arr, linenos)
     targets = {c: np.asarray(v, np.float64) for c, v in values.items() if v}
     return times_arr, {"valence": targets.pop("valence"), **targets}
 
@@ -719,7 +719,7 @@ def _read_label_csv(path: pathlib.Path) -> tuple[np.ndarray, dict[str, np.ndarra
     if not times:
         raise ValueError(f"{path}: no label rows after the header.")
     times_arr = np.asarray(times, np.float64)
-    _check_increasing(path, times_arr, linenos)
+    _check_label_times(path, times_arr, linenos)
     targets = {c: np.asarray(v, np.float64) for c, v in values.items()}
     return times_arr, {"valence": targets.pop("valence"), **targets}
 
@@ -754,7 +754,9 @@ def _parse_float(
     return value
 
 
-def _check_increasing(path: pathlib.Path, times: np.ndarray, linenos: Sequence[int]) -> None:
+def _check_label_times(path: pathlib.Path, times: np.ndarray, linenos: Sequence[int]) -> None:
+    """A label file has rows and strictly increasing times (`resample.first_unordered_step`,
+    the one ordering check), or the error names the file and line."""
     if times.size == 0:
         raise ValueError(f"{path}: no label rows.")
     step = resample.first_unordered_step(times, strict=True)
