@@ -73,10 +73,16 @@ def test_every_table_run_is_a_model_variant():
 
 
 def _read_cfg(path: pathlib.Path) -> dict[str, str]:
+    """A flagfile as {flag: text}; a bare boolean `--flag` reads "true",
+    `--noflag` "false" (absl's spelling)."""
+    fields = {f.name for f in dataclasses.fields(train.TrainConfig)}
     flags = {}
     for line in path.read_text().splitlines():
         if line.strip() and not line.startswith("#"):
-            key, _, value = line.removeprefix("--").partition("=")
+            key, equals, value = line.removeprefix("--").partition("=")
+            if not equals:
+                key, value = ((key[2:], "false") if key.startswith("no") and key[2:] in fields
+                              else (key, "true"))
             flags[key] = value
     return flags
 
@@ -318,3 +324,14 @@ def test_reproduce_synthetic_trains_every_seed_and_writes_seed_tables(tmp_path):
     assert "| 2D-CNN | 2 | 0.100 +- 0.000 | 0.500 +- 0.000 | 0.420 +- 0.014 | 0.320 +- 0.014 |" in text
     assert "seeds 1, 3" in text
     assert (f"`{PREFIX}_3d_cnn_sta_seed1` (no attention_regions in results.json)") in text
+
+
+def test_fixed_gain_ablation_config_is_the_sta_config_with_one_learned_map():
+    sta = _typed_config(_read_cfg(ROOT / "experiments" / "synthetic_recola_like_sta.cfg"))
+    ablation = _typed_config(_read_cfg(ROOT / "experiments"
+                                       / "synthetic_recola_like_fixed_gain.cfg"))
+    ablation.validate()
+    changed = {f.name for f in dataclasses.fields(train.TrainConfig)
+               if getattr(sta, f.name) != getattr(ablation, f.name)}
+    assert changed == {"attention_weights", "attention_location_bias", "run_dir"}
+    assert (ablation.attention_weights, ablation.attention_location_bias) == ("none", True)
