@@ -77,12 +77,12 @@ ARCHITECTURE_KEYS = (
     "attention_normalize_state", "attention_location_bias", "attention_temperature",
     "readout", "target", "corpus_kind", "augment_on",
 )
-# Settings a resumed run cannot honour: the optimizer and loss are restored
-# from checkpoints/last.keras (Adam's learning rate is part of its state), so
-# a changed value would be silently ignored.
 # Where the augmentation runs (--augment_on): the same per-clip draws and
 # mapping either way (pipeline.augment_clip, layers.ClipAugmentation).
 AUGMENT_PLACES = ("pipeline", "model")
+# Settings a resumed run cannot honour: the optimizer and loss are restored
+# from checkpoints/last.keras (Adam's learning rate is part of its state), so
+# a changed value would be silently ignored.
 RESUME_KEYS = ("learning_rate", "loss", "mixed_precision")
 # --mixed_precision -> Keras dtype policy (variables and outputs stay float32).
 PRECISION_POLICIES = {"none": "float32", "bfloat16": "mixed_bfloat16",
