@@ -93,16 +93,20 @@ def replace_maps(maps: np.ndarray, mode: str, fixed_map: np.ndarray | None = Non
 def mean_map(front, recordings: Mapping[str, Any], frames: int, batch_size: int = 16
              ) -> np.ndarray:
     """The mean of frames 2..T's maps over every clip of `recordings`
-    (cache entries with `crops`), renormalised to sum to 1."""
+    (cache entries with `crops`; the padding of a last short clip left
+    out), renormalised to sum to 1."""
+
+    def maps_of(batch: np.ndarray) -> dict[str, np.ndarray]:
+        return {"maps": np.asarray(front.predict_on_batch(batch)[0])}
+
     total, count = None, 0
     for rec in recordings.values():
-        for start in range(0, len(rec.crops), frames * batch_size):
-            batch = clips.split_into_clips(rec.crops[start:start + frames * batch_size], frames)
-            maps = np.asarray(front.predict_on_batch(batch.astype(np.float32) / 255.0)[0])
-            part = maps[:, 1:].sum(axis=(0, 1))
-            total = part if total is None else total + part
-            count += maps.shape[0] * (maps.shape[1] - 1)
-    if total is None:
+        maps = clips.predict_clips(maps_of, rec.crops, frames, batch_size)["maps"]
+        later = maps[np.arange(len(maps)) % frames != 0]
+        part = later.sum(axis=0)
+        total = part if total is None else total + part
+        count += len(later)
+    if not count:
         raise ValueError("mean_map got no samples.")
     mean = total / count
     return (mean / mean.sum()).astype(np.float32)
