@@ -290,14 +290,13 @@ class _AttentionVideo:
     colour scale (`plots.attention_colour_limit`) is fixed by the first
     chunk with a face, as the later maps are not known yet."""
 
-    def __init__(self, path: pathlib.Path, fps: float):
-        self._path, self._fps = path, fps
+    def __init__(self, path: pathlib.Path, tmp: pathlib.Path, fps: float):
+        self._path, self._tmp, self._fps = path, tmp, fps
         self._writer: Any = None
         self._scale = 1
         self._vmax: float | None = None
 
-    def write(self, tmp: pathlib.Path, crops: np.ndarray, attention: np.ndarray,
-              found: np.ndarray) -> None:
+    def write(self, crops: np.ndarray, attention: np.ndarray, found: np.ndarray) -> None:
         import cv2
 
         from recola_sta import plots
@@ -305,7 +304,8 @@ class _AttentionVideo:
         if self._writer is None:
             size = crops.shape[1]
             self._scale = max(1, 256 // size)
-            self._writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"mp4v"), self._fps,
+            self._writer = cv2.VideoWriter(str(self._tmp), cv2.VideoWriter_fourcc(*"mp4v"),
+                                           self._fps,
                                            (size * self._scale, size * self._scale))
             if not self._writer.isOpened():
                 raise ValueError(f"OpenCV cannot write {self._path} (no mp4v encoder).")
@@ -357,8 +357,8 @@ class _Stream:
     as it goes. Memory therefore stays flat with the video's length."""
 
     def __init__(self, serve_fn, meta: dict[str, Any], chunk_clips: int,
-                 num_samples: int | None, regions: bool, video_out: _AttentionVideo | None,
-                 video_tmp: pathlib.Path | None, log: _LiveLog | None):
+                 num_samples: int | None, video_out: _AttentionVideo | None,
+                 log: _LiveLog | None):
         self._serve_fn = serve_fn
         self.frames = int(meta["frames"])
         self.targets = list(meta["targets"])
@@ -366,8 +366,8 @@ class _Stream:
         self._chunk = chunk_clips * self.frames
         self._pending: list[faces.Sample] = []
         self._picker = _ClipPicker(self.frames, num_samples)
-        self._regions = attention_analysis.RegionAccumulator(self.frames) if regions else None
-        self._video_out, self._video_tmp, self._log = video_out, video_tmp, log
+        self._regions = attention_analysis.RegionAccumulator(self.frames)
+        self._video_out, self._log = video_out, log
         self._times: list[float] = []
         self._values: list[np.ndarray] = []
         self._found: list[bool] = []
@@ -404,11 +404,9 @@ class _Stream:
         if attention is None:
             return
         self._picker.add(first, crops, found, attention, times)
-        if self._regions is not None:
-            landmarks = np.stack([s.landmarks for s in chunk])
-            self._regions.add(crops, found, landmarks, attention)
+        self._regions.add(crops, found, np.stack([s.landmarks for s in chunk]), attention)
         if self._video_out is not None:
-            self._video_out.write(self._video_tmp, crops, attention, found)
+            self._video_out.write(crops, attention, found)
 
     def track(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """times (N,), values (N, K), found (N,), face_px (N,), num_faces (N,)."""
@@ -422,7 +420,7 @@ class _Stream:
         return self._picker
 
     @property
-    def regions(self) -> attention_analysis.RegionAccumulator | None:
+    def regions(self) -> attention_analysis.RegionAccumulator:
         return self._regions
 
 
@@ -547,14 +545,14 @@ def run_stream(source: _Input, aligner: faces.FaceAligner, serve_fn: Callable[[]
         if attention_video:
             video_tmp = stack.enter_context(io_utils.atomic_path(out_dir / "attention.mp4",
                                                                  suffix=".mp4"))
-            video_out = _AttentionVideo(out_dir / "attention.mp4", float(meta["fps"]))
+            video_out = _AttentionVideo(out_dir / "attention.mp4", video_tmp, float(meta["fps"]))
             stack.callback(video_out.release)
         if source.live:
             out_dir.mkdir(parents=True, exist_ok=True)
             log = _LiveLog(out_dir / f"{'_'.join(meta['targets'])}.live.csv", meta["targets"])
             stack.callback(log.close)
         stream = _Stream(serve_fn, meta, 1 if source.live else batch_size, source.num_samples,
-                         regions=True, video_out=video_out, video_tmp=video_tmp, log=log)
+                         video_out=video_out, log=log)
         try:
             for sample in faces.iter_samples(source.frames, aligner):
                 stream.add(sample)
