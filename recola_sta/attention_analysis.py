@@ -121,18 +121,28 @@ def region_report(
         n = len(rec.found)
         maps = attention[offset : offset + n]
         offset += n
-        keep, missing = _kept_samples(rec.found, rec.landmarks, 0, frames)
+        keep, missing, first = _kept_samples(rec.found, rec.landmarks, 0, frames)
         no_face += missing
-        first_frames += int(np.sum(np.arange(n) % frames == 0))
+        first_frames += first
         mass, area = _shares(maps[keep], rec.landmarks[keep], rec.crops.shape[1], margin)
         per_recording[name] = {"samples": int(keep.sum()),
                                "regions": regions.summarize_shares(mass, area)}
         all_mass.append(mass)
         all_area.append(area)
         kept_maps.append(maps[keep])
-    mass, area = np.concatenate(all_mass), np.concatenate(all_area)
-    kept = np.concatenate(kept_maps)
-    relative = kept * map_size * map_size
+    relative = np.concatenate(kept_maps) * map_size * map_size
+    percentiles = np.percentile(relative, [1, 50, 99]) if len(relative) else []
+    return {**_report(frames, margin, all_mass, all_area, no_face, first_frames, percentiles),
+            "per_recording": per_recording}
+
+
+def _report(frames: int, margin: float, mass: list[np.ndarray], area: list[np.ndarray],
+            no_face: int, first_frames: int, percentiles) -> dict[str, Any]:
+    """The report's JSON from the kept samples' per-region shares (lists of
+    (n, regions) arrays), the sample counts and the maps' 1st/50th/99th
+    percentiles relative to uniform (empty without samples)."""
+    mass = np.concatenate(mass) if mass else np.zeros((0, len(regions.REGIONS)))
+    area = np.concatenate(area) if area else np.zeros((0, len(regions.REGIONS)))
     return {
         "available": True,
         "frames_used": f"2..{frames} of every clip",
@@ -141,21 +151,19 @@ def region_report(
         "samples_without_face": no_face,
         "first_frames_excluded": first_frames,
         "regions": regions.summarize_shares(mass, area),
-        "map_percentiles_x_uniform": (
-            [round(float(v), 3) for v in np.percentile(relative, [1, 50, 99])]
-            if len(relative) else []),
-        "per_recording": per_recording,
+        "map_percentiles_x_uniform": [round(float(v), 3) for v in percentiles],
     }
 
 
 def _kept_samples(found: np.ndarray, landmarks: np.ndarray, first_index: int,
-                  frames: int) -> tuple[np.ndarray, int]:
+                  frames: int) -> tuple[np.ndarray, int, int]:
     """Which samples count for the region report (frames 2..T of each clip,
-    with a face and its landmarks), and how many of frames 2..T lack a face.
+    with a face and its landmarks), how many of frames 2..T lack a face, and
+    how many are frame 1 of their clip (left out).
     `first_index`: the position of the first sample in its recording."""
     later = (first_index + np.arange(len(found))) % frames != 0
     has_face = np.asarray(found, bool) & np.all(np.isfinite(landmarks), axis=(1, 2))
-    return later & has_face, int(np.sum(later & ~has_face))
+    return later & has_face, int(np.sum(later & ~has_face)), int(np.sum(~later))
 
 
 def _shares(maps: np.ndarray, landmarks: np.ndarray, crop_size: int,
@@ -198,12 +206,10 @@ class RegionAccumulator:
             attention: np.ndarray) -> None:
         """The next samples of the video, in order: (n, S, S, 3) crops, (n,)
         found, (n, 68, 2) landmarks and (n, M, M) attention maps."""
-        n = len(found)
-        first = self._seen
-        self._seen += n
-        self._first_frames += int(np.sum((first + np.arange(n)) % self.frames == 0))
-        keep, missing = _kept_samples(found, landmarks, first, self.frames)
+        keep, missing, first_frames = _kept_samples(found, landmarks, self._seen, self.frames)
+        self._seen += len(found)
         self._no_face += missing
+        self._first_frames += first_frames
         if not keep.any():
             return
         maps = np.asarray(attention[keep], np.float64)
@@ -237,19 +243,9 @@ class RegionAccumulator:
 
     def report(self) -> dict[str, Any]:
         """`region_report`'s JSON for the video so far (no `per_recording`)."""
-        mass = np.concatenate(self._mass) if self._mass else np.zeros((0, len(regions.REGIONS)))
-        area = np.concatenate(self._area) if self._area else np.zeros((0, len(regions.REGIONS)))
-        return {
-            "available": True,
-            "frames_used": f"2..{self.frames} of every clip",
-            "margin": self.margin,
-            "samples": int(len(mass)),
-            "samples_without_face": self._no_face,
-            "first_frames_excluded": self._first_frames,
-            "regions": regions.summarize_shares(mass, area),
-            "map_percentiles_x_uniform": (
-                [round(v, 3) for v in self._percentiles([1, 50, 99])] if len(mass) else []),
-        }
+        percentiles = self._percentiles([1, 50, 99]) if self._mass else []
+        return _report(self.frames, self.margin, self._mass, self._area, self._no_face,
+                       self._first_frames, percentiles)
 
     def write_figure(self, figure: str | os.PathLike, title: str = "") -> bool:
         """Draws the mean attention over the mean face beside each region's
