@@ -40,7 +40,7 @@ if __name__ == "__main__":
 
 import numpy as np  # noqa: E402
 
-from recola_sta import cache, clips, corpora, io_utils, metrics, plots, postprocess  # noqa: E402
+from recola_sta import cache, cli, clips, corpora, io_utils, metrics, plots, postprocess  # noqa: E402
 from recola_sta.corpora import PARTITIONS  # noqa: E402  (train reads evaluate.PARTITIONS)
 
 
@@ -434,22 +434,24 @@ def format_report(report: dict) -> str:
     return "\n".join(lines)
 
 
-def main(argv: Sequence[str]) -> None:
+def main(argv: Sequence[str]) -> int:
     from absl import flags, logging
 
     FLAGS = flags.FLAGS
     logging.set_verbosity(logging.WARNING)  # TensorFlow's INFO lines hide the progress bars
+    return cli.run("evaluate", lambda: _evaluate(argv, FLAGS), output=FLAGS.run_dir)
+
+
+def _evaluate(argv: Sequence[str], FLAGS) -> None:
+    """main()'s work: evaluate the run, then print the report."""
     if len(argv) > 1:
-        raise SystemExit(f"Unexpected arguments: {argv[1:]}")
+        raise ValueError(f"unexpected arguments {argv[1:]}")
     partitions = [p.strip() for p in FLAGS.partitions if p.strip()]
     start = time.time()
-    try:
-        report = evaluate_run(
-            FLAGS.run_dir, partitions=partitions, model_file=FLAGS.model_file,
-            convention=FLAGS.convention, write_plots=FLAGS.plots,
-        )
-    except (FileNotFoundError, ValueError) as e:
-        raise SystemExit(f"evaluate: {e}") from None
+    report = evaluate_run(
+        FLAGS.run_dir, partitions=partitions, model_file=FLAGS.model_file,
+        convention=FLAGS.convention, write_plots=FLAGS.plots,
+    )
     print(format_report(report))
     print(f"Wrote evaluation.json, predictions/ and plots/ under {FLAGS.run_dir} "
           f"in {time.time() - start:.0f} s.")

@@ -60,7 +60,6 @@ import json
 import math
 import os
 import pathlib
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -68,18 +67,15 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from recola_sta import attention_analysis, clips, export, faces, io_utils
+from recola_sta import attention_analysis, cli, clips, export, faces, io_utils
 
 # matplotlib (recola_sta.plots, over a second of imports) is imported where the
 # figures are drawn, after the model has run: start-up reaches the first frame
 # sooner.
 
-EXIT_BAD_INPUT = 2
-EXIT_NO_FACE = 3
-
-
-class NoFaceError(RuntimeError):
-    """No face was found in any sampled frame of a video."""
+EXIT_BAD_INPUT = cli.EXIT_BAD_INPUT
+EXIT_NO_FACE = cli.EXIT_NO_FACE
+NoFaceError = cli.NoFaceError
 
 
 def _load_chains(model_dir: pathlib.Path, targets: Sequence[str]) -> dict[str, Any]:
@@ -836,27 +832,25 @@ def main(argv: Sequence[str]) -> int:
 
     FLAGS = flags.FLAGS
     logging.set_verbosity(logging.WARNING)  # TensorFlow's INFO lines hide the progress bars
+    return cli.run("predict", lambda: _predict(argv, FLAGS), output=FLAGS.out,
+                   interrupted="the outputs written so far are complete; run the same "
+                               "command to predict again")
+
+
+def _predict(argv: Sequence[str], FLAGS) -> None:
+    """main()'s work: predict the video, then print what was written."""
     if len(argv) > 1:
-        print(f"predict: unexpected arguments {argv[1:]}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+        raise ValueError(f"unexpected arguments {argv[1:]}")
     if FLAGS.batch_size <= 0:
-        print(f"predict: --batch_size={FLAGS.batch_size} must be positive.", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    try:
-        summary = predict_video(
-            FLAGS.model, FLAGS.video, FLAGS.out, apply_postprocess=FLAGS.postprocess,
-            attention_video=FLAGS.attention_video, batch_size=FLAGS.batch_size,
-            upsample=FLAGS.upsample, detect_width=FLAGS.detect_width, face=FLAGS.face,
-            predictor_path=FLAGS.predictor_path, redetect_every=FLAGS.redetect_every,
-            rotate=FLAGS.rotate, progress=FLAGS.progress, max_seconds=FLAGS.max_seconds,
-            realtime=FLAGS.realtime,
-        )
-    except NoFaceError as e:
-        print(f"predict: {e}", file=sys.stderr)
-        return EXIT_NO_FACE
-    except (OSError, ValueError) as e:  # FileNotFoundError, faces.VideoError, ModelLoadError
-        print(f"predict: {e}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+        raise ValueError(f"--batch_size={FLAGS.batch_size} must be positive.")
+    summary = predict_video(
+        FLAGS.model, FLAGS.video, FLAGS.out, apply_postprocess=FLAGS.postprocess,
+        attention_video=FLAGS.attention_video, batch_size=FLAGS.batch_size,
+        upsample=FLAGS.upsample, detect_width=FLAGS.detect_width, face=FLAGS.face,
+        predictor_path=FLAGS.predictor_path, redetect_every=FLAGS.redetect_every,
+        rotate=FLAGS.rotate, progress=FLAGS.progress, max_seconds=FLAGS.max_seconds,
+        realtime=FLAGS.realtime,
+    )
     smallest = summary["smallest_face_px"]
     stopped = f"; stopped: {summary['stopped']}" if "stopped" in summary else ""
     print(

@@ -39,7 +39,7 @@ import cv2
 import numpy as np
 from absl import app, flags, logging
 
-from recola_sta import corpora, faces, io_utils, pools
+from recola_sta import cli, corpora, faces, io_utils, pools
 
 if TYPE_CHECKING:  # the module itself is imported lazily, see preprocess_corpus
     from recola_sta.cache import CacheEntry, Manifest
@@ -533,11 +533,17 @@ def define_flags() -> None:
         message=f"--partitions must be a non-empty subset of {','.join(corpora.PARTITIONS)}.")
 
 
-def main(argv: Sequence[str]) -> None:
+def main(argv: Sequence[str]) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow loads: quieter start-up
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
     FLAGS = flags.FLAGS
+    return cli.run("preprocess", lambda: _preprocess(FLAGS), output=FLAGS.cache_dir)
+
+
+def _preprocess(FLAGS) -> None:
+    """main()'s work: preprocess, then print the summary (also of a cache
+    left incomplete by a failure)."""
     try:
         manifest = preprocess_corpus(
             FLAGS.corpus_dir, FLAGS.corpus_kind, FLAGS.cache_dir, size=FLAGS.size,
@@ -552,9 +558,7 @@ def main(argv: Sequence[str]) -> None:
 
         if (pathlib.Path(FLAGS.cache_dir) / cache.MANIFEST_NAME).is_file():
             print(summarize(cache.read_manifest(FLAGS.cache_dir), FLAGS.min_found_rate))
-        sys.exit(f"preprocess: error: {e}")
-    except (OSError, ValueError) as e:
-        sys.exit(f"preprocess: error: {e}")
+        raise ValueError(f"error: {e}") from e
     print(summarize(manifest, FLAGS.min_found_rate))
     print(f"Cache: {FLAGS.cache_dir} ({len(manifest.entries)} recordings)")
 

@@ -58,7 +58,7 @@ from typing import Any, Sequence
 import cv2
 import numpy as np
 
-from recola_sta import corpora, io_utils, pools
+from recola_sta import cli, corpora, io_utils, pools
 from recola_sta.face_animation import (
     MOUTH_SHIFT_PX,
     RECOLA_LIKE_MOUTH_SHIFT_PX,
@@ -334,11 +334,16 @@ def define_flags() -> None:
                       "synthetic corpus in --out.")
 
 
-def main(argv: Sequence[str]) -> None:
+def main(argv: Sequence[str]) -> int:
     from absl import flags
 
     del argv
     f = flags.FLAGS
+    return cli.run("synthetic", lambda: _synthesize(f), output=f.out)
+
+
+def _synthesize(f) -> None:
+    """main()'s work: generate (or complete) the corpus, then print its size."""
     start = time.perf_counter()
     try:
         out = ensure_corpus(
@@ -347,8 +352,8 @@ def main(argv: Sequence[str]) -> None:
             annotation_delay_s=f.annotation_delay_s, workers=f.workers, progress=True,
             overwrite=f.overwrite, preset=f.preset,
         )
-    except (OSError, ValueError) as e:
-        sys.exit(f"synthetic: error: --out={f.out}: {e}")
+    except ValueError as e:
+        raise ValueError(f"error: --out={f.out}: {e}") from e
     recordings = corpora.load_corpus(out, "synthetic")
     print(f"Synthetic corpus ({f.preset}) in {out}: {len(recordings)} recordings "
           f"({f.num_train} train, {f.num_dev} dev, {f.num_test} test), "

@@ -31,7 +31,7 @@ import pathlib
 import statistics
 from typing import Sequence
 
-from recola_sta import io_utils
+from recola_sta import cli, io_utils
 
 # (label, paper RMSE, CC, CCC, our run name or None when only cited)
 Row = tuple[str, float | None, float | None, float | None, str | None]
@@ -349,24 +349,29 @@ def write_tables(results_dir: str | os.PathLike, corpus_names: dict[str, str],
     return path
 
 
-def main(argv: Sequence[str]) -> None:
+def main(argv: Sequence[str]) -> int:
     from absl import flags
 
     FLAGS = flags.FLAGS
+    return cli.run("tables", lambda: _tables(argv, FLAGS), output=FLAGS.results_dir)
+
+
+def _tables(argv: Sequence[str], FLAGS) -> None:
+    """main()'s work: write results/tables.md and print it."""
     if len(argv) > 1:
-        raise SystemExit(f"Unexpected arguments: {argv[1:]}")
+        raise ValueError(f"unexpected arguments {argv[1:]}")
     names = {}
     for item in FLAGS.corpora:
         table_corpus, _, source = item.partition("=")
         if table_corpus not in ("recola", "avec2017") or not source:
-            raise SystemExit(f"--corpora item {item!r} must look like recola=recola or recola=synthetic.")
+            raise ValueError(f"--corpora item {item!r} must look like recola=recola or recola=synthetic.")
         names[table_corpus] = source
     try:
         seeds = [int(seed) for seed in FLAGS.seeds]
     except ValueError:
-        raise SystemExit(f"--seeds={','.join(FLAGS.seeds)} must be integers, e.g. 0,1,2.") from None
+        raise ValueError(f"--seeds={','.join(FLAGS.seeds)} must be integers, e.g. 0,1,2.") from None
     if FLAGS.seed_runs and not seeds:
-        raise SystemExit("--seed_runs needs at least one seed (--seeds).")
+        raise ValueError("--seed_runs needs at least one seed (--seeds).")
     path = write_tables(FLAGS.results_dir, names, FLAGS.seed_runs, seeds)
     print(path.read_text())
     print(f"Wrote {path}")

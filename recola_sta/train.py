@@ -53,6 +53,7 @@ import tensorflow as tf  # noqa: E402
 
 from recola_sta import (  # noqa: E402
     cache,
+    cli,
     corpora,
     distributed,
     evaluate,
@@ -836,19 +837,22 @@ def _print_targets(results: dict[str, Any]) -> None:
               f"{results['dev_post']['mean_ccc']:.3f}")
 
 
-def main(argv: Sequence[str]) -> None:
+def main(argv: Sequence[str]) -> int:
     from absl import flags, logging
 
     FLAGS = flags.FLAGS
     logging.set_verbosity(logging.WARNING)  # TensorFlow's INFO lines hide the progress bars
+    return cli.run("train", lambda: _train(argv, FLAGS), output=FLAGS.run_dir,
+                   bad_input=(OSError, ValueError, preprocess.PreprocessError,
+                              distributed.WorkerError))
+
+
+def _train(argv: Sequence[str], FLAGS) -> None:
+    """main()'s work: train, then print the dev results."""
     if len(argv) > 1:
-        raise SystemExit(f"Unexpected arguments: {argv[1:]}")
-    try:
-        config = config_from_flags(FLAGS)
-        results = run_training(config, flags_text=FLAGS.flags_into_string())
-    except (OSError, ValueError, preprocess.PreprocessError,
-            distributed.WorkerError) as e:
-        raise SystemExit(f"train: {e}") from None
+        raise ValueError(f"unexpected arguments {argv[1:]}")
+    config = config_from_flags(FLAGS)
+    results = run_training(config, flags_text=FLAGS.flags_into_string())
     if "worker" in results:  # a multi_worker task other than the chief
         print(f"\n{results['worker']} trained {results['epochs_trained']} epoch(s); the chief "
               f"wrote the run folder.\nWorker weights sha256: {results['weights_sha256']}")

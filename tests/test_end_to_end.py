@@ -230,11 +230,11 @@ def test_bad_settings_name_the_flag(changes, flag, tmp_path):
 def test_train_cli_errors_are_clear(tmp_path):
     proc = _run_cli("train", f"--corpus_dir={tmp_path / 'missing'}", "--corpus_kind=recola",
                     f"--run_dir={tmp_path / 'run'}")
-    assert proc.returncode != 0
+    assert proc.returncode == 2
     assert "missing" in proc.stderr and "--corpus_dir" in proc.stderr
     assert "Traceback" not in proc.stderr
     proc = _run_cli("train", f"--corpus_dir={tmp_path}", "--batch_size=0")
-    assert proc.returncode != 0 and "--batch_size" in proc.stderr and "Traceback" not in proc.stderr
+    assert proc.returncode == 2 and "--batch_size" in proc.stderr and "Traceback" not in proc.stderr
 
 
 def test_run_folder_refuses_another_network(tmp_path):

@@ -304,7 +304,7 @@ def test_cli_with_a_flagfile(corpus, tmp_path):
 def test_cli_errors_name_the_problem(tmp_path):
     missing = tmp_path / "nowhere"
     done = _cli(f"--corpus_dir={missing}", f"--cache_dir={tmp_path / 'c'}")
-    assert done.returncode == 1 and str(missing) in done.stderr, done.stderr
+    assert done.returncode == 2 and str(missing) in done.stderr, done.stderr
     done = _cli(f"--corpus_dir={tmp_path}", f"--cache_dir={tmp_path / 'c'}", "--workers=0")
     assert done.returncode != 0 and "workers" in done.stderr
     done = _cli(f"--cache_dir={tmp_path / 'c'}")
