@@ -19,6 +19,9 @@ Writes into the run folder:
     plots/attention_regions.png      STA models: where the attention looks on
                                      dev faces (also `attention_regions` in
                                      evaluation.json)
+    reports/dev/<name>.html          each dev recording's video beside its
+                                     prediction and gold standard, with its CCC
+                                     (`recola_sta.report`; with the plots)
 """
 
 from __future__ import annotations
@@ -55,6 +58,7 @@ class RecordingResult:
     raw: np.ndarray  # prediction after face-gap interpolation and resampling
     found: np.ndarray  # per grid time: nearest 4 fps sample had a face
     post: np.ndarray | None = None  # after the post-processing chain
+    video: pathlib.Path | None = None  # the corpus recording's video
 
 
 def predict_recordings(
@@ -147,7 +151,8 @@ def predict_targets(
                     if target in recording.targets and len(recording.times) > 0 else None)
             raw, grid_found = clips.samples_to_grid(cached.times, preds[:, k], found, grid)
             results[target].append(
-                RecordingResult(entry.name, entry.partition, grid, gold, raw, grid_found))
+                RecordingResult(entry.name, entry.partition, grid, gold, raw, grid_found,
+                                video=recording.video))
     return results
 
 
@@ -213,6 +218,47 @@ def _plot(path: pathlib.Path, r: RecordingResult, convention: str, ylabel: str) 
     plots.plot_valence(path, r.times, r.post, r.gold, found=r.found, title=title, ylabel=ylabel)
 
 
+def _report(out_dir: pathlib.Path, per_target: dict[str, RecordingResult], convention: str,
+            evaluation: dict) -> None:
+    """reports/<partition>/<name>.html: one recording's video beside each
+    target's post-processed prediction and gold standard, with its CCC
+    (raw and post-processed), the samples without a face shaded, and the
+    recording's attention-region table where `evaluation` has one."""
+    from recola_sta import report
+
+    first = next(iter(per_target.values()))
+    curves, facts = [], [("partition", first.partition)]
+    for target, r in per_target.items():
+        score = ""
+        if r.gold is not None:
+            post = metrics.score(r.gold, r.post, convention=convention)
+            raw = metrics.score(r.gold, r.raw, convention=convention)
+            score = f"CCC {post['ccc']:.3f} (raw {raw['ccc']:.3f})"
+            facts.append((target, f"CCC {post['ccc']:.3f}, CC {post['cc']:.3f}, "
+                                  f"RMSE {post['rmse']:.3f} post-processed; CCC "
+                                  f"{raw['ccc']:.3f} raw"))
+        curves.append(report.Curve(target, r.times, r.post, r.gold, score))
+    kept = evaluation["postprocess_kept"]
+    kept = kept if isinstance(kept, list) else kept[next(iter(per_target))]
+    facts.append(("post-processing", ", ".join(kept) or "nothing"))
+    attention = evaluation.get("attention_regions") or {}
+    own = (attention.get("per_recording") or {}).get(first.name) or {}
+    regions = own.get("regions") if own.get("samples") else None
+    page = out_dir / "reports" / first.partition / f"{first.name}.html"
+    report.write_report(
+        page, title=f"{first.name}: predicted and gold {', '.join(per_target)}",
+        subtitle=f"{first.partition} recording; the prediction post-processed by the chain "
+                 f"fitted on {evaluation['tune_partition']} (CCC convention: {convention}).",
+        curves=curves, video=first.video, found_times=first.times, found=first.found,
+        facts=facts, regions=regions,
+        regions_note=(f"This recording's {own.get('samples')} faces, frames "
+                      f"{attention.get('frames_used', '2..T')}; the figure over all "
+                      f"{attention.get('partition', first.partition)} faces is "
+                      "plots/attention_regions.png." if regions is not None else ""),
+        footer="Written by recola_sta.evaluate.",
+    )
+
+
 def evaluate_predictions(
     results: list[RecordingResult] | dict[str, list[RecordingResult]],
     out_dir: str | os.PathLike,
@@ -261,6 +307,8 @@ def evaluate_predictions(
                                    _csv_text({"": r}))
         if write_plots:
             _plot(out_dir / "plots" / r.partition / f"{r.name}.png", r, convention, "valence")
+            if r.partition == tune_partition:
+                _report(out_dir, {"valence": r}, convention, report)
     io_utils.atomic_write_text(out_dir / "evaluation.json", json.dumps(report, indent=2) + "\n")
     return report
 
@@ -312,6 +360,8 @@ def _evaluate_targets(results: dict[str, list[RecordingResult]], out_dir: pathli
             for target, result in zip(targets, per_target):
                 _plot(out_dir / "plots" / r.partition / f"{r.name}_{target}.png", result,
                       convention, target)
+            if r.partition == tune_partition:
+                _report(out_dir, dict(zip(targets, per_target)), convention, report)
     io_utils.atomic_write_text(out_dir / "evaluation.json", json.dumps(report, indent=2) + "\n")
     return report
 
@@ -465,7 +515,8 @@ def define_flags() -> None:
     flags.DEFINE_string("model_file", "best.keras", "Model file inside --run_dir.")
     flags.DEFINE_enum("convention", None, list(metrics.CONVENTIONS),
                       "CCC convention; default: the run's.")
-    flags.DEFINE_bool("plots", True, "Write a valence plot per recording.")
+    flags.DEFINE_bool("plots", True, "Write a valence plot per recording, and a playable "
+                      "report (reports/dev/<name>.html) per dev recording.")
     flags.mark_flag_as_required("run_dir")
 
 

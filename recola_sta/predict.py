@@ -44,6 +44,11 @@ Writes into --out:
     attention.mp4     with --attention_video: every 4 fps sample, overlaid
     valence.live.csv  live input only: raw rows per 4 fps sample, appended
                       as each clip completes
+    report.html       the video (by its path relative to --out; none for a
+                      camera or stream) beside each target's curve: a cursor
+                      follows playback, a click on a curve seeks, the samples
+                      without a face are shaded; the attention figures and
+                      region table (self-contained: opens offline in a browser)
     summary.json      video facts, face-found rate, smallest face, samples
                       with several faces, the aligner's settings, timing
 Exit codes: 0 success, 2 bad input (missing/corrupt file, not a model),
@@ -610,7 +615,8 @@ def frame_grid(source: _Input, sample_times: np.ndarray, sample_fps: float,
 def write_outputs(out_dir: pathlib.Path, source: _Input, track: _Track, grid: _FrameGrid,
                   meta: dict[str, Any], chains: dict[str, Any], attention_columns: int
                   ) -> tuple[list[str], dict[str, str], dict[str, Any] | None]:
-    """Step 4: the CSV, one plot per target and the attention figures.
+    """Step 4: the CSV, one plot per target, the attention figures and
+    report.html.
 
     Returns the files written (the live log and attention.mp4 included),
     what each post-processing chain kept, and the attention-region report
@@ -631,6 +637,7 @@ def write_outputs(out_dir: pathlib.Path, source: _Input, track: _Track, grid: _F
         written.append(f"{target}.png")
     stream = track.stream
     if not stream.has_attention:
+        written.append(write_report(out_dir, source, track, grid, meta, columns, written, None))
         return written, kept, None
     picker = stream.picker
     plots.plot_attention_grid(
@@ -646,7 +653,48 @@ def write_outputs(out_dir: pathlib.Path, source: _Input, track: _Track, grid: _F
         written.append("attention_regions.png")
     if track.wrote_video:
         written.append("attention.mp4")
-    return written, kept, stream.regions.report()
+    regions_report = stream.regions.report()
+    written.append(write_report(out_dir, source, track, grid, meta, columns, written,
+                                regions_report))
+    return written, kept, regions_report
+
+
+def write_report(out_dir: pathlib.Path, source: _Input, track: _Track, grid: _FrameGrid,
+                 meta: dict[str, Any], columns: Sequence[np.ndarray], written: list[str],
+                 regions_report: dict[str, Any] | None) -> str:
+    """report.html (`recola_sta.report`): the video beside the CSV's curves,
+    the samples without a face shaded, the attention figures written so far
+    and the region table. A camera or stream has no file: the curves alone.
+    Returns the file's name."""
+    from recola_sta import report
+
+    video = source.video if pathlib.Path(str(source.video)).is_file() else None
+    targets = list(meta["targets"])
+    facts = [("video", f"{grid.width}x{grid.height}, {grid.fps:g} fps, {grid.duration:.1f} s"),
+             ("samples", f"{len(track.times)} at {float(meta['fps']):g} fps"),
+             ("faces found", f"{track.found.mean():.0%} of the samples"),
+             ("model", f"{meta['variant']}, {meta['size']} px, clips of {meta['frames']}")]
+    figures = [(out_dir / name, caption) for name, caption in (
+        ("attention.png", "One clip's aligned faces with the attention overlaid (its first "
+                          "frame has no previous state: uniform)."),
+        ("attention_regions.png", "The mean attention over the video's aligned faces."))
+        if name in written]
+    regions = None
+    if regions_report is not None and regions_report.get("available") and \
+            regions_report.get("samples"):
+        regions = regions_report["regions"]
+    report.write_report(
+        out_dir / "report.html", title=f"{source.name}: predicted {', '.join(targets)}",
+        subtitle=f"The {meta['variant']} model's predictions; every frame's values are in "
+                 f"{written[0]} beside this page.",
+        curves=[report.Curve(t, grid.times, c) for t, c in zip(targets, columns)],
+        video=video, found_times=track.times, found=track.found, facts=facts,
+        figures=figures, regions=regions,
+        regions_note=(f"Frames {regions_report['frames_used']}, {regions_report['samples']} "
+                      "faces." if regions is not None else ""),
+        footer="Written by recola_sta.predict.",
+    )
+    return "report.html"
 
 
 def predict_video(

@@ -89,6 +89,13 @@ def test_training_run_writes_every_output(trained):
     assert sum(shares) == pytest.approx(1.0, abs=1e-6)
     assert set(regions["per_recording"]) == {"dev_1"}
     assert _png_ok(run / "plots" / "attention_regions.png")
+    # The playable page of each dev recording: its corpus video, its CCC, its region table.
+    page = (run / "reports" / "dev" / "dev_1.html").read_text()
+    video = os.path.relpath(root / "corpus" / "recordings_video" / "dev_1.mp4",
+                            run / "reports" / "dev")
+    assert f'src="{pathlib.Path(video).as_posix()}"' in page
+    assert f"CCC {stored['dev_post']['ccc']:.3f}" in page  # one dev recording: its CCC is dev's
+    assert "<td>mouth</td>" in page
     meta = json.loads((run / "saved_model" / "recola_sta.json").read_text())
     assert (meta["frames"], meta["size"], meta["fps"], meta["target"]) == (FRAMES, SIZE, 4.0,
                                                                           "valence")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import importlib.util
 import json
+import os
 import pathlib
 
 import numpy as np
@@ -71,7 +72,7 @@ def test_streamed_csv_is_byte_identical_to_the_whole_video_path(model_dir, model
     assert (out / "valence.csv").read_bytes() == (tmp_path / "whole.csv").read_bytes()
     assert summary["samples"] == len(times) == 24
     assert set(summary["files"]) == {"valence.csv", "valence.png", "attention.png",
-                                     "attention_regions.png", "attention.mp4"}
+                                     "attention_regions.png", "attention.mp4", "report.html"}
     assert (out / "attention.mp4").stat().st_size > 0
     assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no temporaries left
 
@@ -84,6 +85,35 @@ def test_streamed_csv_is_byte_identical_to_the_whole_video_path(model_dir, model
         assert streamed["regions"][region]["ratio"] == pytest.approx(row["ratio"], rel=1e-9)
     np.testing.assert_allclose(streamed["map_percentiles_x_uniform"],
                                whole["map_percentiles_x_uniform"], rtol=5e-3, atol=2e-3)
+
+
+def _report_data(page: str) -> dict:
+    start = page.index('<script type="application/json" id="report-data">')
+    return json.loads(page[page.index(">", start) + 1:page.index("</script>", start)])
+
+
+def test_predict_writes_a_playable_report(model_dir, model, video, tmp_path):
+    """report.html beside the CSV: the video by its path relative to --out,
+    the CSV's curve at every frame, the face gaps of the samples, the
+    attention figures inlined and the region table of summary.json."""
+    out = tmp_path / "deep" / "out"
+    summary = predict.predict_video(model_dir, video, out, progress=False, model=model)
+    assert "report.html" in summary["files"]
+    page = (out / "report.html").read_text()
+    relative = pathlib.Path(os.path.relpath(video, out)).as_posix()
+    assert relative.startswith("../") and f'<video id="video" controls preload="metadata" ' \
+        f'src="{relative}">' in page
+    data = _report_data(page)
+    rows = _rows(out / "valence.csv")
+    assert [s["target"] for s in data["series"]] == ["valence"]
+    assert len(data["series"][0]["t"]) == len(rows) == 150  # every frame: 6 s at 25 fps
+    assert data["series"][0]["p"][7] == pytest.approx(float(rows[7]["valence"]), abs=1e-4)
+    missed = summary["samples"] - round(summary["face_found_rate"] * summary["samples"])
+    assert bool(data["gaps"]) == (missed > 0)
+    assert page.count('src="data:image/png;base64,') == 2  # attention.png, attention_regions.png
+    for region, row in summary["attention_regions"]["regions"].items():
+        assert f"<td>{region.replace('_', ' ')}</td><td>{row['attention_share']:.1%}" in page
+    assert "https://" not in page and "http://" not in page  # nothing fetched
 
 
 def test_region_accumulator_fed_in_pieces_matches_region_report():
@@ -124,6 +154,9 @@ def test_live_input_stops_at_max_seconds_with_valid_outputs(model_dir, model, vi
     assert (out / "valence.png").stat().st_size > 0
     assert summary["video_size"] == [320, 240] and summary["video_fps"] == pytest.approx(25)
     assert json.loads((out / "summary.json").read_text())["stopped"] == "--max_seconds=2.5"
+    # A file read at its real pace still has a video to show; its curve has the 4 fps rows.
+    page = (out / "report.html").read_text()
+    assert '<video id="video"' in page and len(_report_data(page)["series"][0]["t"]) == 11
 
 
 def test_live_input_stopped_by_ctrl_c_leaves_valid_outputs(model_dir, model, video, tmp_path,
