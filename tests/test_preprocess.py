@@ -301,6 +301,20 @@ def test_cli_with_a_flagfile(corpus, tmp_path):
 
 
 @pytest.mark.slow
+def test_cli_at_its_default_worker_count(corpus, tmp_path):
+    # Two recordings and --workers at its default (2): a pool of two workers,
+    # whose tasks the module run with -m pickles as __main__._track_recording.
+    done = _cli(f"--corpus_dir={corpus}", "--corpus_kind=recola",
+                f"--cache_dir={tmp_path / 'cache'}", "--size=16", "--partitions=train,dev",
+                "--noprogress")
+    assert done.returncode == 0, done.stderr
+    assert "(2 recordings)" in done.stdout, done.stdout
+    manifest = cache.read_manifest(tmp_path / "cache")
+    assert [e.name for e in manifest.entries] == ["train_1", "dev_1"]
+    assert [e.found_rate for e in manifest.entries] == [1.0, 1.0]
+
+
+@pytest.mark.slow
 def test_cli_errors_name_the_problem(tmp_path):
     missing = tmp_path / "nowhere"
     done = _cli(f"--corpus_dir={missing}", f"--cache_dir={tmp_path / 'c'}")

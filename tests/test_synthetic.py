@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
+import pathlib
+import subprocess
+import sys
 
 import cv2
 import dlib
@@ -13,6 +17,7 @@ import scipy.signal
 
 from recola_sta import corpora, face_animation, synthetic, synthetic_scenes
 
+ROOT = pathlib.Path(__file__).resolve().parents[1]
 DURATION_S = 8.0
 SETTINGS = dict(num_train=1, num_dev=1, num_test=1, duration_s=DURATION_S, width=320, height=240,
                 fps=25.0, seed=0, workers=1)
@@ -113,6 +118,27 @@ def test_ensure_corpus_completes_an_interrupted_corpus(corpus, tmp_path):
         synthetic.ensure_corpus(tmp_path, **settings)
     with pytest.raises(ValueError, match="duration_s"):
         synthetic.ensure_corpus(tmp_path / "d", **dict(settings, duration_s=0.5))
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "recola_sta.synthetic", *args],
+                          capture_output=True, text=True, timeout=180, cwd=ROOT,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+
+
+TINY = ("--num_train=1", "--num_dev=1", "--num_test=0", "--duration_s=1", "--width=64",
+        "--height=64")
+
+
+@pytest.mark.slow
+def test_cli_at_its_default_worker_count(tmp_path):
+    # Two recordings and --workers at its default (2): a pool of two workers,
+    # whose task the module run with -m pickles as __main__._render_task.
+    done = _cli(f"--out={tmp_path / 'c'}", *TINY)
+    assert done.returncode == 0, done.stderr
+    assert "2 recordings" in done.stderr, done.stderr
+    recordings = corpora.load_corpus(tmp_path / "c", "synthetic")
+    assert [(r.name, r.labeled) for r in recordings] == [("train_1", True), ("dev_1", True)]
 
 
 def test_plans_are_deterministic_and_delay_shifts_labels():
