@@ -54,7 +54,7 @@ def _recola_fixture(root: pathlib.Path) -> dict[str, tuple[np.ndarray, np.ndarra
         corpora.write_arff(root / "ratings_gold_standard" / "arousal" / f"{name}.arff",
                            name, times, arousal)
     _touch(root / "recordings_video" / "test_1.mp4")
-    _touch(root / "recordings_video" / ".test_2.mp4.tmp")  # an interrupted write: ignored
+    _touch(root / "recordings_video" / ".recola_sta-tmp.test_2.mp4.x1y2z3w4.mp4")  # an interrupted write: ignored
     return truth
 
 
