@@ -23,6 +23,7 @@ that exists is complete.
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import json
 import os
@@ -120,7 +121,8 @@ def read_manifest(cache_dir: str | os.PathLike) -> Manifest:
 
     Raises:
         FileNotFoundError: the folder or its manifest does not exist.
-        ValueError: the manifest is malformed or of another format version.
+        ValueError: the manifest is malformed, of another format version, or
+            lists one recording name twice.
     """
     path = pathlib.Path(cache_dir) / MANIFEST_NAME
     if not path.is_file():
@@ -137,6 +139,15 @@ def read_manifest(cache_dir: str | os.PathLike) -> Manifest:
         manifest = Manifest(entries=entries, **payload)
     except (KeyError, TypeError, ValueError, json.JSONDecodeError) as e:
         raise ValueError(f"Malformed cache manifest {path}: {e}") from e
+    # Readers find a recording by its name alone (`Manifest.entry`, reports,
+    # predictions): a name listed twice would make one entry hide the other.
+    twice = [name for name, n in collections.Counter(e.name for e in entries).items() if n > 1]
+    if twice:
+        raise ValueError(
+            f"Malformed cache manifest {path}: recording {twice[0]!r} is listed twice "
+            "(recording names must be unique across the partitions); delete the cache "
+            "folder and preprocess again."
+        )
     return manifest
 
 
