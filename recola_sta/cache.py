@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import errno
 import json
 import os
 import pathlib
@@ -214,6 +215,11 @@ def write_shard(
         track: a `faces.FaceTrack` (`times`, `crops`, `found`, and
             `landmarks`, stored when not None).
         targets: label name -> values at `track.times` (NaN if unlabeled).
+
+    Raises:
+        OSError: ENOSPC naming `path` where the disk is full (TensorFlow
+            reports it as a `ResourceExhaustedError` naming the temporary
+            file); the partial file is removed.
     """
     n = len(track.times)
     if track.crops.shape[0] != n or track.found.shape[0] != n:
@@ -226,21 +232,26 @@ def write_shard(
             raise ValueError(
                 f"Target {name!r} for {path} has {len(values)} values, expected {n}."
             )
-    with io_utils.atomic_path(path) as tmp:
-        with tf.io.TFRecordWriter(str(tmp)) as writer:
-            # Track-like objects without landmarks (older callers) store none.
-            landmarks = getattr(track, "landmarks", None)
-            for k in range(n):
-                writer.write(
-                    serialize_sample(
-                        track.crops[k],
-                        track.times[k],
-                        track.found[k],
-                        k,
-                        {name: values[k] for name, values in targets.items()},
-                        None if landmarks is None else landmarks[k],
+    try:
+        with io_utils.atomic_path(path) as tmp:
+            with tf.io.TFRecordWriter(str(tmp)) as writer:
+                # Track-like objects without landmarks (older callers) store none.
+                landmarks = getattr(track, "landmarks", None)
+                for k in range(n):
+                    writer.write(
+                        serialize_sample(
+                            track.crops[k],
+                            track.times[k],
+                            track.found[k],
+                            k,
+                            {name: values[k] for name, values in targets.items()},
+                            None if landmarks is None else landmarks[k],
+                        )
                     )
-                )
+    except tf.errors.OpError as e:
+        if "No space left on device" not in str(e):
+            raise
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path)) from e
 
 
 def feature_spec(
