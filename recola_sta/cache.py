@@ -4,6 +4,8 @@ Layout of a cache folder::
 
     CACHE/manifest.json
     CACHE/<partition>/<recording>.tfrecord
+    CACHE/preprocess.json        (the settings, `recola_sta.preprocess`)
+    CACHE/.lock                  (held by the one run writing the folder)
 
 Each shard holds one `tf.train.Example` per 4 fps sample, in time order, with
 the features `image` (PNG bytes of the aligned face crop), `time` (seconds),
@@ -18,7 +20,8 @@ crops lossless: the synthetic valence signal is a few pixels of mouth motion.
 
 The preprocess CLI writes this cache; the tf.data pipeline, evaluation and
 training read it. Shards and the manifest are written atomically, so a file
-that exists is complete.
+that exists is complete. Recording names are unique in a cache (readers find
+an entry by name); `read_manifest` refuses a manifest that repeats one.
 """
 
 from __future__ import annotations
