@@ -28,9 +28,12 @@ from typing import Any, Sequence
 
 from absl import logging
 
-from recola_sta import corpora, preprocess
+from recola_sta import corpora, io_utils, preprocess
 
-RESULTS_DIR = ".beam_results"  # inside the cache folder; removed after each run
+# The results folder inside the cache folder, named as this project's
+# temporaries (`io_utils.temp_prefix`): removed after each run, and by the
+# next run where a killed one left it.
+RESULTS_DIR = "beam_results"
 
 
 def _import_beam():
@@ -79,7 +82,8 @@ def run_jobs(work: Sequence[tuple[preprocess._Job, corpora.Recording, dict[str, 
     beam, PipelineOptions = _import_beam()
     cache_dir = pathlib.Path(cache_dir)
     cache_dir.mkdir(parents=True, exist_ok=True)
-    results = pathlib.Path(tempfile.mkdtemp(prefix=RESULTS_DIR + ".", dir=cache_dir))
+    results = pathlib.Path(tempfile.mkdtemp(prefix=io_utils.temp_prefix(RESULTS_DIR),
+                                            dir=cache_dir))
     try:
         options = PipelineOptions(list(pipeline_args))
         with beam.Pipeline(options=options) as pipeline:

@@ -4,6 +4,8 @@ Layout of a cache folder::
 
     CACHE/manifest.json
     CACHE/<partition>/<recording>.tfrecord
+    CACHE/preprocess.json        (the settings, `recola_sta.preprocess`)
+    CACHE/.lock                  (held by the one run writing the folder)
 
 Each shard holds one `tf.train.Example` per 4 fps sample, in time order, with
 the features `image` (PNG bytes of the aligned face crop), `time` (seconds),
@@ -18,12 +20,15 @@ crops lossless: the synthetic valence signal is a few pixels of mouth motion.
 
 The preprocess CLI writes this cache; the tf.data pipeline, evaluation and
 training read it. Shards and the manifest are written atomically, so a file
-that exists is complete.
+that exists is complete. Recording names are unique in a cache (readers find
+an entry by name); `read_manifest` refuses a manifest that repeats one.
 """
 
 from __future__ import annotations
 
+import collections
 import dataclasses
+import errno
 import json
 import os
 import pathlib
@@ -120,7 +125,8 @@ def read_manifest(cache_dir: str | os.PathLike) -> Manifest:
 
     Raises:
         FileNotFoundError: the folder or its manifest does not exist.
-        ValueError: the manifest is malformed or of another format version.
+        ValueError: the manifest is malformed, of another format version, or
+            lists one recording name twice.
     """
     path = pathlib.Path(cache_dir) / MANIFEST_NAME
     if not path.is_file():
@@ -137,6 +143,15 @@ def read_manifest(cache_dir: str | os.PathLike) -> Manifest:
         manifest = Manifest(entries=entries, **payload)
     except (KeyError, TypeError, ValueError, json.JSONDecodeError) as e:
         raise ValueError(f"Malformed cache manifest {path}: {e}") from e
+    # Readers find a recording by its name alone (`Manifest.entry`, reports,
+    # predictions): a name listed twice would make one entry hide the other.
+    twice = [name for name, n in collections.Counter(e.name for e in entries).items() if n > 1]
+    if twice:
+        raise ValueError(
+            f"Malformed cache manifest {path}: recording {twice[0]!r} is listed twice "
+            "(recording names must be unique across the partitions); delete the cache "
+            "folder and preprocess again."
+        )
     return manifest
 
 
@@ -203,6 +218,11 @@ def write_shard(
         track: a `faces.FaceTrack` (`times`, `crops`, `found`, and
             `landmarks`, stored when not None).
         targets: label name -> values at `track.times` (NaN if unlabeled).
+
+    Raises:
+        OSError: ENOSPC naming `path` where the disk is full (TensorFlow
+            reports it as a `ResourceExhaustedError` naming the temporary
+            file); the partial file is removed.
     """
     n = len(track.times)
     if track.crops.shape[0] != n or track.found.shape[0] != n:
@@ -215,21 +235,26 @@ def write_shard(
             raise ValueError(
                 f"Target {name!r} for {path} has {len(values)} values, expected {n}."
             )
-    with io_utils.atomic_path(path) as tmp:
-        with tf.io.TFRecordWriter(str(tmp)) as writer:
-            # Track-like objects without landmarks (older callers) store none.
-            landmarks = getattr(track, "landmarks", None)
-            for k in range(n):
-                writer.write(
-                    serialize_sample(
-                        track.crops[k],
-                        track.times[k],
-                        track.found[k],
-                        k,
-                        {name: values[k] for name, values in targets.items()},
-                        None if landmarks is None else landmarks[k],
+    try:
+        with io_utils.atomic_path(path) as tmp:
+            with tf.io.TFRecordWriter(str(tmp)) as writer:
+                # Track-like objects without landmarks (older callers) store none.
+                landmarks = getattr(track, "landmarks", None)
+                for k in range(n):
+                    writer.write(
+                        serialize_sample(
+                            track.crops[k],
+                            track.times[k],
+                            track.found[k],
+                            k,
+                            {name: values[k] for name, values in targets.items()},
+                            None if landmarks is None else landmarks[k],
+                        )
                     )
-                )
+    except tf.errors.OpError as e:
+        if "No space left on device" not in str(e):
+            raise
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path)) from e
 
 
 def feature_spec(

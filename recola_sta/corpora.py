@@ -131,7 +131,8 @@ def load_corpus(root: str | os.PathLike, kind: str) -> list[Recording]:
         FileNotFoundError: `root` or a required sub-folder is missing, or a
             label file has no video.
         ValueError: unknown `kind`, malformed label files, disagreeing label
-            grids, a video whose frame rate cannot be read (affwild2), or no
+            grids, a video whose frame rate cannot be read (affwild2), two
+            recordings of one name (csv: one stem in two partitions), or no
             recordings at all.
     """
     if kind not in CORPUS_KINDS:
@@ -149,6 +150,7 @@ def load_corpus(root: str | os.PathLike, kind: str) -> list[Recording]:
         recordings = _load_csv_corpus(root)
     if not recordings:
         raise ValueError(f"No recordings found under {root} for corpus kind {kind!r}.")
+    _check_unique_names(recordings)
     return _with_default_periods(
         sorted(recordings, key=lambda r: (PARTITIONS.index(r.partition), _natural_key(r.name))),
         _DEFAULT_LABEL_PERIOD[kind],
@@ -726,6 +728,22 @@ def _read_label_csv(path: pathlib.Path) -> tuple[np.ndarray, dict[str, np.ndarra
 
 # ---------------------------------------------------------------------------
 # Shared helpers
+
+
+def _check_unique_names(recordings: Sequence[Recording]) -> None:
+    """Refuses two recordings of one name (in a csv corpus, `train/a.mp4` and
+    `dev/a.mp4`): the cache manifest, the training and evaluation reports and
+    the predictions all know a recording by its name alone, so one of the
+    two would silently replace the other."""
+    seen: dict[str, Recording] = {}
+    for r in recordings:
+        first = seen.setdefault(r.name, r)
+        if first is not r:
+            raise ValueError(
+                f"Two recordings are named {r.name!r}: {first.video} ({first.partition}) and "
+                f"{r.video} ({r.partition}); recording names must be unique across the "
+                "partitions, rename one of the two files."
+            )
 
 
 def _read_lines(path: pathlib.Path) -> list[str]:

@@ -2,6 +2,11 @@
 
 An interrupted run therefore never leaves a half-written file under the final
 name, and a resumed run can trust that every file it finds is complete.
+
+Temporary names are `.recola_sta-tmp.NAME.XXXXXXXX.SUFFIX` (`TEMP_PREFIX`): a
+prefix no user file has, so that `remove_temporaries` can clean up after a
+killed run in a folder that also holds the user's own files (`.env.local`,
+`.eslintrc.json`) without touching them.
 """
 
 from __future__ import annotations
@@ -10,9 +15,24 @@ import contextlib
 import json
 import os
 import pathlib
+import shutil
 import socket
 import tempfile
 from typing import Iterator
+
+# Every temporary file (or folder) this project writes beside its outputs
+# starts with this; nothing else does.
+TEMP_PREFIX = ".recola_sta-tmp."
+# Longest part of the target's name kept in a temporary name (bytes), so that
+# prefix, name, random part and suffix stay within a file name's 255 bytes.
+_TEMP_NAME_BYTES = 160
+
+
+def temp_prefix(name: str) -> str:
+    """The prefix of the temporary names of target file `name` (for
+    `tempfile.mkstemp`/`mkdtemp`): `TEMP_PREFIX`, then `name` (shortened
+    if long), then a dot."""
+    return f"{TEMP_PREFIX}{os.fsdecode(os.fsencode(name)[:_TEMP_NAME_BYTES])}."
 
 
 @contextlib.contextmanager
@@ -23,12 +43,14 @@ def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[pathlib.P
     A caller that removes the temporary file itself (it found nothing to
     write) leaves `path` untouched too.
     `suffix` keeps an extension on the temporary name for writers that choose
-    the format from it (OpenCV, matplotlib).
+    the format from it (OpenCV, matplotlib); it stays last. The temporary
+    name starts with `TEMP_PREFIX`, so a run killed before the rename leaves
+    a file that `remove_temporaries` recognises.
     """
     path = pathlib.Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix or ".tmp",
-                                                          dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=temp_prefix(path.name), suffix=suffix or ".tmp",
+                               dir=path.parent)
     os.close(fd)
     tmp_path = pathlib.Path(tmp)
     # mkstemp creates files readable by the owner only; give the final file
@@ -148,11 +170,18 @@ def exclusive_lock(path: str | os.PathLike, what: str) -> Iterator[None]:
         path.unlink(missing_ok=True)
 
 
-def remove_temporaries(folder: str | os.PathLike) -> list[pathlib.Path]:
-    """Removes the temporary files `atomic_path` leaves when its process is killed.
+def is_temporary(name: str) -> bool:
+    """Whether file name `name` is one of this project's temporary names."""
+    return name.startswith(TEMP_PREFIX)
 
-    They are the hidden `.NAME.XXXX<suffix>` files beside a target; call this
-    only while no other process writes into `folder` (e.g. under
+
+def remove_temporaries(folder: str | os.PathLike) -> list[pathlib.Path]:
+    """Removes the temporaries a killed run of this project left in `folder`.
+
+    Those are the files `atomic_path` had not renamed yet (and folders made
+    with `temp_prefix`), recognised by their `TEMP_PREFIX`: every other file,
+    hidden or not, is the user's and stays. Not recursive. Call this only
+    while no other process writes into `folder` (e.g. under
     `exclusive_lock`). Returns what was removed.
     """
     folder = pathlib.Path(folder)
@@ -160,8 +189,11 @@ def remove_temporaries(folder: str | os.PathLike) -> list[pathlib.Path]:
     if not folder.is_dir():
         return removed
     for entry in folder.iterdir():
-        name = entry.name
-        if entry.is_file() and name.startswith(".") and name != ".lock" and name.count(".") >= 2:
+        if not is_temporary(entry.name):
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
             entry.unlink(missing_ok=True)
-            removed.append(entry)
+        removed.append(entry)
     return removed

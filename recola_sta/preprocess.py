@@ -9,9 +9,11 @@ plus `manifest.json` (`recola_sta.cache`).
 
 The run is resumable: shards and the manifest are written atomically, the
 manifest is rewritten after every finished recording, and a re-run skips the
-recordings whose manifest entry and complete shard are already there. The
-settings that change the crops are stored in `preprocess.json`; re-using a
-cache folder with other settings is refused.
+recordings whose manifest entry and complete shard are already there (and
+removes the temporary files of a killed run). The settings that change the
+crops are stored in `preprocess.json`; re-using a cache folder with other
+settings is refused. One run at a time writes a cache folder: it holds the
+folder's lock (`.lock`), and a second run is refused.
 
 Faces are found without flags from 176x144 up (`faces.FaceAligner` picks the
 detection scale from the frame); `--face` picks the subject in videos with
@@ -27,13 +29,14 @@ Usage:
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
 import pathlib
 import shlex
 import sys
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
 import cv2
 import numpy as np
@@ -46,6 +49,8 @@ if TYPE_CHECKING:  # the module itself is imported lazily, see preprocess_corpus
 
 SAMPLE_FPS = 4.0
 SETTINGS_NAME = "preprocess.json"
+# The cache folder's lock: held by the one run that writes the folder.
+LOCK_NAME = ".lock"
 RUNNERS = ("local", "beam")
 # Settings added after caches were first written, with the value they had
 # (before `redetect_every`, the detector ran on every sample).
@@ -111,9 +116,13 @@ def preprocess_corpus(
     Raises:
         FileNotFoundError: the corpus folder or a file of it is missing.
         ValueError: a bad argument, a cache folder made with other settings,
-            or one that is a file or not writable (checked before any work).
+            one that is a file or not writable (checked before any work), or
+            one that another run is writing (`io_utils.LockedError`).
         PreprocessError: some recordings failed (unreadable or truncated
             video); the others are cached and listed in the manifest.
+        OSError: the disk is full (ENOSPC, naming the file being written);
+            the partial file is removed, the recordings finished before
+            are cached.
     """
     _check_args(size, workers, partitions, min_found_rate, corpus_kind, runner)
     root = pathlib.Path(corpus_dir)
@@ -129,28 +138,31 @@ def preprocess_corpus(
     from recola_sta import cache
 
     cache_dir = pathlib.Path(cache_dir)
-    started = _open_cache(cache_dir, {
-        "corpus_root": str(root.resolve()), "corpus_kind": corpus_kind, "fps": SAMPLE_FPS,
-        "template": [list(p) for p in faces.DEFAULT_TEMPLATE], **aligner_kwargs,
-        # The packaged model is recorded as None, so a moved venv is no change.
-        "predictor_path": str(predictor_path) if predictor_path else None,
-    })
-    manifest = _ManifestWriter(cache_dir, root, corpus_kind, size, recordings, min_found_rate)
-    todo = [r for r in selected if r.name not in manifest.done]
-    if todo and started:
-        io_utils.check_writable_dir(cache_dir, "--cache_dir")
-    if len(todo) < len(selected):
-        logging.info("%d of %d recordings already in %s; skipping them.",
-                     len(selected) - len(todo), len(selected), cache_dir)
-    failures = _run_jobs(todo, aligner_kwargs, manifest, workers=workers, progress=progress,
-                         runner=runner, beam_pipeline_options=beam_pipeline_options)
-    if failures:
-        raise PreprocessError(
-            f"{len(failures)} of {len(todo)} recordings failed and are not in the "
-            f"cache {cache_dir} (the others are; a re-run retries only these):\n"
-            + "\n".join(f"  {name}: {msg}" for name, msg in failures.items())
-        )
-    return cache.read_manifest(cache_dir)
+    with _cache_writer(cache_dir):
+        started = _open_cache(cache_dir, {
+            "corpus_root": str(root.resolve()), "corpus_kind": corpus_kind, "fps": SAMPLE_FPS,
+            "template": [list(p) for p in faces.DEFAULT_TEMPLATE], **aligner_kwargs,
+            # The packaged model is recorded as None, so a moved venv is no change.
+            "predictor_path": str(predictor_path) if predictor_path else None,
+        })
+        manifest = _ManifestWriter(cache_dir, root, corpus_kind, size, recordings,
+                                   min_found_rate)
+        todo = [r for r in selected if r.name not in manifest.done]
+        if todo and started:
+            io_utils.check_writable_dir(cache_dir, "--cache_dir")
+        if len(todo) < len(selected):
+            logging.info("%d of %d recordings already in %s; skipping them.",
+                         len(selected) - len(todo), len(selected), cache_dir)
+        failures = _run_jobs(todo, aligner_kwargs, manifest, workers=workers,
+                             progress=progress, runner=runner,
+                             beam_pipeline_options=beam_pipeline_options)
+        if failures:
+            raise PreprocessError(
+                f"{len(failures)} of {len(todo)} recordings failed and are not in the "
+                f"cache {cache_dir} (the others are; a re-run retries only these):\n"
+                + "\n".join(f"  {name}: {msg}" for name, msg in failures.items())
+            )
+        return cache.read_manifest(cache_dir)
 
 
 def _select_recordings(root: pathlib.Path, corpus_kind: str, partitions: Sequence[str] | None
@@ -169,19 +181,48 @@ def _select_recordings(root: pathlib.Path, corpus_kind: str, partitions: Sequenc
     return recordings, selected
 
 
-def _open_cache(cache_dir: pathlib.Path, settings: dict[str, Any]) -> bool:
-    """Creates the cache folder or checks that it was made with `settings`
-    (the settings lock); returns whether it had a manifest already.
+@contextlib.contextmanager
+def _cache_writer(cache_dir: pathlib.Path) -> Iterator[None]:
+    """Holds the cache folder's lock (`LOCK_NAME`) while a run may write it.
 
-    Before any work, a cache folder that cannot be written is refused; a
-    finished cache may be read-only (nothing is written into it then).
+    Two runs writing one cache (say with different --partitions) would each
+    rewrite `manifest.json` from the entries they had read, the last one
+    dropping the other's; the second is refused instead (`io_utils.
+    LockedError`, a ValueError naming the holder). Under the lock the
+    temporary files of a killed earlier run are removed (`io_utils.
+    remove_temporaries`: this project's temporaries only).
+
+    Before any work, a new cache folder that cannot be written is refused.
+    A started cache that cannot be written (a finished one on a read-only
+    file system, a full disk) is read without the lock: nothing is written
+    into it, and a run that has recordings to add is refused by
+    `preprocess_corpus` (`io_utils.check_writable_dir`) before any work.
     """
     from recola_sta import cache
 
     started = (cache_dir / cache.MANIFEST_NAME).is_file()
     if not started:
         io_utils.check_writable_dir(cache_dir, "--cache_dir")
-    cache_dir.mkdir(parents=True, exist_ok=True)
+        cache_dir.mkdir(parents=True, exist_ok=True)
+    with contextlib.ExitStack() as stack:
+        try:
+            stack.enter_context(io_utils.exclusive_lock(
+                cache_dir / LOCK_NAME, f"--cache_dir={cache_dir}"))
+        except OSError:
+            if not started:
+                raise
+        else:
+            for folder in (cache_dir, *(cache_dir / p for p in corpora.PARTITIONS)):
+                io_utils.remove_temporaries(folder)
+        yield
+
+
+def _open_cache(cache_dir: pathlib.Path, settings: dict[str, Any]) -> bool:
+    """Checks that the cache was made with `settings` (the settings lock), or
+    records them in a new one; returns whether it had a manifest already."""
+    from recola_sta import cache
+
+    started = (cache_dir / cache.MANIFEST_NAME).is_file()
     _check_settings(cache_dir, settings)
     return started
 
@@ -256,6 +297,8 @@ def _run_jobs(todo: Sequence[corpora.Recording], aligner_kwargs: dict[str, Any],
                 try:
                     track = outcome.result()
                 except (OSError, ValueError) as e:
+                    if cli.is_disk_full(e):
+                        raise  # not this video's fault: the next ones would fail too
                     failures[job.name] = str(e)
                 else:
                     manifest.save(job.name, track)

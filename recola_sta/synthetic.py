@@ -46,6 +46,7 @@ Usage::
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import os
@@ -53,7 +54,7 @@ import pathlib
 import shutil
 import sys
 import time
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import cv2
 import numpy as np
@@ -77,6 +78,8 @@ from recola_sta.synthetic_scenes import (
 )
 
 MARKER_NAME = "synthetic.json"
+# The corpus folder's lock: held by the one run that writes the folder.
+LOCK_NAME = ".lock"
 _FORMAT_VERSION = 1
 
 
@@ -159,25 +162,74 @@ class CorpusSettingsError(ValueError):
         self.differences = differences
 
 
+class SettingError(ValueError):
+    """A bad value of one of `ensure_corpus`'s settings.
+
+    Attributes:
+        setting: the argument's name, which is also the CLI flag's
+            (`--workers`), so the CLI can name the flag.
+    """
+
+    def __init__(self, setting: str, message: str):
+        super().__init__(message)
+        self.setting = setting
+
+
 def _check_params(num_train: int, num_dev: int, num_test: int, duration_s: float,
                   width: int, height: int, fps: float, annotation_delay_s: float,
                   workers: int, preset: str) -> None:
-    check_preset(preset)
+    try:
+        check_preset(preset)
+    except ValueError as e:
+        raise SettingError("preset", str(e)) from None
     for flag, value in (("num_train", num_train), ("num_dev", num_dev), ("num_test", num_test)):
         if value < 0:
-            raise ValueError(f"{flag} must be >= 0, got {value}.")
+            raise SettingError(flag, f"{flag} must be >= 0, got {value}.")
     if num_train + num_dev + num_test == 0:
-        raise ValueError("num_train + num_dev + num_test must be positive.")
+        raise SettingError("num_train", "num_train + num_dev + num_test must be positive.")
     if duration_s < 1.0:
-        raise ValueError(f"duration_s must be at least 1 s, got {duration_s}.")
+        raise SettingError("duration_s", f"duration_s must be at least 1 s, got {duration_s}.")
     if width < 64 or height < 64:
-        raise ValueError(f"width and height must be at least 64 px, got {width}x{height}.")
+        raise SettingError("width" if width < 64 else "height",
+                           f"width and height must be at least 64 px, got {width}x{height}.")
     if fps <= 0:
-        raise ValueError(f"fps must be positive, got {fps}.")
+        raise SettingError("fps", f"fps must be positive, got {fps}.")
     if annotation_delay_s < 0:
-        raise ValueError(f"annotation_delay_s must be >= 0, got {annotation_delay_s}.")
+        raise SettingError("annotation_delay_s",
+                           f"annotation_delay_s must be >= 0, got {annotation_delay_s}.")
     if workers < 1:
-        raise ValueError(f"workers must be >= 1, got {workers}.")
+        raise SettingError("workers", f"workers must be >= 1, got {workers}.")
+
+
+@contextlib.contextmanager
+def _corpus_writer(out_dir: pathlib.Path) -> Iterator[None]:
+    """Holds the corpus folder's lock (`LOCK_NAME`) while a run may write it.
+
+    A second run on the folder is refused (`io_utils.LockedError`, a
+    ValueError naming the holder). Under the lock the temporary files of a
+    killed earlier run (a half-written video or label file) are removed
+    (`io_utils.remove_temporaries`: this project's temporaries only). A
+    folder no file can be created in is refused before any work, unless it
+    holds a corpus already (then it is read without the lock, and
+    `ensure_corpus` refuses to write into it only if a recording is missing).
+    """
+    started = (out_dir / MARKER_NAME).is_file()
+    if not started:
+        io_utils.check_writable_dir(out_dir, "the synthetic corpus folder")
+        out_dir.mkdir(parents=True, exist_ok=True)
+    with contextlib.ExitStack() as stack:
+        try:
+            stack.enter_context(io_utils.exclusive_lock(
+                out_dir / LOCK_NAME, f"the synthetic corpus folder {out_dir}"))
+        except OSError:
+            if not started:
+                raise
+        else:
+            labels = out_dir / "ratings_gold_standard"
+            for folder in (out_dir, out_dir / "recordings_video", labels / "valence",
+                           labels / "arousal"):
+                io_utils.remove_temporaries(folder)
+        yield
 
 
 def ensure_corpus(
@@ -227,11 +279,13 @@ def ensure_corpus(
         `out_dir` as a path.
 
     Raises:
-        ValueError: bad settings; `out_dir` holds a synthetic corpus made with
-            other settings or another preset (and `overwrite` is False); or
+        SettingError: a bad setting (a ValueError naming it).
+        ValueError: `out_dir` holds a synthetic corpus made with other
+            settings or another preset (and `overwrite` is False); or
             `out_dir` is a non-empty folder that is not a synthetic corpus;
             or recordings are missing and `out_dir` cannot be written (checked
-            before any rendering).
+            before any rendering); or another run is writing it
+            (`io_utils.LockedError`).
     """
     _check_params(num_train, num_dev, num_test, duration_s, width, height, fps,
                   annotation_delay_s, workers, preset)
@@ -244,6 +298,26 @@ def ensure_corpus(
         "mouth_shift_px": MOUTH_SHIFT_PX if preset == "default" else RECOLA_LIKE_MOUTH_SHIFT_PX,
         "preset": preset,
     }
+    marker = out_dir / MARKER_NAME
+    # Checked before the lock, which would leave its file in a foreign folder.
+    if (not marker.is_file() and out_dir.is_dir()
+            and any(p.name != LOCK_NAME for p in out_dir.iterdir())):
+        raise ValueError(
+            f"{out_dir} is not empty and has no {MARKER_NAME}: refusing to write a "
+            "synthetic corpus into it."
+        )
+    with _corpus_writer(out_dir):
+        _write_corpus(out_dir, params, overwrite, workers, progress)
+    return out_dir
+
+
+def _write_corpus(out_dir: pathlib.Path, params: dict[str, Any], overwrite: bool,
+                  workers: int, progress: bool) -> None:
+    """`ensure_corpus`'s work under the folder's lock: checks the marker
+    against `params`, then renders the missing recordings (none where the
+    corpus is complete)."""
+    num_train, num_dev, num_test = params["num_train"], params["num_dev"], params["num_test"]
+    preset = params["preset"]
     marker = out_dir / MARKER_NAME
     if marker.is_file():
         old = json.loads(marker.read_text())
@@ -269,16 +343,11 @@ def ensure_corpus(
                     "another folder.", out_dir, differences,
                 )
         elif old.get("complete") and not overwrite:
-            return out_dir
+            return
         if overwrite:
             io_utils.check_writable_dir(out_dir, "the synthetic corpus folder")
             for sub in ("recordings_video", "ratings_gold_standard"):
                 shutil.rmtree(out_dir / sub, ignore_errors=True)
-    elif out_dir.exists() and any(out_dir.iterdir()):
-        raise ValueError(
-            f"{out_dir} is not empty and has no {MARKER_NAME}: refusing to write a "
-            "synthetic corpus into it."
-        )
 
     # Before any rendering: a corpus that cannot be written wastes all of it.
     io_utils.check_writable_dir(out_dir, "the synthetic corpus folder")
@@ -306,7 +375,6 @@ def ensure_corpus(
          "recordings": [name for name, _, _ in plan],
          "note": "Test recordings have no label files, as in RECOLA; their traces "
                  "follow from the seed (plan_recording)."}, indent=2) + "\n")
-    return out_dir
 
 
 # ---------------------------------------------------------------------------
@@ -352,7 +420,9 @@ def _synthesize(f) -> None:
             annotation_delay_s=f.annotation_delay_s, workers=f.workers, progress=True,
             overwrite=f.overwrite, preset=f.preset,
         )
-    except ValueError as e:
+    except SettingError as e:  # names its flag
+        raise ValueError(f"error: --{e.setting}={getattr(f, e.setting)}: {e}") from e
+    except ValueError as e:  # about the folder
         raise ValueError(f"error: --out={f.out}: {e}") from e
     recordings = corpora.load_corpus(out, "synthetic")
     print(f"Synthetic corpus ({f.preset}) in {out}: {len(recordings)} recordings "

@@ -12,7 +12,7 @@ import pytest
 
 pytest.importorskip("apache_beam")
 
-from recola_sta import beam_preprocess, cache, preprocess  # noqa: E402
+from recola_sta import beam_preprocess, cache, io_utils, preprocess  # noqa: E402
 from test_preprocess import SIZE, _write_corpus  # noqa: E402  (the tiny RECOLA-layout corpus)
 
 
@@ -35,7 +35,7 @@ def test_beam_runner_writes_the_local_runners_cache_and_skips_finished_recording
         for name in entry.targets:
             np.testing.assert_array_equal(cache.read_target(beam, entry, name),
                                           cache.read_target(local, entry, name))
-    assert not list(beam.glob(beam_preprocess.RESULTS_DIR + "*"))  # results are cleaned up
+    assert not list(beam.glob(io_utils.TEMP_PREFIX + "*"))  # results are cleaned up
 
     def fail(*args, **kwargs):
         raise AssertionError("a finished recording was processed again")

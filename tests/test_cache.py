@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
+import pytest
 
 from recola_sta import cache, faces
 
@@ -58,3 +60,14 @@ def test_a_cache_written_before_landmarks_still_loads(tmp_path):
     rec = cache.load_entry(tmp_path, entry)
     assert rec.landmarks is None
     np.testing.assert_array_equal(rec.found, track.found)
+
+
+def test_a_manifest_that_lists_a_name_twice_is_refused(tmp_path):
+    # Caches written while a csv corpus could hold train/a.mp4 and dev/a.mp4
+    # list "a" twice; readers know a recording by its name alone.
+    entry = _write(tmp_path, _track(4, 8, with_landmarks=False), False)
+    other = dataclasses.replace(entry, partition="train", shard="train/dev_1.tfrecord")
+    cache.write_manifest(tmp_path, cache.Manifest(corpus_root="c", corpus_kind="csv", size=8,
+                                                  fps=4.0, entries=[other, entry]))
+    with pytest.raises(ValueError, match=r"manifest\.json: recording 'dev_1' is listed twice"):
+        cache.read_manifest(tmp_path)

@@ -54,7 +54,7 @@ def _recola_fixture(root: pathlib.Path) -> dict[str, tuple[np.ndarray, np.ndarra
         corpora.write_arff(root / "ratings_gold_standard" / "arousal" / f"{name}.arff",
                            name, times, arousal)
     _touch(root / "recordings_video" / "test_1.mp4")
-    _touch(root / "recordings_video" / ".test_2.mp4.tmp")  # an interrupted write: ignored
+    _touch(root / "recordings_video" / ".recola_sta-tmp.test_2.mp4.x1y2z3w4.mp4")  # an interrupted write: ignored
     return truth
 
 
@@ -238,6 +238,22 @@ def test_csv_missing_video_and_layout(tmp_path):
         corpora.load_corpus(tmp_path, "csv")
     with pytest.raises(FileNotFoundError, match=r"has none of the folders"):
         corpora.load_corpus(tmp_path / "dev", "csv")
+
+
+def test_csv_one_name_in_two_partitions_is_refused(tmp_path):
+    # train/a.mp4 and dev/a.mp4 would be one recording "a" for the cache,
+    # which kept one and dropped the other.
+    for partition in ("train", "dev"):
+        _touch(tmp_path / partition / "a.mp4")
+        (tmp_path / partition / "a.csv").write_text("time,valence\n0,0.1\n0.5,0.2\n")
+    _touch(tmp_path / "train" / "b.mp4")
+    (tmp_path / "train" / "b.csv").write_text("time,valence\n0,0.1\n0.5,0.2\n")
+    with pytest.raises(ValueError) as raised:
+        corpora.load_corpus(tmp_path, "csv")
+    message = str(raised.value)
+    assert "\n" not in message and "'a'" in message
+    assert str(tmp_path / "train" / "a.mp4") in message
+    assert str(tmp_path / "dev" / "a.mp4") in message
 
 
 # ---------------------------------------------------------------------------

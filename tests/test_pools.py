@@ -44,6 +44,52 @@ def test_spawned_workers_do_not_import_the_main_module(tmp_path, how):
     assert [line.split()[0] for line in imports] == ["__main__"]
 
 
+# A main module whose task, initializer and argument class are its own, as
+# under `python -m recola_sta.preprocess` (`_track_recording`, `_init_worker`,
+# `_Job`): the workers load it when they first need one of its names.
+_MAIN_TASKS = """
+import dataclasses, os, pathlib, sys
+from recola_sta import pools
+with open(pathlib.Path(sys.argv[1]) / "imports.txt", "a") as f:
+    f.write(f"{__name__} {os.getpid()}\\n")
+
+@dataclasses.dataclass
+class Job:
+    value: int
+
+def init():
+    os.environ["PROBE_INITIALIZED"] = "yes"
+
+def square(job):
+    return job.value ** 2, os.environ.get("PROBE_INITIALIZED"), os.getpid()
+
+if __name__ == "__main__":
+    outcomes = dict(pools.run_each(square, [(Job(k),) for k in range(4)], 2, initializer=init))
+    results = [outcomes[k].result() for k in range(4)]
+    assert [r[:2] for r in results] == [(k * k, "yes") for k in range(4)], results
+    assert os.getpid() not in {r[2] for r in results}
+    print("ok")
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("how", ["script", "module"])
+def test_tasks_of_the_main_module_run_in_workers(tmp_path, how):
+    (tmp_path / "probe_tasks.py").write_text(_MAIN_TASKS)
+    command = ([sys.executable, str(tmp_path / "probe_tasks.py")] if how == "script"
+               else [sys.executable, "-m", "probe_tasks"])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(tmp_path)])}
+    done = subprocess.run(command + [str(tmp_path)], capture_output=True, text=True,
+                          timeout=120, env=env, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["ok"]
+    # The parent ran it as __main__; each worker loaded it once, as __mp_main__
+    # (so its main block did not run there).
+    names = sorted(line.split()[0] for line in (tmp_path / "imports.txt").read_text().splitlines())
+    assert names[0] == "__main__" and set(names[1:]) == {"__mp_main__"}, names
+    assert 1 <= len(names) - 1 <= 2
+
+
 def test_main_module_is_restored_after_the_pool(tmp_path):
     main = sys.modules["__main__"]
     before = (getattr(main, "__spec__", None), getattr(main, "__file__", None))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import errno
 import json
 import os
 import pathlib
@@ -16,7 +17,7 @@ import numpy as np
 import pytest
 from skimage import data
 
-from recola_sta import cache, corpora, faces, preprocess
+from recola_sta import cache, cli, corpora, faces, io_utils, preprocess
 
 SIZE = 64
 # name -> (video seconds, fps, with a face, last label time or None)
@@ -157,7 +158,7 @@ def test_rerun_after_an_interruption_does_only_the_missing_recordings(
     assert calls == ["dev_1", "test_1"]
     assert manifest.entries == cache.read_manifest(reference_cache).entries
     assert train_shard.stat().st_mtime_ns == mtime
-    assert not [p for p in tmp_path.rglob(".*")]  # no temporary files left
+    assert not [p for p in tmp_path.rglob("*") if io_utils.is_temporary(p.name)]
 
     # A lost shard is redone, and only it.
     calls.clear()
@@ -217,6 +218,131 @@ def test_settings_bind_only_once_a_recording_is_cached(corpus, tmp_path, spy):
     manifest = preprocess.preprocess_corpus(corpus, "recola", tmp_path, size=SIZE + 16,
                                             partitions=["test"], workers=1, progress=False)
     assert manifest.size == SIZE + 16
+
+
+# Holds a lock file, as another preprocess or train run would, until killed.
+_HOLD_LOCK = """
+import sys, time
+from recola_sta import io_utils
+with io_utils.exclusive_lock(sys.argv[1], "a cache folder"):
+    print("held", flush=True)
+    time.sleep(300)
+"""
+
+
+@pytest.mark.slow
+def test_a_second_writer_of_a_cache_is_refused(corpus, tmp_path, spy):
+    calls, _ = spy
+    cache_dir = tmp_path / "cache"
+    _run(corpus, cache_dir, partitions=["dev"])
+    manifest_text = (cache_dir / cache.MANIFEST_NAME).read_text()
+    holder = subprocess.Popen([sys.executable, "-c", _HOLD_LOCK,
+                               str(cache_dir / preprocess.LOCK_NAME)],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        calls.clear()
+        # Another --partitions while the holder writes: refused before any
+        # work, so the holder's manifest cannot lose its entries to this one.
+        with pytest.raises(io_utils.LockedError, match=re.escape(f"--cache_dir={cache_dir}")):
+            _run(corpus, cache_dir, partitions=["train"])
+        assert calls == []
+        assert (cache_dir / cache.MANIFEST_NAME).read_text() == manifest_text
+        done = _cli(f"--corpus_dir={corpus}", "--corpus_kind=recola", f"--cache_dir={cache_dir}",
+                    f"--size={SIZE}", "--partitions=train", "--workers=1", "--noprogress")
+        assert done.returncode == 2, done.stderr
+        assert "Traceback" not in done.stderr
+        assert re.search(rf"^preprocess: .*--cache_dir={re.escape(str(cache_dir))}.* in use",
+                         done.stderr, re.M), done.stderr
+    finally:
+        holder.kill()
+        holder.wait()
+        holder.stdout.close()
+    # Once it is free, both runs' recordings are in the manifest.
+    manifest = _run(corpus, cache_dir, partitions=["train"])
+    assert [e.name for e in manifest.entries] == ["train_1", "dev_1"]
+
+
+def test_a_run_removes_the_temporaries_a_killed_run_left(corpus, tmp_path):
+    cache_dir = tmp_path / "cache"
+    _run(corpus, cache_dir, partitions=["test"])
+    # What kill -9 leaves during a shard, a manifest or a Beam run; and the
+    # user's own files, which stay.
+    prefix = io_utils.TEMP_PREFIX
+    leftovers = [cache_dir / "train" / f"{prefix}train_1.tfrecord.a1b2c3d4.tmp",
+                 cache_dir / f"{prefix}manifest.json.e5f6g7h8.tmp",
+                 cache_dir / f"{prefix}beam_results.i9j0k1l2" / "part-00000.jsonl"]
+    for path in leftovers:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"partial")
+    mine = [cache_dir / ".notes.v2.txt", cache_dir / "test" / ".keep.me.tmp"]
+    for path in mine:
+        path.write_text("mine")
+    # A run with nothing to do cleans up too.
+    _run(corpus, cache_dir, partitions=["test"])
+    assert not [p for p in cache_dir.rglob("*") if io_utils.is_temporary(p.name)]
+    assert all(path.read_text() == "mine" for path in mine)
+
+
+class _FullDiskWriter:
+    """`tf.io.TFRecordWriter` on a disk that fills up after `room` records:
+    then it fails as TensorFlow does (ResourceExhaustedError naming the file)."""
+
+    room = 0
+
+    def __init__(self, path):
+        self.path = path
+        self.file = open(path, "wb")
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.file.close()
+
+    def write(self, record):
+        import tensorflow as tf
+
+        if _FullDiskWriter.room == 0:
+            raise tf.errors.ResourceExhaustedError(
+                None, None, f"{self.path}; No space left on device")
+        _FullDiskWriter.room -= 1
+        self.file.write(record)
+
+
+def test_a_full_disk_ends_in_one_line_and_leaves_no_partial_shard(corpus, tmp_path, monkeypatch,
+                                                                  capsys):
+    import tensorflow as tf
+
+    cache_dir = tmp_path / "cache"
+    _FullDiskWriter.room = 7 + 3  # train_1's 7 samples, then 3 of dev_1's
+    monkeypatch.setattr(tf.io, "TFRecordWriter", _FullDiskWriter)
+    code = cli.run("preprocess", lambda: _run(corpus, cache_dir), output=cache_dir)
+    assert code == cli.EXIT_BAD_INPUT
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1, lines
+    shard = cache_dir / "dev" / "dev_1.tfrecord"
+    assert lines[0].startswith(f"preprocess: no space left on device while writing {shard} ")
+    # The partial shard is gone; the recording finished before stays cached.
+    assert not shard.exists() and not list((cache_dir / "dev").iterdir())
+    assert [e.name for e in cache.read_manifest(cache_dir).entries] == ["train_1"]
+    monkeypatch.undo()
+    assert len(_run(corpus, cache_dir).entries) == 3
+
+
+def test_a_full_disk_in_a_worker_stops_the_run(corpus, tmp_path, monkeypatch):
+    # Not a broken video: reported as the disk error it is, and the
+    # recordings after it are not tried (they would fail alike).
+    calls = []
+
+    def track(job, aligner_kwargs, progress):
+        calls.append(job.name)
+        raise OSError(errno.ENOSPC, "No space left on device", "/tmp/somewhere")
+
+    monkeypatch.setattr(preprocess, "_track_recording", track)
+    with pytest.raises(OSError) as raised:
+        _run(corpus, tmp_path / "cache")
+    assert raised.value.errno == errno.ENOSPC and calls == ["train_1"]
 
 
 @pytest.mark.parametrize("kwargs,match", [
@@ -298,6 +424,20 @@ def test_cli_with_a_flagfile(corpus, tmp_path):
     assert done.returncode == 0, done.stderr
     assert re.search(r"test_1 .* 0\.0%\s+-\s+0\s+WARNING", done.stdout), done.stdout
     assert [e.name for e in cache.read_manifest(tmp_path / "cache").entries] == ["test_1"]
+
+
+@pytest.mark.slow
+def test_cli_at_its_default_worker_count(corpus, tmp_path):
+    # Two recordings and --workers at its default (2): a pool of two workers,
+    # whose tasks the module run with -m pickles as __main__._track_recording.
+    done = _cli(f"--corpus_dir={corpus}", "--corpus_kind=recola",
+                f"--cache_dir={tmp_path / 'cache'}", "--size=16", "--partitions=train,dev",
+                "--noprogress")
+    assert done.returncode == 0, done.stderr
+    assert "(2 recordings)" in done.stdout, done.stdout
+    manifest = cache.read_manifest(tmp_path / "cache")
+    assert [e.name for e in manifest.entries] == ["train_1", "dev_1"]
+    assert [e.found_rate for e in manifest.entries] == [1.0, 1.0]
 
 
 @pytest.mark.slow

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
+import pathlib
+import subprocess
+import sys
 
 import cv2
 import dlib
@@ -11,8 +15,9 @@ import numpy as np
 import pytest
 import scipy.signal
 
-from recola_sta import corpora, face_animation, synthetic, synthetic_scenes
+from recola_sta import corpora, face_animation, io_utils, synthetic, synthetic_scenes
 
+ROOT = pathlib.Path(__file__).resolve().parents[1]
 DURATION_S = 8.0
 SETTINGS = dict(num_train=1, num_dev=1, num_test=1, duration_s=DURATION_S, width=320, height=240,
                 fps=25.0, seed=0, workers=1)
@@ -113,6 +118,94 @@ def test_ensure_corpus_completes_an_interrupted_corpus(corpus, tmp_path):
         synthetic.ensure_corpus(tmp_path, **settings)
     with pytest.raises(ValueError, match="duration_s"):
         synthetic.ensure_corpus(tmp_path / "d", **dict(settings, duration_s=0.5))
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "recola_sta.synthetic", *args],
+                          capture_output=True, text=True, timeout=180, cwd=ROOT,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+
+
+TINY = ("--num_train=1", "--num_dev=1", "--num_test=0", "--duration_s=1", "--width=64",
+        "--height=64")
+
+
+@pytest.mark.slow
+def test_cli_at_its_default_worker_count(tmp_path):
+    # Two recordings and --workers at its default (2): a pool of two workers,
+    # whose task the module run with -m pickles as __main__._render_task.
+    done = _cli(f"--out={tmp_path / 'c'}", *TINY)
+    assert done.returncode == 0, done.stderr
+    assert "2 recordings" in done.stderr, done.stderr
+    recordings = corpora.load_corpus(tmp_path / "c", "synthetic")
+    assert [(r.name, r.labeled) for r in recordings] == [("train_1", True), ("dev_1", True)]
+
+
+@pytest.mark.slow
+def test_cli_names_the_flag_of_a_bad_setting(tmp_path):
+    out = tmp_path / "c"
+    done = _cli(f"--out={out}", *TINY, "--workers=0")
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.strip().splitlines()[-1] == (
+        "synthetic: error: --workers=0: workers must be >= 1, got 0.")
+    assert not out.exists()
+
+
+SMALL = dict(num_train=1, num_dev=0, num_test=0, duration_s=1.0, width=64, height=64, workers=1)
+
+
+def test_a_run_removes_the_temporaries_a_killed_run_left(tmp_path):
+    out = synthetic.ensure_corpus(tmp_path / "c", **SMALL)
+    video = out / "recordings_video" / "train_1.mp4"
+    data = video.read_bytes()
+    # What kill -9 leaves while a video or a label file is written; and the
+    # user's own hidden files, which stay.
+    prefix = io_utils.TEMP_PREFIX
+    leftovers = [out / "recordings_video" / f"{prefix}train_2.mp4.a1b2c3d4.mp4",
+                 out / "ratings_gold_standard" / "valence" / f"{prefix}train_2.arff.e5f6g7h8.tmp",
+                 out / f"{prefix}synthetic.json.i9j0k1l2.tmp"]
+    mine = [out / "recordings_video" / ".notes.v2.txt", out / ".env.local"]
+    for path in leftovers + mine:
+        path.write_bytes(b"partial")
+    # The corpus is complete: nothing is rendered, the leftovers go.
+    synthetic.ensure_corpus(out, **SMALL)
+    assert not [p for p in out.rglob("*") if io_utils.is_temporary(p.name)]
+    assert all(path.read_bytes() == b"partial" for path in mine)
+    assert video.read_bytes() == data
+
+
+# Holds a lock file, as another synthetic or train run would, until killed.
+_HOLD_LOCK = """
+import sys, time
+from recola_sta import io_utils
+with io_utils.exclusive_lock(sys.argv[1], "a corpus folder"):
+    print("held", flush=True)
+    time.sleep(300)
+"""
+
+
+@pytest.mark.slow
+def test_a_second_writer_of_a_corpus_is_refused(tmp_path):
+    out = tmp_path / "c"
+    synthetic.ensure_corpus(out, **SMALL)
+    # Interrupted: a recording to render.
+    marker = out / synthetic.MARKER_NAME
+    marker.write_text(marker.read_text().replace('"complete": true', '"complete": false'))
+    (out / "recordings_video" / "train_1.mp4").unlink()
+    holder = subprocess.Popen([sys.executable, "-c", _HOLD_LOCK, str(out / synthetic.LOCK_NAME)],
+                              stdout=subprocess.PIPE, text=True,
+                              env={**os.environ, "PYTHONPATH": str(ROOT)})
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(io_utils.LockedError, match=f"synthetic corpus folder {out}"):
+            synthetic.ensure_corpus(out, **SMALL)
+        assert not (out / "recordings_video" / "train_1.mp4").exists()
+    finally:
+        holder.kill()
+        holder.wait()
+        holder.stdout.close()
+    synthetic.ensure_corpus(out, **SMALL)
+    assert (out / "recordings_video" / "train_1.mp4").is_file()
 
 
 def test_plans_are_deterministic_and_delay_shifts_labels():

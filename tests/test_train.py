@@ -289,7 +289,7 @@ def test_a_run_folder_in_use_is_refused_and_a_killed_runs_leftovers_are_cleared(
                           capture_output=True, text=True, check=True)
     (run / ".lock").write_text(json.dumps({"host": socket.gethostname(),
                                            "pid": int(dead.stdout)}))
-    leftover = run / "checkpoints" / ".last.keras.k1ll3d.keras"
+    leftover = run / "checkpoints" / f"{io_utils.TEMP_PREFIX}last.keras.k1ll3d.keras"
     leftover.write_bytes(b"half a model")
     # The run takes the folder and trains; it then stops at evaluation, which
     # needs the corpus this cache-only fixture does not have.
