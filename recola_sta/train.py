@@ -384,7 +384,10 @@ class StopOnNonFiniteLoss(keras.callbacks.Callback):
     `DivergedError`, whose one line says so and suggests a lower learning rate.
 
     Checked after every batch (`model.fit`) and at every epoch's end (also
-    `distributed.fit`, which reports epochs only). Put before
+    `distributed.fit`, which reports epochs only), where the dev loss is
+    checked too: the last step of an epoch can make the weights NaN after
+    its training loss was computed, and a dev loss is finite for any
+    finite model (missing labels are zeros with weight 0). Put before
     `EpochCheckpoint`: the epoch that diverged is then never checkpointed,
     so the run folder keeps the last finite epoch.
     """
@@ -404,19 +407,21 @@ class StopOnNonFiniteLoss(keras.callbacks.Callback):
         self._epoch = epoch
 
     def on_train_batch_end(self, batch: int, logs: dict[str, float] | None = None) -> None:
-        self._check(logs, f"epoch {self._epoch + 1}, step {batch + 1}")
+        self._check(logs, ("loss",), f"epoch {self._epoch + 1}, step {batch + 1}")
 
     def on_epoch_end(self, epoch: int, logs: dict[str, float] | None = None) -> None:
-        self._check(logs, f"epoch {epoch + 1}")
+        self._check(logs, ("loss", "val_loss"), f"epoch {epoch + 1}")
 
-    def _check(self, logs: dict[str, float] | None, where: str) -> None:
-        loss = (logs or {}).get("loss")
-        if loss is not None and not np.isfinite(loss):
-            raise DivergedError(
-                f"training diverged: the loss became {float(loss)} at {where}, so the run "
-                f"stopped; {self.run_dir} keeps the last finished epoch. Train again with a "
-                f"lower --learning_rate (this run: {self.learning_rate:g}) in a new --run_dir "
-                "(a resumed run keeps its learning rate).")
+    def _check(self, logs: dict[str, float] | None, names: tuple[str, ...], where: str) -> None:
+        for name in names:
+            value = (logs or {}).get(name)
+            if value is not None and not np.isfinite(value):
+                what = "the loss" if name == "loss" else "the dev loss (val_loss)"
+                raise DivergedError(
+                    f"training diverged: {what} became {float(value)} at {where}, so the run "
+                    f"stopped; {self.run_dir} keeps the last finished epoch. Train again with "
+                    f"a lower --learning_rate (this run: {self.learning_rate:g}) in a new "
+                    "--run_dir (a resumed run keeps its learning rate).")
 
 
 class EpochCheckpoint(keras.callbacks.Callback):
@@ -444,7 +449,9 @@ class EpochCheckpoint(keras.callbacks.Callback):
         self.monitor = monitor
         self.best = best
         self.best_epoch = best_epoch
-        self.best_model = best_model
+        # The run-relative file of the best epoch's model (`run_state.read_state`;
+        # a run from before epoch-named best models has only best.keras).
+        self.best_model = best_model or (run_state.BEST_NAME if best_epoch else None)
 
     def on_epoch_end(self, epoch: int, logs: dict[str, float] | None = None) -> None:
         logs = logs or {}

@@ -166,8 +166,13 @@ def test_a_non_finite_loss_stops_training_before_its_epoch_is_checkpointed(tmp_p
     assert _state(run)["epoch"] == 1  # the diverged epoch left no trace
     assert len((run / "history.csv").read_text().splitlines()) == 2  # header, epoch 1
     # distributed.fit reports epochs only: checked there too.
-    with pytest.raises(train.DivergedError, match="loss became nan at epoch 4"):
+    with pytest.raises(train.DivergedError, match="the loss became nan at epoch 4"):
         callbacks[0].on_epoch_end(3, {"loss": float("nan")})
+    # The epoch's last step can turn the weights NaN after its loss was
+    # computed: the dev loss tells.
+    with pytest.raises(train.DivergedError,
+                       match=r"the dev loss \(val_loss\) became inf at epoch 4"):
+        callbacks[0].on_epoch_end(3, {"loss": 0.1, "val_loss": float("inf")})
 
     def body():
         raise info.value
