@@ -43,7 +43,8 @@ if __name__ == "__main__":
 
 import numpy as np  # noqa: E402
 
-from recola_sta import cache, cli, clips, corpora, io_utils, metrics, plots, postprocess  # noqa: E402
+from recola_sta import (  # noqa: E402
+    cache, cli, clips, corpora, io_utils, metrics, plots, postprocess, run_state)
 from recola_sta.corpora import PARTITIONS  # noqa: E402  (train reads evaluate.PARTITIONS)
 
 
@@ -401,7 +402,7 @@ def evaluate_run(
     run_dir: str | os.PathLike,
     *,
     partitions: Sequence[str] = ("dev", "test"),
-    model_file: str = "best.keras",
+    model_file: str | None = None,
     convention: str | None = None,
     write_plots: bool = True,
     progress: bool = True,
@@ -412,27 +413,35 @@ def evaluate_run(
         run_dir: folder written by `recola_sta.train` (holds `config.json`).
         partitions: partitions to predict; dev is always included because the
             post-processing chain is fitted on it.
-        model_file: the `.keras` file inside `run_dir` to evaluate.
+        model_file: the `.keras` file inside `run_dir` to evaluate; None:
+            the best dev epoch's model that `checkpoints/state.json` names
+            (`best.keras` is its copy), the one train evaluated.
         convention: CCC convention; the run's own when None.
         write_plots: write one PNG per recording.
         progress: show a progress bar.
     """
-    import keras
-
     from recola_sta import layers  # noqa: F401  (registers the custom layers)
 
     run_dir = pathlib.Path(run_dir)
-    config_path = run_dir / "config.json"
-    if not config_path.is_file():
-        raise FileNotFoundError(f"{config_path} is missing: --run_dir must be a training run folder.")
-    config = json.loads(config_path.read_text())
-    model_path = run_dir / model_file
-    if not model_path.is_file():
-        raise FileNotFoundError(f"{model_path} is missing: the run has not finished an epoch yet.")
+    config = run_state.read_config(run_dir)  # a malformed one: named
+    if config is None:
+        raise FileNotFoundError(f"{run_dir / run_state.CONFIG_NAME} is missing: --run_dir must "
+                                "be a training run folder.")
+    if model_file is None:
+        model_path = run_state.best_model_path(run_dir)
+    else:
+        model_path = run_dir / model_file
+        if not model_path.is_file():
+            raise FileNotFoundError(f"{model_path} is missing: the run has not finished an "
+                                    "epoch yet, or --model_file names no file of the run.")
     unknown = set(partitions) - set(PARTITIONS)
     if unknown:
         raise ValueError(f"Unknown partitions {sorted(unknown)}; choose from {PARTITIONS}.")
-    model = keras.models.load_model(model_path, compile=False)
+    last = run_dir / run_state.LAST_NAME
+    hint = "train the run again in a new --run_dir"
+    if model_path != last and last.is_file():
+        hint = f"evaluate the last epoch instead with --model_file={run_state.LAST_NAME}, or {hint}"
+    model = run_state.load_model(model_path, hint, compile=False)
     wanted = list(dict.fromkeys(["dev", *partitions]))
     from recola_sta.train import parse_targets  # here: train imports this module
 
@@ -512,7 +521,8 @@ def define_flags() -> None:
 
     flags.DEFINE_string("run_dir", None, "Training run folder (written by recola_sta.train).")
     flags.DEFINE_list("partitions", ["dev", "test"], "Partitions to predict (dev is always included).")
-    flags.DEFINE_string("model_file", "best.keras", "Model file inside --run_dir.")
+    flags.DEFINE_string("model_file", None, "Model file inside --run_dir; default: the best "
+                        "dev epoch's, named by checkpoints/state.json (best.keras is its copy).")
     flags.DEFINE_enum("convention", None, list(metrics.CONVENTIONS),
                       "CCC convention; default: the run's.")
     flags.DEFINE_bool("plots", True, "Write a valence plot per recording, and a playable "

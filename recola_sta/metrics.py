@@ -15,7 +15,9 @@ Challenge conventions (AVEC 2015/2016, AV+EC 2017):
   `"avec"` a series compared with itself scores (N - 1) / N, not 1; the two
   conventions differ by O(1/N), about 1e-5 on a 5-minute RECOLA recording.
 
-Degenerate inputs have a defined value instead of a NaN or a warning:
+Degenerate inputs have a defined value instead of a NaN or a warning
+(a NaN or infinite prediction is not degenerate but a diverged model: the
+Keras CCC then is NaN, never a score that could select it):
 `pcc` is 0 when either series is constant (no linear relation can be
 measured); `ccc` is 0 when exactly one series is constant (its covariance is 0
 and its denominator is positive, so this is the formula's own value, e.g. a
@@ -263,13 +265,18 @@ def _merge_moments(old, new):
 def _ccc_from_moments(count, mean_t, mean_p, m2_t, m2_p, c_tp, convention):
     """CCC from accumulated moments, with the NumPy version's conventions.
 
-    Returns 1 for two equal constants, and 0 when no frame has weight.
+    Returns 1 for two equal constants, and 0 when no frame has weight. A
+    NaN or infinite prediction (a diverged model) makes the moments
+    non-finite and the CCC NaN: it must never pass for the perfect score
+    that `denom > 0` being false would otherwise give.
     """
     safe = ops.maximum(count, 1e-12)
     cov = c_tp / safe
     var_div = ops.maximum(count - 1.0, 1.0) if convention == "avec" else safe
     denom = m2_t / var_div + m2_p / var_div + ops.square(mean_t - mean_p)
     value = ops.where(denom > 0, 2.0 * cov / ops.maximum(denom, 1e-30), 1.0)
+    value = ops.where(ops.logical_and(ops.isfinite(denom), ops.isfinite(cov)), value,
+                      float("nan"))
     return ops.where(count > 0, value, 0.0)
 
 

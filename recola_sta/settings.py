@@ -17,6 +17,7 @@ is expected. From that one declaration:
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Any, Callable, Sequence
 
 _KEY = "recola_sta.setting"
@@ -98,9 +99,16 @@ def from_flags(cls, flag_values) -> Any:
 
 def check(instance) -> None:
     """Raises ValueError naming the flag of the first `setting` field whose
-    value is not among its choices or fails its check."""
+    value is not among its choices or fails its check. A float setting must
+    also be finite: NaN fails no comparison-based check, and infinity passes
+    a "positive" one (`--learning_rate=inf` would train a NaN model)."""
     for field, meta in _settings(type(instance)):
         value = getattr(instance, field.name)
+        if (str(field.type) == "float" and isinstance(value, (int, float))
+                and not math.isfinite(value)):
+            expected = f" ({meta.expected})" if meta.expected else ""
+            raise ValueError(f"--{field.name}={value!r} is invalid: expected a finite "
+                             f"number{expected}.")
         ok = ((meta.choices is None or value in meta.choices)
               and (meta.check is None or meta.check(value)))
         if not ok:

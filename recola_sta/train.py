@@ -21,8 +21,9 @@ The run folder holds:
                     targets (--target=valence,arousal) ccc is their mean and
                     ccc_<target> each one's
     logs/           TensorBoard logs
-    checkpoints/    last.keras and state.json (for resuming)
-    best.keras      the model of the best dev epoch
+    checkpoints/    last.keras and state.json (for resuming), best_epoch_<N>.keras
+                    (the best epoch's model, named by state.json; run_state.py)
+    best.keras      a copy of the model of the best dev epoch
     saved_model/    that model exported for `recola_sta.predict`
     results.json    dev RMSE/CC/CCC raw and post-processed, steps kept, times
                     (several targets: per target, plus their mean CCC)
@@ -65,6 +66,7 @@ from recola_sta import (  # noqa: E402
     models,
     pipeline,
     preprocess,
+    run_state,
     settings,
     synthetic,
 )
@@ -373,37 +375,102 @@ def _write_config(config: TrainConfig, run_dir: pathlib.Path) -> None:
                                json.dumps(_config_payload(config), indent=2) + "\n")
 
 
+class DivergedError(ValueError):
+    """The training loss became NaN or infinite (bad input: exit 2)."""
+
+
+class StopOnNonFiniteLoss(keras.callbacks.Callback):
+    """Stops training at the first NaN or infinite training loss by raising
+    `DivergedError`, whose one line says so and suggests a lower learning rate.
+
+    Checked after every batch (`model.fit`) and at every epoch's end (also
+    `distributed.fit`, which reports epochs only), where the dev loss is
+    checked too: the last step of an epoch can make the weights NaN after
+    its training loss was computed, and a dev loss is finite for any
+    finite model (missing labels are zeros with weight 0). Put before
+    `EpochCheckpoint`: the epoch that diverged is then never checkpointed,
+    so the run folder keeps the last finite epoch.
+    """
+
+    # Keras may run the batch check off the training thread (no per-step
+    # wait for the loss); it re-raises the error at the next batch or at the
+    # epoch's end, before any `on_epoch_end`.
+    async_safe = True
+
+    def __init__(self, learning_rate: float, run_dir: pathlib.Path):
+        super().__init__()
+        self.learning_rate = learning_rate
+        self.run_dir = run_dir
+        self._epoch = 0
+
+    def on_epoch_begin(self, epoch: int, logs: dict[str, float] | None = None) -> None:
+        self._epoch = epoch
+
+    def on_train_batch_end(self, batch: int, logs: dict[str, float] | None = None) -> None:
+        self._check(logs, ("loss",), f"epoch {self._epoch + 1}, step {batch + 1}")
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, float] | None = None) -> None:
+        self._check(logs, ("loss", "val_loss"), f"epoch {epoch + 1}")
+
+    def _check(self, logs: dict[str, float] | None, names: tuple[str, ...], where: str) -> None:
+        for name in names:
+            value = (logs or {}).get(name)
+            if value is not None and not np.isfinite(value):
+                what = "the loss" if name == "loss" else "the dev loss (val_loss)"
+                raise DivergedError(
+                    f"training diverged: {what} became {float(value)} at {where}, so the run "
+                    f"stopped; {self.run_dir} keeps the last finished epoch. Train again with "
+                    f"a lower --learning_rate (this run: {self.learning_rate:g}) in a new "
+                    "--run_dir (a resumed run keeps its learning rate).")
+
+
 class EpochCheckpoint(keras.callbacks.Callback):
     """Saves what a resumed run needs after every epoch, atomically.
 
-    In order: `best.keras` when dev CCC improved, the epoch's row of
-    `history.csv`, `checkpoints/last.keras` (weights and optimizer state),
-    and last `checkpoints/state.json` naming the finished epoch. A run killed
-    at any point resumes from a consistent pair, and its history keeps every
-    finished epoch exactly once: an epoch redone after a kill (its row was
-    written, its state was not) replaces its earlier row.
+    In order: the epoch's model under its own name
+    (`checkpoints/best_epoch_<N>.keras`) when dev CCC improved, the epoch's
+    row of `history.csv`, `checkpoints/last.keras` (weights and optimizer
+    state), then `checkpoints/state.json` naming the finished epoch and the
+    best epoch's model (the commit point), and last `best.keras`, a copy of
+    that model (`run_state.publish_best`). A run killed at any point resumes
+    from a consistent state whose best model exists, and `best.keras` never
+    holds an epoch that state does not name (`run_state.settle` refreshes it
+    at the next start should the kill fall before the copy). Its history
+    keeps every finished epoch exactly once: an epoch redone after a kill
+    (its row was written, its state was not) replaces its earlier row.
+
+    A NaN or infinite dev value is never the best.
     """
 
-    def __init__(self, run_dir: pathlib.Path, monitor: str, best: float, best_epoch: int):
+    def __init__(self, run_dir: pathlib.Path, monitor: str, best: float, best_epoch: int,
+                 best_model: str | None = None):
         super().__init__()
         self.run_dir = run_dir
         self.monitor = monitor
         self.best = best
         self.best_epoch = best_epoch
+        # The run-relative file of the best epoch's model (`run_state.read_state`;
+        # a run from before epoch-named best models has only best.keras).
+        self.best_model = best_model or (run_state.BEST_NAME if best_epoch else None)
 
     def on_epoch_end(self, epoch: int, logs: dict[str, float] | None = None) -> None:
         logs = logs or {}
         value = logs.get(self.monitor)
-        if value is not None and np.isfinite(value) and value > self.best:
-            self.best, self.best_epoch = float(value), epoch + 1
-            with io_utils.atomic_path(self.run_dir / "best.keras", suffix=".keras") as tmp:
+        best, best_epoch, best_model = self.best, self.best_epoch, self.best_model
+        if value is not None and np.isfinite(value) and value > best:
+            best, best_epoch = float(value), epoch + 1
+            best_model = run_state.best_model_name(best_epoch)
+            with io_utils.atomic_path(self.run_dir / best_model, suffix=".keras") as tmp:
                 self.model.save(tmp)
         write_history_row(self.run_dir / "history.csv", epoch, logs)
         with io_utils.atomic_path(self.run_dir / "checkpoints" / "last.keras", suffix=".keras") as tmp:
             self.model.save(tmp)
-        state = {"epoch": epoch + 1, "best": self.best, "best_epoch": self.best_epoch,
-                 "monitor": self.monitor}
+        state = {"epoch": epoch + 1, "best": best if np.isfinite(best) else None,
+                 "best_epoch": best_epoch, "best_model": best_model, "monitor": self.monitor}
         io_utils.atomic_write_text(self.run_dir / "checkpoints" / "state.json", json.dumps(state) + "\n")
+        if best_model != self.best_model:
+            run_state.publish_best(self.run_dir, best_model)
+        self.best, self.best_epoch, self.best_model = best, best_epoch, best_model
 
 
 def write_history_row(path: pathlib.Path, epoch: int, logs: dict[str, float]) -> None:
@@ -413,10 +480,7 @@ def write_history_row(path: pathlib.Path, epoch: int, logs: dict[str, float]) ->
     and before its state) are dropped first. Columns: `epoch` (from 0, as
     Keras' CSVLogger writes it), then every logged name in sorted order.
     """
-    rows: list[dict[str, str]] = []
-    if path.is_file():
-        with path.open(newline="") as f:
-            rows = [r for r in csv.DictReader(f) if int(r["epoch"]) < epoch]
+    rows = [r for r in run_state.read_history(path) if int(r["epoch"]) < epoch]
     rows.append({"epoch": str(epoch), **{k: repr(float(v)) for k, v in logs.items()}})
     columns = ["epoch", *sorted({k for r in rows for k in r} - {"epoch"})]
     text = io.StringIO()
@@ -428,8 +492,9 @@ def write_history_row(path: pathlib.Path, epoch: int, logs: dict[str, float]) ->
 
 def check_cache(cache_dir: str, manifest: cache.Manifest, config: TrainConfig) -> None:
     """Refuses a cache that cannot train this run: other crop size, a target
-    it does not hold, no training or dev recording, or dev labels that are
-    all NaN (model selection would log a meaningless val_ccc).
+    it does not hold, no training or dev recording, or dev recordings in
+    which no face was found or whose labels are all NaN (model selection
+    would log a meaningless val_ccc).
 
     Raises:
         ValueError: naming the cache, the flag, and for labels the partition
@@ -454,6 +519,14 @@ def check_cache(cache_dir: str, manifest: cache.Manifest, config: TrainConfig) -
                     f"{sorted({t for e in entries for t in e.targets})})."
                 )
     dev = manifest.partition("dev")
+    if not any(e.found_rate > 0 for e in dev):
+        # Every dev frame would have weight 0: val_ccc "computed" from no frame.
+        videos = "; ".join(f"{e.name}: video {e.video}" for e in dev)
+        raise ValueError(
+            f"No face was found in any dev recording of the cache {cache_dir} (found rate 0 "
+            f"in each: {videos}), so dev CCC cannot select a model. Check those videos, or "
+            "preprocess them into a new --cache_dir with other face flags (--upsample, "
+            "--detect_width, --rotate).")
     for target in config.targets:
         if not any(np.isfinite(cache.read_target(cache_dir, e, target)).any() for e in dev):
             files = "; ".join(f"{e.name}: shard {pathlib.Path(cache_dir) / e.shard}, "
@@ -466,10 +539,11 @@ def check_cache(cache_dir: str, manifest: cache.Manifest, config: TrainConfig) -
 
 
 def _read_state(run_dir: pathlib.Path) -> dict[str, Any] | None:
-    path = run_dir / "checkpoints" / "state.json"
-    if not path.is_file() or not (run_dir / "checkpoints" / "last.keras").is_file():
+    """The state to resume from (`run_state.read_state`, checked), or None
+    when the run has none: no state.json or no last.keras."""
+    if not (run_dir / run_state.LAST_NAME).is_file():
         return None
-    return json.loads(path.read_text())
+    return run_state.read_state(run_dir)
 
 
 def _validation_dataset(cache_dir: str, manifest: cache.Manifest, config: TrainConfig):
@@ -565,6 +639,7 @@ def run_training(config: TrainConfig, flags_text: str | None = None) -> dict[str
     distributed.check_batch_size(config.batch_size, cluster)
     run_dir = pathlib.Path(config.run_dir)
     check_run_folder(config, run_dir)
+    run_state.check_files(run_dir)  # before hours of training find a broken file
     cache_dir = config.resolved_cache_dir()
     # Before any work (corpus generation, preprocessing, training): folders
     # that cannot be written would waste all of it. Only the chief writes
@@ -642,16 +717,19 @@ def _train_inputs(config: TrainConfig, manifest: cache.Manifest, cache_dir: str)
 
 def _model_for_run(config: TrainConfig, run_dir: pathlib.Path):
     """The model to train and (initial epoch, best dev CCC, best epoch): the
-    run folder's checkpoint when it has one, else a new model."""
+    run folder's checkpoint when it has one, else a new model. Without a
+    finite best yet, the best is -inf and its epoch 0."""
     state = _read_state(run_dir)
     if state is not None:
-        model = keras.models.load_model(run_dir / "checkpoints" / "last.keras")
+        model = run_state.load_model(run_dir / run_state.LAST_NAME,
+                                     run_state.restart_hint(run_dir))
         if config.jit_compile != "auto":  # free to change on resume: not part of the state
             model.jit_compile = JIT_MODES[config.jit_compile]
         initial_epoch, best, best_epoch = state["epoch"], state["best"], state["best_epoch"]
-        print(f"Resuming {run_dir} after epoch {initial_epoch} (best dev CCC {best:.4f} "
-              f"at epoch {best_epoch}).")
-        return model, initial_epoch, best, best_epoch
+        print(f"Resuming {run_dir} after epoch {initial_epoch} ("
+              + (f"best dev CCC {best:.4f} at epoch {best_epoch}" if best is not None
+                 else "no finite dev CCC yet") + ").")
+        return model, initial_epoch, -np.inf if best is None else best, best_epoch
     return _build_and_compile(config), 0, -np.inf, 0
 
 
@@ -661,6 +739,7 @@ def _train_locked(config: TrainConfig, run_dir: pathlib.Path, cache_dir: str,
     """The stages of `run_training` that write the run folder (held locked):
     settings, training, evaluation and export of the best epoch, results."""
     _write_config(config, run_dir)
+    run_state.settle(run_dir)  # best.keras as the state describes it
     if flags_text is not None:
         io_utils.atomic_write_text(run_dir / "flags.cfg", flags_text)
     times = {"corpus_and_preprocess": time.time() - start}
@@ -688,8 +767,11 @@ def _fit(config: TrainConfig, run_dir: pathlib.Path, cache_dir: str, manifest: c
     if initial_epoch >= config.epochs:
         print(f"{run_dir} already trained {initial_epoch} epochs (--epochs={config.epochs}).")
         return best_epoch
-    checkpoint = EpochCheckpoint(run_dir, "val_ccc", best, best_epoch)  # and history.csv
-    callbacks = [checkpoint, keras.callbacks.TensorBoard(log_dir=str(run_dir / "logs"))]
+    best_model = (_read_state(run_dir) or {}).get("best_model")
+    checkpoint = EpochCheckpoint(run_dir, "val_ccc", best, best_epoch, best_model)  # and history.csv
+    # The divergence check first: an epoch with a NaN loss is not checkpointed.
+    callbacks = [StopOnNonFiniteLoss(config.learning_rate, run_dir), checkpoint,
+                 keras.callbacks.TensorBoard(log_dir=str(run_dir / "logs"))]
     if cluster.strategy is None:
         model.fit(
             train_ds, validation_data=val_ds, epochs=config.epochs,
@@ -713,12 +795,11 @@ def _evaluate_best(config: TrainConfig, run_dir: pathlib.Path, cache_dir: str,
     the post-processing (evaluation.json, predictions/, plots/), measures the
     attention of a STA model and exports the SavedModel. Returns the model,
     the evaluation report and the extra results (attention regions)."""
-    if not (run_dir / "best.keras").is_file():
-        raise RuntimeError(
-            f"No epoch of {run_dir} produced a finite dev CCC; nothing to evaluate. "
-            "Check the dev recordings' labels and the face-found rate."
-        )
-    best_model = keras.models.load_model(run_dir / "best.keras", compile=False)
+    # The model the state names (`best.keras` is its copy): the epoch that
+    # results.json reports as best.
+    best_model = run_state.load_model(
+        run_state.best_model_path(run_dir),
+        f"the best epoch's model is lost; {run_state.restart_hint(run_dir)}", compile=False)
     predictions = evaluate.predict_targets(
         evaluate.keras_predict_fn(best_model), cache_dir,
         list(dict.fromkeys(["dev", *config.eval_partitions])),

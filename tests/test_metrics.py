@@ -200,3 +200,36 @@ def test_ccc_loss_decreases_with_gradient_steps():
     losses = history.history["loss"]
     assert losses[-1] < 0.5 * losses[0]
     assert history.history["ccc"][-1] > history.history["ccc"][0]
+
+
+def test_a_diverged_model_scores_nan_never_a_perfect_ccc():
+    """NaN or infinite predictions (a diverged model) give a NaN CCC, not the
+    1.0 of two equal constants, which would make the NaN model the best epoch."""
+    y, p, w = _batches()[0]
+    for bad in (np.nan, np.inf):
+        broken = p.copy()
+        broken[0, 0, 0] = bad
+        metric = metrics.CCCMetric()
+        metric.update_state(y, broken, sample_weight=np.ones_like(w))
+        assert np.isnan(float(metric.result()))
+        assert np.isnan(float(metrics.CCCLoss()(np.nan_to_num(y), broken)))
+    # One diverged target makes the mean over targets NaN too.
+    two = np.concatenate([y, y], axis=-1)
+    preds = np.concatenate([p, np.full_like(p, np.nan)], axis=-1)
+    mean = metrics.MeanCCCMetric(2)
+    mean.update_state(np.nan_to_num(two), preds)
+    assert np.isnan(float(mean.result()))
+    # A NaN prediction on a masked frame (weight 0) is not seen.
+    masked = p.copy()
+    masked[w == 0] = np.nan
+    metric = metrics.CCCMetric()
+    metric.update_state(y, masked, sample_weight=w)
+    assert np.isfinite(float(metric.result()))
+    # The defined values stay: two equal constants 1, no weighted frame 0.
+    ones = np.ones((1, 4, 1), "float32")
+    metric = metrics.CCCMetric()
+    metric.update_state(ones, ones)
+    assert float(metric.result()) == 1.0
+    metric.reset_state()
+    metric.update_state(ones, np.full_like(ones, np.nan), sample_weight=np.zeros((1, 4)))
+    assert float(metric.result()) == 0.0

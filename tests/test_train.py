@@ -23,21 +23,22 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
 def _write_cache(cache_dir: pathlib.Path, *, size: int = SIZE, dev_labels: bool = True,
-                 settings: dict | None = None) -> None:
+                 dev_faces: bool = True, settings: dict | None = None) -> None:
     """Two recordings of 8 samples (train_1, dev_1) with a `valence` label."""
     entries = []
     for name, partition in (("train_1", "train"), ("dev_1", "dev")):
         n = 8
+        found = partition != "dev" or dev_faces
         track = faces.FaceTrack(times=np.arange(n) / 4.0,
                                 crops=np.zeros((n, size, size, 3), np.uint8),
-                                found=np.ones(n, bool))
+                                found=np.full(n, found))
         values = np.linspace(-0.5, 0.5, n, dtype=np.float32)
         if partition == "dev" and not dev_labels:
             values[:] = np.nan
         shard = cache.shard_path(partition, name)
         cache.write_shard(cache_dir / shard, track, {"valence": values})
         entries.append(cache.CacheEntry(name=name, partition=partition, shard=shard,
-                                        num_samples=n, found_rate=1.0,
+                                        num_samples=n, found_rate=float(found),
                                         video=f"/videos/{name}.mp4", targets=["valence"]))
     cache.write_manifest(cache_dir, cache.Manifest(corpus_root="/corpus", corpus_kind="csv",
                                                    size=size, fps=4.0, entries=entries))
@@ -68,6 +69,10 @@ def _config(tmp_path: pathlib.Path, **changes) -> train.TrainConfig:
     ({"size": 32}, {}, "--size=16"),
     ({}, {"target": "arousal"}, "--target=arousal"),
     ({"dev_labels": False}, {}, r"dev partition is NaN.*dev_1: shard .*dev_1\.tfrecord"),
+    # No dev face: val_ccc would come from no frame at all.
+    ({"dev_faces": False}, {},
+     r"^No face was found in any dev recording .*dev_1: video /videos/dev_1\.mp4.*cannot "
+     r"select a model"),
 ])
 def test_nothing_is_written_before_the_cache_checks_pass(tmp_path, no_preprocess,
                                                          cache_kwargs, changes, match):
@@ -223,6 +228,14 @@ def test_synthetic_fps_reaches_ensure_corpus_and_a_mismatch_names_the_flag(
     ({"distribution": "mirrored", "target": "valence,arousal"},
      r"--distribution='mirrored' is invalid: expected none when --target names several "
      r"targets"),
+    # Non-finite floats: inf passes "positive", NaN fails no comparison.
+    ({"learning_rate": float("inf")},
+     r"--learning_rate=inf is invalid: expected a finite number \(positive\)"),
+    ({"learning_rate": float("nan")}, r"--learning_rate=nan is invalid: expected a finite"),
+    ({"dropout": float("nan")}, r"--dropout=nan is invalid: expected a finite"),
+    ({"min_found_rate": float("-inf")}, r"--min_found_rate=-inf is invalid: expected a finite"),
+    ({"synthetic_duration_s": float("inf")},
+     r"--synthetic_duration_s=inf is invalid: expected a finite"),
 ])
 def test_invalid_settings_are_named_before_any_work(tmp_path, no_preprocess, changes, match):
     with pytest.raises(ValueError, match=match):
@@ -333,7 +346,8 @@ def test_history_keeps_each_finished_epoch_once_across_a_kill(tmp_path, monkeypa
     lines = (run / "history.csv").read_text().splitlines()
     assert lines == ["epoch,loss,val_ccc", "0,0.5,0.1", "1,0.35,0.4", "2,0.3,0.2"]
     assert json.loads((run / "checkpoints" / "state.json").read_text()) == {
-        "epoch": 3, "best": 0.4, "best_epoch": 2, "monitor": "val_ccc"}
+        "epoch": 3, "best": 0.4, "best_epoch": 2,
+        "best_model": "checkpoints/best_epoch_0002.keras", "monitor": "val_ccc"}
 
 
 @pytest.mark.parametrize("deterministic", [False, True])
