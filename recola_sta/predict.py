@@ -223,6 +223,13 @@ class _ModelLoader:
             return
         self._model = model
 
+    def join(self) -> None:
+        """Waits for the load to end, whatever it gives: a process that
+        exits (Ctrl-C, an error) while this thread imports TensorFlow or
+        loads the model is aborted by the C++ runtime ("terminate called
+        without an active exception")."""
+        self._thread.join()
+
     def result(self) -> Any:
         self._thread.join()
         if self._error is not None:
@@ -549,11 +556,13 @@ class _Outputs:
         self._tmp.pop(name).unlink(missing_ok=True)
 
     def commit(self, summary: dict[str, Any]) -> None:
-        """Renames every output onto its final name, then writes summary.json."""
-        (self.out_dir / "summary.json").unlink(missing_ok=True)
-        self._files.close()
-        io_utils.atomic_write_text(self.out_dir / "summary.json",
-                                   json.dumps(summary, indent=2) + "\n")
+        """Writes summary.json to its temporary (a full disk fails here,
+        before any rename), renames every output onto its final name, then
+        summary.json."""
+        with io_utils.atomic_path(self.out_dir / "summary.json") as tmp:
+            tmp.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+            (self.out_dir / "summary.json").unlink(missing_ok=True)
+            self._files.close()
 
     def discard(self, error: BaseException) -> BaseException:
         """Removes every temporary (no output is renamed); returns the error
@@ -797,6 +806,7 @@ def predict_video(
                         prefetch=prefetch, progress=progress)
     # TensorFlow is imported and the SavedModel loaded in a background thread
     # while the first frames are decoded and aligned.
+    loading = None
     if model is None:
         loading = _ModelLoader(model_dir, meta)
         serve_fn = lambda: loading.result().serve  # noqa: E731
@@ -820,6 +830,9 @@ def predict_video(
         if error is e:
             raise
         raise error from e
+    finally:
+        if loading is not None:
+            loading.join()
     return summary
 
 
