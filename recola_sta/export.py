@@ -18,15 +18,22 @@ template), so a video is prepared exactly as in training.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import pathlib
 import shutil
 from typing import Any, Mapping, Sequence
 
-from recola_sta import io_utils
+from recola_sta import cli, io_utils
 
 METADATA_NAME = "recola_sta.json"
+# The largest crop side `read_metadata` accepts. Predict holds a chunk of
+# crops (16 clips of 16 frames) before the model's own check of the clip
+# shape can run: at this side that is 0.8 GB, and a corrupt or hand-edited
+# `size` (100000: 28 GiB per crop) is refused before anything is allocated.
+# Crops are 96 px by default.
+MAX_SIZE = 1024
 # The post-processing chain fitted on dev, copied beside the model by train.
 POSTPROCESS_NAME = "postprocess.json"
 
@@ -79,6 +86,12 @@ def export_saved_model(
 
     Returns:
         The destination folder.
+
+    Raises:
+        OSError: the disk filled up (errno ENOSPC, naming `path`, also where
+            TensorFlow raised its own error). On this or any other failure
+            (Ctrl-C included) the partial export is removed and `path` is
+            left as it was.
     """
     import keras
     import tensorflow as tf
@@ -96,11 +109,21 @@ def export_saved_model(
         ],
     )
     tmp = path.with_name(f".{path.name}.tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    archive.write_out(str(tmp), verbose=False)
-    io_utils.atomic_write_text(tmp / METADATA_NAME, json.dumps(metadata, indent=2) + "\n")
-    if postprocess_json is not None and pathlib.Path(postprocess_json).is_file():
-        shutil.copyfile(postprocess_json, tmp / POSTPROCESS_NAME)
+    shutil.rmtree(tmp, ignore_errors=True)  # left by an export that was killed
+    try:
+        archive.write_out(str(tmp), verbose=False)
+        io_utils.atomic_write_text(tmp / METADATA_NAME, json.dumps(metadata, indent=2) + "\n")
+        if postprocess_json is not None and pathlib.Path(postprocess_json).is_file():
+            shutil.copyfile(postprocess_json, tmp / POSTPROCESS_NAME)
+    except BaseException as e:
+        # A partial export (a full disk, Ctrl-C) would hold its space until
+        # the next export; `path` is left as it was.
+        shutil.rmtree(tmp, ignore_errors=True)
+        if cli.is_disk_full(e):
+            # TensorFlow's ResourceExhaustedError names no file: name the
+            # export folder (the CLI prints it with the free space).
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path)) from e
+        raise
     old = path.with_name(f".{path.name}.old")
     if path.exists():
         shutil.rmtree(old, ignore_errors=True)
@@ -184,7 +207,7 @@ def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
     for key, kind, ok in (
         ("variant", str, lambda v: bool(v)),
         ("frames", int, lambda v: v > 0),
-        ("size", int, lambda v: v >= 16),
+        ("size", int, lambda v: 16 <= v <= MAX_SIZE),
         ("fps", (int, float), lambda v: v > 0),
     ):
         value = meta.get(key)
@@ -197,7 +220,8 @@ def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
     if problems:
         raise ValueError(
             f"Invalid model metadata {meta_path}: missing or bad "
-            f"{', '.join(problems)} (expected variant: a name, frames > 0, size >= 16, "
+            f"{', '.join(problems)} (expected variant: a name, frames > 0, "
+            f"16 <= size <= {MAX_SIZE}, "
             "fps > 0, face_aligner: an object). Re-export the model from its run folder."
         )
     # Models exported before `targets` was recorded predict one target.

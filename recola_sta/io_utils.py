@@ -12,6 +12,7 @@ killed run in a folder that also holds the user's own files (`.env.local`,
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import pathlib
@@ -19,6 +20,8 @@ import shutil
 import socket
 import tempfile
 from typing import Iterator
+
+from recola_sta import cli
 
 # Every temporary file (or folder) this project writes beside its outputs
 # starts with this; nothing else does.
@@ -46,6 +49,9 @@ def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[pathlib.P
     the format from it (OpenCV, matplotlib); it stays last. The temporary
     name starts with `TEMP_PREFIX`, so a run killed before the rename leaves
     a file that `remove_temporaries` recognises.
+    A full disk that names no file (a failed write() does not) or only the
+    temporary is raised as an ENOSPC `OSError` naming `path`, so the CLI's
+    one line says which file could not be written.
     """
     path = pathlib.Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -62,9 +68,22 @@ def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[pathlib.P
         yield tmp_path
         if tmp_path.exists():
             os.replace(tmp_path, path)
-    except BaseException:
+    except BaseException as e:
         tmp_path.unlink(missing_ok=True)
+        if _disk_full_naming_no_file(e, tmp_path):
+            # A failed write() names no file (or only the removed temporary):
+            # name the file being written, for the CLI's one line.
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), os.fspath(path)) from e
         raise
+
+
+def _disk_full_naming_no_file(error: BaseException, tmp_path: pathlib.Path) -> bool:
+    """Whether `error` is a full disk (`cli.is_disk_full`) that names no file
+    but the temporary `tmp_path`."""
+    if not cli.is_disk_full(error):
+        return False
+    filename = getattr(error, "filename", None) if isinstance(error, OSError) else None
+    return filename is None or os.fspath(filename) == os.fspath(tmp_path)
 
 
 def check_writable_dir(path: str | os.PathLike, what: str) -> pathlib.Path:

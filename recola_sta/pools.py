@@ -22,6 +22,14 @@ come from there.
 Each worker also exits when its parent dies: after a `kill -9` of the parent
 the workers would otherwise live on (holding ~150 MB each and the resource
 tracker) until their current task ends, and then wait forever for the next.
+
+Ctrl-C reaches every process of the terminal's process group, the workers
+too. A worker starts with SIGINT blocked (a KeyboardInterrupt while it
+imports or waits for a task would print its own traceback) and takes it
+only while it runs a task of `run_each`: the task stops there, also at its
+start where the signal came earlier (its writers remove their temporary
+files), and its future holds the KeyboardInterrupt, while the parent's own
+KeyboardInterrupt cancels the queued tasks. The parent prints the one line.
 """
 
 from __future__ import annotations
@@ -34,6 +42,7 @@ import multiprocessing.connection
 import multiprocessing.spawn
 import os
 import pickle
+import signal
 import sys
 import threading
 import types
@@ -111,6 +120,54 @@ class _LazyMain(types.ModuleType):
         return getattr(main, name)
 
 
+_SIGINT = {signal.SIGINT}
+
+
+@contextlib.contextmanager
+def _interrupts_held() -> Iterator[None]:
+    """Ctrl-C held back for the block: a process started meanwhile inherits
+    SIGINT blocked (through exec too), and here a Ctrl-C that arrives
+    meanwhile raises its KeyboardInterrupt when the block ends, not halfway
+    through starting a process (which would leave it without its
+    preparation data, printing a traceback)."""
+    caught: list[tuple] = []
+    handler = None
+    if threading.current_thread() is threading.main_thread():
+        handler = signal.signal(signal.SIGINT, lambda *args: caught.append(args))
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, _SIGINT)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+        if handler is not None:
+            signal.signal(signal.SIGINT, handler)
+            if caught and callable(handler):
+                handler(*caught[0])
+
+
+class _WorkerProcess(multiprocessing.context.SpawnProcess):
+    """A spawned process that starts with SIGINT blocked (`_interrupts_held`)."""
+
+    def start(self) -> None:
+        with _interrupts_held():
+            super().start()
+
+
+class _WorkerContext(multiprocessing.context.SpawnContext):
+    Process = _WorkerProcess
+
+
+def _interruptible(fn: Callable[..., Any], *args: Any) -> Any:
+    """In a worker: runs `fn(*args)` with SIGINT unblocked, so Ctrl-C (also
+    one that arrived while the worker started or waited) raises
+    KeyboardInterrupt in the task, into its future."""
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, _SIGINT)
+    try:
+        return fn(*args)
+    finally:
+        signal.pthread_sigmask(signal.SIG_BLOCK, _SIGINT)
+
+
 def _start_worker(preparation: dict[str, str], initializer: bytes) -> None:
     """In a worker, first thing: exit with the parent, make the parent's main
     module loadable on demand, then run the pickled initializer (unpickled
@@ -134,7 +191,8 @@ def spawn_pool(
     make a worker load it when it first meets one.
     On exit, queued tasks that have not started are cancelled (an interrupted
     run drops them instead of finishing them) and running ones are awaited.
-    Workers exit by themselves if the parent is killed.
+    Workers exit by themselves if the parent is killed, and block SIGINT
+    (`run_each` lets its tasks take it).
 
     Args:
         max_workers: processes in the pool, >= 1.
@@ -148,7 +206,7 @@ def spawn_pool(
     with _main_module_hidden():
         pool = concurrent.futures.ProcessPoolExecutor(
             max_workers=max_workers,
-            mp_context=multiprocessing.get_context("spawn"),
+            mp_context=_WorkerContext(),
             initializer=start,
         )
         try:
@@ -192,6 +250,11 @@ def run_each(fn: Callable[..., Any], tasks: Sequence[tuple], workers: int, *,
             yield index, future
         return
     with spawn_pool(min(workers, len(tasks)), initializer) as pool:
-        futures = {pool.submit(fn, *task): index for index, task in enumerate(tasks)}
+        # Submitting starts the workers: a Ctrl-C meanwhile takes effect
+        # once the pool is whole, so its shutdown waits for every worker
+        # (one still starting would otherwise find the pool's queues gone).
+        with _interrupts_held():
+            futures = {pool.submit(_interruptible, fn, *task): index
+                       for index, task in enumerate(tasks)}
         for future in concurrent.futures.as_completed(futures):
             yield futures[future], future

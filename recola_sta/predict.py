@@ -51,8 +51,13 @@ Writes into --out:
                       region table (self-contained: opens offline in a browser)
     summary.json      video facts, face-found rate, smallest face, samples
                       with several faces, the aligner's settings, timing
-Exit codes: 0 success, 2 bad input (missing/corrupt file, not a model),
-3 no face found anywhere in the video.
+The files are written to temporary names and renamed together at the end,
+summary.json last: a run that fails or is interrupted (Ctrl-C, a full disk)
+leaves --out as it was (a live source keeps its .live.csv), and a
+summary.json always describes complete outputs of one run.
+Exit codes (`recola_sta.cli`): 0 success, 2 bad input (missing/corrupt file,
+not a model, a full disk), 3 no face found anywhere in the video, 130
+interrupted.
 """
 
 from __future__ import annotations
@@ -60,6 +65,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import dataclasses
+import errno
 import io
 import json
 import math
@@ -221,6 +227,13 @@ class _ModelLoader:
             self._error = e
             return
         self._model = model
+
+    def join(self) -> None:
+        """Waits for the load to end, whatever it gives: a process that
+        exits (Ctrl-C, an error) while this thread imports TensorFlow or
+        loads the model is aborted by the C++ runtime ("terminate called
+        without an active exception")."""
+        self._thread.join()
 
     def result(self) -> Any:
         self._thread.join()
@@ -515,6 +528,73 @@ def open_input(video: str | os.PathLike, fps: float, *, realtime: bool, max_seco
                   len(sample_times), stopped)
 
 
+class _Outputs:
+    """The files one predict run writes into --out, committed together.
+
+    Each is written to a temporary name beside its final one
+    (`io_utils.atomic_path`), and `commit` renames them all at the end, then
+    writes summary.json last; an earlier run's summary.json is removed before
+    the first rename. A run that fails or is interrupted anywhere before
+    (Ctrl-C while the figures are drawn, a full disk) removes its
+    temporaries (`discard`), so --out keeps what it had: a summary.json
+    always describes complete outputs of one run, and its absence marks a
+    run that did not finish. (Removing this run's partial outputs instead
+    would leave an earlier run's files half replaced.) A live source's
+    <targets>.live.csv is the exception: it is appended as the samples
+    arrive, and kept.
+    """
+
+    def __init__(self, out_dir: pathlib.Path):
+        self.out_dir = out_dir
+        self._files = contextlib.ExitStack()
+        self._tmp: dict[str, pathlib.Path] = {}
+
+    def path(self, name: str, suffix: str = "") -> pathlib.Path:
+        """The temporary path to write output `name` to (`suffix`: its
+        extension, for writers that choose the format from it)."""
+        tmp = self._files.enter_context(io_utils.atomic_path(self.out_dir / name, suffix))
+        self._tmp[name] = tmp
+        return tmp
+
+    def temporary(self, name: str) -> pathlib.Path:
+        """Where output `name` was written (its temporary, until `commit`)."""
+        return self._tmp[name]
+
+    def drop(self, name: str) -> None:
+        """Output `name` is not written after all (no attention to show)."""
+        self._tmp.pop(name).unlink(missing_ok=True)
+
+    def commit(self, summary: dict[str, Any]) -> None:
+        """Writes summary.json to its temporary (a full disk fails here,
+        before any rename), renames every output onto its final name, then
+        summary.json."""
+        with io_utils.atomic_path(self.out_dir / "summary.json") as tmp:
+            tmp.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+            (self.out_dir / "summary.json").unlink(missing_ok=True)
+            self._files.close()
+
+    def discard(self, error: BaseException) -> BaseException:
+        """Removes every temporary (no output is renamed); returns the error
+        to raise for `error`: itself, or for a full disk reported on a
+        temporary, an ENOSPC naming its output."""
+        try:
+            self._files.__exit__(_Discarded, _Discarded(), None)
+        except _Discarded:
+            pass
+        filename = getattr(error, "filename", None) if isinstance(error, OSError) else None
+        for name, tmp in self._tmp.items():
+            if filename is not None and os.fspath(filename) == os.fspath(tmp) \
+                    and cli.is_disk_full(error):
+                return OSError(errno.ENOSPC, os.strerror(errno.ENOSPC),
+                               str(self.out_dir / name))
+        return error
+
+
+class _Discarded(Exception):
+    """Thrown into the temporaries' `atomic_path`s by `_Outputs.discard`,
+    so that they remove their files."""
+
+
 @dataclasses.dataclass
 class _Track:
     """What the stream kept of every 4 fps sample, and the stream itself
@@ -531,22 +611,23 @@ class _Track:
 
 
 def run_stream(source: _Input, aligner: faces.FaceAligner, serve_fn: Callable[[], Any],
-               meta: dict[str, Any], out_dir: pathlib.Path, *, batch_size: int,
+               meta: dict[str, Any], outputs: _Outputs, *, batch_size: int,
                attention_video: bool, max_seconds: float | None) -> _Track:
     """Step 2: aligns every sample and runs the model clip by clip;
-    attention.mp4 and, for a live source, <targets>.live.csv are written as
-    it goes.
+    attention.mp4 (to its temporary in `outputs`) and, for a live source,
+    <targets>.live.csv are written as it goes.
 
     Raises:
-        NoFaceError: no sample had a face (nothing is left in `out_dir`).
+        NoFaceError: no sample had a face (the live log is removed).
     """
     stopped = source.stopped
+    out_dir = outputs.out_dir
     with contextlib.ExitStack() as stack:
-        video_out = video_tmp = log = None
+        video_out = log = None
         if attention_video:
-            video_tmp = stack.enter_context(io_utils.atomic_path(out_dir / "attention.mp4",
-                                                                 suffix=".mp4"))
-            video_out = _AttentionVideo(out_dir / "attention.mp4", video_tmp, float(meta["fps"]))
+            video_out = _AttentionVideo(out_dir / "attention.mp4",
+                                        outputs.path("attention.mp4", suffix=".mp4"),
+                                        float(meta["fps"]))
             stack.callback(video_out.release)
         if source.live:
             out_dir.mkdir(parents=True, exist_ok=True)
@@ -580,7 +661,7 @@ def run_stream(source: _Input, aligner: faces.FaceAligner, serve_fn: Callable[[]
         wrote_video = video_out is not None and bool(stream.has_attention)
         if video_out is not None and not wrote_video:
             video_out.release()
-            video_tmp.unlink(missing_ok=True)  # no attention: atomic_path writes nothing
+            outputs.drop("attention.mp4")  # no attention: nothing to show
     return _Track(stream, times, values, found, face_px, num_faces, stopped, wrote_video)
 
 
@@ -612,11 +693,12 @@ def frame_grid(source: _Input, sample_times: np.ndarray, sample_fps: float,
                       info.width, info.height)
 
 
-def write_outputs(out_dir: pathlib.Path, source: _Input, track: _Track, grid: _FrameGrid,
+def write_outputs(outputs: _Outputs, source: _Input, track: _Track, grid: _FrameGrid,
                   meta: dict[str, Any], chains: dict[str, Any], attention_columns: int
                   ) -> tuple[list[str], dict[str, str], dict[str, Any] | None]:
     """Step 4: the CSV, one plot per target, the attention figures and
-    report.html.
+    report.html, to their temporaries in `outputs` (renamed by its
+    `commit`).
 
     Returns the files written (the live log and attention.mp4 included),
     what each post-processing chain kept, and the attention-region report
@@ -627,39 +709,41 @@ def write_outputs(out_dir: pathlib.Path, source: _Input, track: _Track, grid: _F
     stem = "_".join(targets)
     columns, frame_found, kept = csv_columns(track.times, track.values, track.found, grid.times,
                                              targets, chains)
-    write_csv(out_dir / f"{stem}.csv", grid.times, targets, columns, frame_found)
+    write_csv(outputs.path(f"{stem}.csv", ".csv"), grid.times, targets, columns, frame_found)
     written = [f"{stem}.csv"] + ([f"{stem}.live.csv"] if source.live else [])
     for target, column in zip(targets, columns):
         plots.plot_valence(
-            out_dir / f"{target}.png", grid.times, column, found=frame_found,
+            outputs.path(f"{target}.png", ".png"), grid.times, column, found=frame_found,
             title=f"{source.name}: predicted {target} ({meta['variant']})", ylabel=target,
         )
         written.append(f"{target}.png")
     stream = track.stream
     if not stream.has_attention:
-        written.append(write_report(out_dir, source, track, grid, meta, columns, written, None))
+        written.append(write_report(outputs, source, track, grid, meta, columns, written, None))
         return written, kept, None
     picker = stream.picker
     plots.plot_attention_grid(
-        out_dir / "attention.png", picker.crops, picker.attention, picker.times,
+        outputs.path("attention.png", ".png"), picker.crops, picker.attention, picker.times,
         columns=attention_columns,
         title=f"{source.name}: spatiotemporal attention over one clip (its first frame has no "
               "previous state: uniform)",
     )
     written.append("attention.png")
     if stream.regions.write_figure(
-            out_dir / "attention_regions.png",
+            outputs.path("attention_regions.png", ".png"),
             title=f"{source.name}: where the attention looks (mean over the video's faces)"):
         written.append("attention_regions.png")
+    else:
+        outputs.drop("attention_regions.png")
     if track.wrote_video:
         written.append("attention.mp4")
     regions_report = stream.regions.report()
-    written.append(write_report(out_dir, source, track, grid, meta, columns, written,
+    written.append(write_report(outputs, source, track, grid, meta, columns, written,
                                 regions_report))
     return written, kept, regions_report
 
 
-def write_report(out_dir: pathlib.Path, source: _Input, track: _Track, grid: _FrameGrid,
+def write_report(outputs: _Outputs, source: _Input, track: _Track, grid: _FrameGrid,
                  meta: dict[str, Any], columns: Sequence[np.ndarray], written: list[str],
                  regions_report: dict[str, Any] | None) -> str:
     """report.html (`recola_sta.report`): the video beside the CSV's curves,
@@ -674,7 +758,7 @@ def write_report(out_dir: pathlib.Path, source: _Input, track: _Track, grid: _Fr
              ("samples", f"{len(track.times)} at {float(meta['fps']):g} fps"),
              ("faces found", f"{track.found.mean():.0%} of the samples"),
              ("model", f"{meta['variant']}, {meta['size']} px, clips of {meta['frames']}")]
-    figures = [(out_dir / name, caption) for name, caption in (
+    figures = [(outputs.temporary(name), caption) for name, caption in (
         ("attention.png", "One clip's aligned faces with the attention overlaid (its first "
                           "frame has no previous state: uniform)."),
         ("attention_regions.png", "The mean attention over the video's aligned faces."))
@@ -684,7 +768,7 @@ def write_report(out_dir: pathlib.Path, source: _Input, track: _Track, grid: _Fr
             regions_report.get("samples"):
         regions = regions_report["regions"]
     report.write_report(
-        out_dir / "report.html", title=f"{source.name}: predicted {', '.join(targets)}",
+        outputs.path("report.html", ".html"), title=f"{source.name}: predicted {', '.join(targets)}",
         subtitle=f"The {meta['variant']} model's predictions; every frame's values are in "
                  f"{written[0]} beside this page.",
         curves=[report.Curve(t, grid.times, c) for t, c in zip(targets, columns)],
@@ -774,22 +858,33 @@ def predict_video(
                         prefetch=prefetch, progress=progress)
     # TensorFlow is imported and the SavedModel loaded in a background thread
     # while the first frames are decoded and aligned.
+    loading = None
     if model is None:
         loading = _ModelLoader(model_dir, meta)
         serve_fn = lambda: loading.result().serve  # noqa: E731
     else:
         check_serving_shape(model, model_dir, meta)
         serve_fn = lambda: model.serve  # noqa: E731
-    track = run_stream(source, aligner, serve_fn, meta, out_dir, batch_size=batch_size,
-                       attention_video=attention_video, max_seconds=max_seconds)
-    chains = _load_chains(model_dir, meta["targets"]) if apply_postprocess else {}
-    grid = frame_grid(source, track.times, float(meta["fps"]), max_seconds)
-    written, kept, regions_report = write_outputs(out_dir, source, track, grid, meta, chains,
-                                                  attention_columns)
-    summary = summarize(source, track, grid, meta, model_dir, aligner, written, kept,
-                        regions_report, seconds=time.time() - start,
-                        limited=max_seconds is not None)
-    io_utils.atomic_write_text(out_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
+    outputs = _Outputs(out_dir)
+    try:
+        track = run_stream(source, aligner, serve_fn, meta, outputs, batch_size=batch_size,
+                           attention_video=attention_video, max_seconds=max_seconds)
+        chains = _load_chains(model_dir, meta["targets"]) if apply_postprocess else {}
+        grid = frame_grid(source, track.times, float(meta["fps"]), max_seconds)
+        written, kept, regions_report = write_outputs(outputs, source, track, grid, meta,
+                                                      chains, attention_columns)
+        summary = summarize(source, track, grid, meta, model_dir, aligner, written, kept,
+                            regions_report, seconds=time.time() - start,
+                            limited=max_seconds is not None)
+        outputs.commit(summary)
+    except BaseException as e:
+        error = outputs.discard(e)
+        if error is e:
+            raise
+        raise error from e
+    finally:
+        if loading is not None:
+            loading.join()
     return summary
 
 
@@ -881,8 +976,9 @@ def main(argv: Sequence[str]) -> int:
     FLAGS = flags.FLAGS
     logging.set_verbosity(logging.WARNING)  # TensorFlow's INFO lines hide the progress bars
     return cli.run("predict", lambda: _predict(argv, FLAGS), output=FLAGS.out,
-                   interrupted="the outputs written so far are complete; run the same "
-                               "command to predict again")
+                   interrupted="no output was written (they are renamed into --out "
+                               "together at the end); run the same command to predict "
+                               "again")
 
 
 def _predict(argv: Sequence[str], FLAGS) -> None:

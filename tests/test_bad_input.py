@@ -7,6 +7,7 @@ case breaks a copy of it, or points an output at a file or a read-only folder.
 
 from __future__ import annotations
 
+import errno
 import importlib.util
 import json
 import os
@@ -215,3 +216,87 @@ def test_synthetic_cli_refuses_a_read_only_folder(read_only_dir):
     assert proc.returncode != 0
     (line,) = _message_lines(proc.stderr)
     assert f"--out={out}" in line and "cannot write" in line
+
+
+def _earlier_run(out: pathlib.Path) -> dict[str, bytes]:
+    """An earlier run's outputs in `out` (marked contents); returns them."""
+    out.mkdir()
+    files = {"valence.csv": b"time,valence,face_found\n0.0000,0.5,1\n",
+             "valence.png": b"an earlier figure", "summary.json": b'{"earlier": true}\n'}
+    for name, data in files.items():
+        (out / name).write_bytes(data)
+    return files
+
+
+def _contents(folder: pathlib.Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in folder.iterdir()}
+
+
+@pytest.mark.parametrize("failure", ["interrupt", "disk_full"])
+def test_predict_failing_while_the_figures_are_drawn_leaves_out_as_it_was(
+        model_dir, video, tmp_path, monkeypatch, capsys, failure):
+    """Ctrl-C or a full disk while valence.png is saved (the CSV is written
+    by then): no output of this run is left, an earlier run's outputs and
+    its summary.json stay as they were, and no temporary is left. A full
+    disk is one line naming the file, exit 2."""
+    from matplotlib.figure import Figure
+
+    from recola_sta import cli
+
+    def savefig(self, fname, *args, **kwargs):
+        pathlib.Path(fname).write_bytes(b"half a PNG")
+        if failure == "interrupt":
+            raise KeyboardInterrupt
+        raise OSError(errno.ENOSPC, "No space left on device")  # as write() raises it
+
+    monkeypatch.setattr(Figure, "savefig", savefig)
+    out = tmp_path / "out"
+    earlier = _earlier_run(out)
+    code = cli.run("predict", lambda: predict.predict_video(model_dir, video, out,
+                                                           progress=False), output=out)
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    if failure == "interrupt":
+        assert code == cli.EXIT_INTERRUPTED and "interrupted" in line
+    else:
+        assert code == cli.EXIT_BAD_INPUT
+        assert line.startswith(f"predict: no space left on device while writing "
+                               f"{out / 'valence.png'} (")
+    assert _contents(out) == earlier
+    monkeypatch.undo()
+    # The next run writes every output, summary.json last.
+    summary = predict.predict_video(model_dir, video, out, progress=False)
+    assert set(_contents(out)) == {*summary["files"], "summary.json"}
+    assert json.loads((out / "summary.json").read_text())["files"] == summary["files"]
+
+
+def test_a_full_disk_while_training_names_the_file(tmp_path, monkeypatch, capsys):
+    """ENOSPC while an epoch's checkpoint is saved (write() names no file)
+    reaches the CLI through model.fit unchanged: one line naming the
+    checkpoint, exit 2, no temporaries left in the run folder."""
+    import keras
+    import numpy as np
+
+    from recola_sta import cli
+
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    model.compile(optimizer="sgd", loss="mse")
+
+    def full_disk(self, filepath, *args, **kwargs):
+        pathlib.Path(filepath).write_bytes(b"half a model")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(keras.Model, "save", full_disk)
+    x = np.zeros((4, 2), np.float32)
+
+    def body():
+        model.fit(x, x[:, :1], epochs=1, verbose=0,
+                  callbacks=[train.EpochCheckpoint(run, "loss", np.inf, 0)])
+
+    assert cli.run("train", body, output=run) == cli.EXIT_BAD_INPUT
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    written = line.removeprefix("train: no space left on device while writing ").split(" (")[0]
+    assert written.startswith(str(run)) and written.endswith(".keras"), line
+    assert not pathlib.Path(written).name.startswith(".")  # the file, not its temporary
+    assert not [p for p in run.rglob("*") if p.name.startswith(".")]

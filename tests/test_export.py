@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import pathlib
 import re
@@ -83,3 +84,96 @@ def test_invalid_recorded_aligner_settings_name_the_file(tmp_path):
 def test_missing_metadata_is_not_a_model(tmp_path):
     with pytest.raises(FileNotFoundError, match="not a recola_sta SavedModel"):
         export.read_metadata(tmp_path)
+
+
+def test_a_crop_size_too_large_to_allocate_is_refused_before_any_work(tmp_path, monkeypatch):
+    """size=100000 asks for 28 GiB per crop: refused while the metadata is
+    read, before the aligner or any crop buffer exists."""
+    import tracemalloc
+
+    meta = _meta()
+    meta["size"] = meta["face_aligner"]["size"] = 100000
+    folder = _model_dir(tmp_path, meta)
+
+    def no_work(*args, **kwargs):
+        raise AssertionError("the face aligner was built for a 100000 px crop")
+
+    monkeypatch.setattr(predict, "make_aligner", no_work)
+    monkeypatch.setattr(faces, "iter_samples", no_work)
+    tracemalloc.start()
+    try:
+        with pytest.raises(ValueError, match=re.escape(str(folder / export.METADATA_NAME))
+                           + r".*size=100000.*size <= 1024"):
+            predict.predict_video(folder, tmp_path / "face.mp4", tmp_path / "out",
+                                  progress=False)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 2**20
+    assert not (tmp_path / "out").exists()
+    # The largest accepted size still reads.
+    meta["size"] = export.MAX_SIZE
+    (folder / export.METADATA_NAME).write_text(json.dumps(meta))
+    assert export.read_metadata(folder)["face_aligner"]["size"] == export.MAX_SIZE
+
+
+@pytest.fixture(scope="module")
+def tiny_model():
+    import keras
+
+    from recola_sta import models
+
+    keras.utils.set_random_seed(0)
+    return models.build_model("2d_cnn", frames=8, size=32, fc_units=8)
+
+
+def _tensorflow_disk_full():
+    import tensorflow as tf
+
+    return tf.errors.ResourceExhaustedError(
+        None, None, "saved_model/variables/variables.data-00000-of-00001; No space left on device")
+
+
+@pytest.mark.parametrize("failure", ["disk_full", "interrupt", "bug"])
+def test_a_failed_export_removes_its_partial_folder(tiny_model, tmp_path, monkeypatch, capsys,
+                                                   failure):
+    """The export is written in full (6 MB here), then fails; the partial
+    folder is removed and an earlier export is left as it was. A full disk
+    (TensorFlow's ResourceExhaustedError names no file) becomes an ENOSPC
+    naming the export folder: the CLIs print one line and exit 2."""
+    import keras
+
+    from recola_sta import cli
+
+    meta = export.export_metadata(variant="2d_cnn", targets=["valence"], frames=8, size=32,
+                                  fps=4.0, face_aligner={})
+    path = export.export_saved_model(tiny_model, tmp_path / "saved_model", meta)
+    before = {p.relative_to(path): p.read_bytes() for p in path.rglob("*") if p.is_file()}
+    error = {"disk_full": _tensorflow_disk_full, "interrupt": KeyboardInterrupt,
+             "bug": lambda: RuntimeError("a bug")}[failure]()
+    archive_class = type(keras.export.ExportArchive())  # the backend's own subclass
+    real = archive_class.write_out
+
+    def fails_at_the_end(self, filepath, *args, **kwargs):
+        real(self, filepath, *args, **kwargs)
+        assert pathlib.Path(filepath).is_dir()  # the partial export exists
+        raise error
+
+    monkeypatch.setattr(archive_class, "write_out", fails_at_the_end)
+
+    def body():
+        export.export_saved_model(tiny_model, path, {**meta, "fps": 8.0})
+
+    if failure == "disk_full":
+        assert cli.run("train", body, output=tmp_path) == cli.EXIT_BAD_INPUT
+        (line,) = capsys.readouterr().err.strip().splitlines()
+        assert line.startswith(f"train: no space left on device while writing {path} (")
+        with pytest.raises(OSError) as caught:
+            body()
+        assert caught.value.errno == errno.ENOSPC and caught.value.filename == str(path)
+    else:
+        with pytest.raises(type(error)):
+            body()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["saved_model"]  # no .saved_model.tmp
+    after = {p.relative_to(path): p.read_bytes() for p in path.rglob("*") if p.is_file()}
+    assert after == before
