@@ -532,9 +532,9 @@ class _Outputs:
     """The files one predict run writes into --out, committed together.
 
     Each is written to a temporary name beside its final one
-    (`io_utils.atomic_path`), and `commit` renames them all at the end, then
-    writes summary.json last; an earlier run's summary.json is removed before
-    the first rename. A run that fails or is interrupted anywhere before
+    (`io_utils.atomic_path`), and `commit` renames them all at the end,
+    summary.json last; an earlier run's summary.json is removed before the
+    first rename. A run that fails or is interrupted anywhere before
     (Ctrl-C while the figures are drawn, a full disk) removes its
     temporaries (`discard`), so --out keeps what it had: a summary.json
     always describes complete outputs of one run, and its absence marks a
@@ -582,9 +582,10 @@ class _Outputs:
         except _Discarded:
             pass
         filename = getattr(error, "filename", None) if isinstance(error, OSError) else None
+        if filename is None or not cli.is_disk_full(error):
+            return error
         for name, tmp in self._tmp.items():
-            if filename is not None and os.fspath(filename) == os.fspath(tmp) \
-                    and cli.is_disk_full(error):
+            if os.fspath(filename) == os.fspath(tmp):
                 return OSError(errno.ENOSPC, os.strerror(errno.ENOSPC),
                                str(self.out_dir / name))
         return error
