@@ -44,6 +44,21 @@ from recola_sta import cache, cli, clips, corpora, io_utils, metrics, plots, pos
 from recola_sta.corpora import PARTITIONS  # noqa: E402  (train reads evaluate.PARTITIONS)
 
 
+# The lock file of a run folder: one process at a time writes it (train, evaluate).
+RUN_LOCK = ".lock"
+
+
+def run_folder_lock(run_dir: str | os.PathLike):
+    """Holds the run folder `run_dir` for the block (`io_utils.exclusive_lock`).
+
+    `train` holds it while it trains and evaluates, `evaluate_run` while it
+    rewrites the folder's evaluation; a second process is refused with one
+    line naming the holder (`io_utils.LockedError`, exit 2 in the CLIs).
+    """
+    run_dir = pathlib.Path(run_dir)
+    return io_utils.exclusive_lock(run_dir / RUN_LOCK, f"run folder {run_dir}")
+
+
 @dataclasses.dataclass
 class RecordingResult:
     """One recording's predictions at the label rate."""
@@ -366,11 +381,10 @@ def evaluate_run(
         convention: CCC convention; the run's own when None.
         write_plots: write one PNG per recording.
         progress: show a progress bar.
+
+    Raises:
+        io_utils.LockedError: another process (a trainer) holds the run folder.
     """
-    import keras
-
-    from recola_sta import layers  # noqa: F401  (registers the custom layers)
-
     run_dir = pathlib.Path(run_dir)
     config_path = run_dir / "config.json"
     if not config_path.is_file():
@@ -382,6 +396,21 @@ def evaluate_run(
     unknown = set(partitions) - set(PARTITIONS)
     if unknown:
         raise ValueError(f"Unknown partitions {sorted(unknown)}; choose from {PARTITIONS}.")
+    # A trainer still writing the folder (best.keras of a later epoch)
+    # would leave evaluation files of a model that is no longer its best.
+    with run_folder_lock(run_dir):
+        return _evaluate_locked(run_dir, config, model_path, partitions, convention,
+                                write_plots, progress)
+
+
+def _evaluate_locked(run_dir: pathlib.Path, config: dict, model_path: pathlib.Path,
+                     partitions: Sequence[str], convention: str | None, write_plots: bool,
+                     progress: bool) -> dict:
+    """`evaluate_run`'s work, with the run folder locked."""
+    import keras
+
+    from recola_sta import layers  # noqa: F401  (registers the custom layers)
+
     model = keras.models.load_model(model_path, compile=False)
     wanted = list(dict.fromkeys(["dev", *partitions]))
     from recola_sta.train import parse_targets  # here: train imports this module
