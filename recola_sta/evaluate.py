@@ -390,27 +390,29 @@ def evaluate_run(
     if not config_path.is_file():
         raise FileNotFoundError(f"{config_path} is missing: --run_dir must be a training run folder.")
     config = json.loads(config_path.read_text())
-    model_path = run_dir / model_file
-    if not model_path.is_file():
-        raise FileNotFoundError(f"{model_path} is missing: the run has not finished an epoch yet.")
     unknown = set(partitions) - set(PARTITIONS)
     if unknown:
         raise ValueError(f"Unknown partitions {sorted(unknown)}; choose from {PARTITIONS}.")
-    # A trainer still writing the folder (best.keras of a later epoch)
-    # would leave evaluation files of a model that is no longer its best.
+    # Before the model is chosen and read: a trainer still writing the folder
+    # (best.keras of a later epoch) would leave evaluation files of a model
+    # that is no longer its best.
     with run_folder_lock(run_dir):
-        return _evaluate_locked(run_dir, config, model_path, partitions, convention,
-                                write_plots, progress)
+        return _evaluate_locked(run_dir, config, partitions=partitions, model_file=model_file,
+                                convention=convention, write_plots=write_plots,
+                                progress=progress)
 
 
-def _evaluate_locked(run_dir: pathlib.Path, config: dict, model_path: pathlib.Path,
-                     partitions: Sequence[str], convention: str | None, write_plots: bool,
+def _evaluate_locked(run_dir: pathlib.Path, config: dict, *, partitions: Sequence[str],
+                     model_file: str, convention: str | None, write_plots: bool,
                      progress: bool) -> dict:
     """`evaluate_run`'s work, with the run folder locked."""
     import keras
 
     from recola_sta import layers  # noqa: F401  (registers the custom layers)
 
+    model_path = run_dir / model_file
+    if not model_path.is_file():
+        raise FileNotFoundError(f"{model_path} is missing: the run has not finished an epoch yet.")
     model = keras.models.load_model(model_path, compile=False)
     wanted = list(dict.fromkeys(["dev", *partitions]))
     from recola_sta.train import parse_targets  # here: train imports this module

@@ -356,10 +356,14 @@ def _is_run_folder(run_dir: pathlib.Path) -> bool:
     return isinstance(previous, dict) and {"variant", "corpus_dir"} <= previous.keys()
 
 
-def _check_not_foreign(config: TrainConfig, run_dir: pathlib.Path) -> None:
+def check_run_dir_is_ours(config: TrainConfig, run_dir: pathlib.Path) -> None:
     """Refuses an existing, non-empty `run_dir` that holds no run (a folder
     of the user's), unless --allow_existing_dir: a run writes and cleans up
-    there as in a folder of its own."""
+    there as in a folder of its own. Writes nothing.
+
+    Raises:
+        ValueError: naming the folder and a few of its files.
+    """
     if config.allow_existing_dir or not run_dir.is_dir() or _is_run_folder(run_dir):
         return
     entries = sorted(entry.name for entry in run_dir.iterdir() if entry.name != RUN_LOCK)
@@ -374,16 +378,13 @@ def _check_not_foreign(config: TrainConfig, run_dir: pathlib.Path) -> None:
 
 
 def check_run_folder(config: TrainConfig, run_dir: pathlib.Path) -> None:
-    """The settings guard: refuses an existing folder that holds other files
-    and no run (unless --allow_existing_dir), a run folder made with another
-    network (ARCHITECTURE_KEYS) or, once it holds a checkpoint, a resume with
-    another learning rate or loss (RESUME_KEYS). Writes nothing.
+    """The settings guard: refuses a run folder made with another network
+    (ARCHITECTURE_KEYS) or, once it holds a checkpoint, a resume with another
+    learning rate or loss (RESUME_KEYS). Writes nothing.
 
     Raises:
-        ValueError: naming the folder and a few of its files, or each
-            changed flag, its old and new value.
+        ValueError: naming each changed flag, its old and new value.
     """
-    _check_not_foreign(config, run_dir)
     path = run_dir / "config.json"
     if not path.is_file():
         return
@@ -608,6 +609,8 @@ def run_training(config: TrainConfig, flags_text: str | None = None) -> dict[str
     cluster = distributed.connect(config.distribution, config.worker_timeout_s)
     distributed.check_batch_size(config.batch_size, cluster)
     run_dir = pathlib.Path(config.run_dir)
+    if cluster.is_chief:  # the one process that writes the run folder
+        check_run_dir_is_ours(config, run_dir)
     check_run_folder(config, run_dir)
     cache_dir = config.resolved_cache_dir()
     # Before any work (corpus generation, preprocessing, training): folders

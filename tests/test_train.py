@@ -325,14 +325,15 @@ def test_a_folder_of_other_files_is_refused_as_run_dir_and_left_untouched(tmp_pa
     # A config.json of something else does not make it a run folder.
     (run / "config.json").write_text('{"name": "my-app"}\n')
     with pytest.raises(ValueError, match="holds other files"):
-        train.check_run_folder(_config(tmp_path), run)
+        train.check_run_dir_is_ours(_config(tmp_path), run)
     # The flag lets the run in, and config.json records it.
     (run / "config.json").unlink()
     allowed = _config(tmp_path, allow_existing_dir=True)
+    train.check_run_dir_is_ours(allowed, run)
     train._write_config(allowed, run)
     assert json.loads((run / "config.json").read_text())["allow_existing_dir"] is True
     # Once the run is there, the folder is a run folder: resuming needs no flag.
-    train.check_run_folder(_config(tmp_path), run)
+    train.check_run_dir_is_ours(_config(tmp_path), run)
 
 
 @pytest.mark.parametrize("contents", [{}, {".lock": ""}])
@@ -341,8 +342,8 @@ def test_a_new_or_empty_run_dir_needs_no_flag(tmp_path, contents):
     run.mkdir()
     for name, text in contents.items():  # the lock file of a run killed at its start
         (run / name).write_text(text)
-    train.check_run_folder(_config(tmp_path), run)
-    train.check_run_folder(_config(tmp_path), tmp_path / "missing")
+    train.check_run_dir_is_ours(_config(tmp_path), run)
+    train.check_run_dir_is_ours(_config(tmp_path), tmp_path / "missing")
 
 
 def test_history_keeps_each_finished_epoch_once_across_a_kill(tmp_path, monkeypatch):
