@@ -22,7 +22,7 @@ import pytest
 from recola_sta import io_utils
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-TRIALS = 40
+TRIALS = 80
 PROCESSES = 8
 
 
