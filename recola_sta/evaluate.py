@@ -48,6 +48,21 @@ from recola_sta import (  # noqa: E402
 from recola_sta.corpora import PARTITIONS  # noqa: E402  (train reads evaluate.PARTITIONS)
 
 
+# The lock file of a run folder: one process at a time writes it (train, evaluate).
+RUN_LOCK = ".lock"
+
+
+def run_folder_lock(run_dir: str | os.PathLike):
+    """Holds the run folder `run_dir` for the block (`io_utils.exclusive_lock`).
+
+    `train` holds it while it trains and evaluates, `evaluate_run` while it
+    rewrites the folder's evaluation; a second process is refused with one
+    line naming the holder (`io_utils.LockedError`, exit 2 in the CLIs).
+    """
+    run_dir = pathlib.Path(run_dir)
+    return io_utils.exclusive_lock(run_dir / RUN_LOCK, f"run folder {run_dir}")
+
+
 @dataclasses.dataclass
 class RecordingResult:
     """One recording's predictions at the label rate."""
@@ -419,14 +434,33 @@ def evaluate_run(
         convention: CCC convention; the run's own when None.
         write_plots: write one PNG per recording.
         progress: show a progress bar.
-    """
-    from recola_sta import layers  # noqa: F401  (registers the custom layers)
 
+    Raises:
+        io_utils.LockedError: another process (a trainer) holds the run folder.
+    """
     run_dir = pathlib.Path(run_dir)
     config = run_state.read_config(run_dir)  # a malformed one: named
     if config is None:
         raise FileNotFoundError(f"{run_dir / run_state.CONFIG_NAME} is missing: --run_dir must "
                                 "be a training run folder.")
+    unknown = set(partitions) - set(PARTITIONS)
+    if unknown:
+        raise ValueError(f"Unknown partitions {sorted(unknown)}; choose from {PARTITIONS}.")
+    # Before the model is chosen and read: a trainer still writing the folder
+    # (the best model of a later epoch) would leave evaluation files of a
+    # model that is no longer its best.
+    with run_folder_lock(run_dir):
+        return _evaluate_locked(run_dir, config, partitions=partitions, model_file=model_file,
+                                convention=convention, write_plots=write_plots,
+                                progress=progress)
+
+
+def _evaluate_locked(run_dir: pathlib.Path, config: dict, *, partitions: Sequence[str],
+                     model_file: str | None, convention: str | None, write_plots: bool,
+                     progress: bool) -> dict:
+    """`evaluate_run`'s work, with the run folder locked."""
+    from recola_sta import layers  # noqa: F401  (registers the custom layers)
+
     if model_file is None:
         model_path = run_state.best_model_path(run_dir)
     else:
@@ -434,9 +468,6 @@ def evaluate_run(
         if not model_path.is_file():
             raise FileNotFoundError(f"{model_path} is missing: the run has not finished an "
                                     "epoch yet, or --model_file names no file of the run.")
-    unknown = set(partitions) - set(PARTITIONS)
-    if unknown:
-        raise ValueError(f"Unknown partitions {sorted(unknown)}; choose from {PARTITIONS}.")
     last = run_dir / run_state.LAST_NAME
     hint = "train the run again in a new --run_dir"
     if model_path != last and last.is_file():

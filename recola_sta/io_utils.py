@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import json
 import os
 import pathlib
@@ -140,53 +141,67 @@ class LockedError(ValueError):
     """Another live process holds the lock."""
 
 
-def _holder_alive(holder: dict) -> bool:
-    if holder.get("host") != socket.gethostname():
-        return True  # cannot tell: assume alive
+def _holder(fd: int) -> str:
+    """Who holds the lock whose file is open as `fd`, as its holder wrote it
+    ("process PID on HOST"), or "another process" before it has written."""
     try:
-        os.kill(int(holder["pid"]), 0)
-    except (ProcessLookupError, ValueError, KeyError, TypeError):
-        return False
-    except PermissionError:
-        return True
-    return True
+        holder = json.loads(os.pread(fd, 4096, 0).decode("utf-8"))
+        return f"process {int(holder['pid'])} on {holder['host']}"
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return "another process"
 
 
 @contextlib.contextmanager
 def exclusive_lock(path: str | os.PathLike, what: str) -> Iterator[None]:
-    """Holds `path` as a lock file for the block; refuses a second live holder.
+    """Holds `path` as a lock file for the block; refuses a second holder.
 
-    The file is created with O_EXCL and holds the holder's host and pid. A
-    lock left by a process that no longer runs on this host (killed) is
-    stale and taken over; a live holder raises `LockedError` naming it.
-    Released (removed) when the block ends, however it ends.
+    The lock is the operating system's (`fcntl.flock`, exclusive, not
+    waiting) on the file `path`, created if missing and never deleted: two
+    processes cannot both hold it, whatever their timing, and the kernel
+    releases it when its holder ends, however it ends (killed too), so a
+    lock left behind never blocks anyone. Once it holds the lock, the holder
+    writes its pid and host into the file, for the message a second process
+    gets (`LockedError`, naming `what`, the holder and the file). The lock is
+    per open file: a second `exclusive_lock` on the same path conflicts even
+    within one process.
+
+    Raises:
+        LockedError: another process (or another open of `path`) holds it.
+        ValueError: the file system of `path` supports no locks.
     """
     path = pathlib.Path(path)
-    me = {"host": socket.gethostname(), "pid": os.getpid()}
-    for _ in range(2):
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
-            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-        except FileExistsError:
-            try:
-                holder = json.loads(path.read_text() or "{}")
-            except (OSError, json.JSONDecodeError):
-                holder = {}
-            if holder and _holder_alive(holder):
-                raise LockedError(
-                    f"{what} is in use by process {holder.get('pid')} on "
-                    f"{holder.get('host')} (lock file {path}); wait for it to finish, or "
-                    "remove the lock file if that process is gone.") from None
-            path.unlink(missing_ok=True)  # stale: its holder is dead
-            continue
-        with os.fdopen(fd, "w") as f:
-            json.dump(me, f)
-        break
-    else:
-        raise LockedError(f"Could not take the lock {path} for {what}.")
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = _holder(fd)
+            os.close(fd)
+            raise LockedError(
+                f"{what} is in use by {holder} (lock file {path}); wait for it to finish. "
+                "The lock is released when that process ends, however it ends.") from None
+        except OSError as e:
+            os.close(fd)
+            raise ValueError(f"{what}: cannot lock {path} ({e.strerror or e}); choose a "
+                             "folder on a file system that supports file locks.") from None
+        # The file may have been deleted (by hand) between the open and the
+        # lock; a lock on a file that no longer has that name locks nothing.
+        try:
+            if os.path.samestat(os.fstat(fd), os.stat(path)):
+                break
+        except FileNotFoundError:
+            pass
+        os.close(fd)
     try:
+        me = json.dumps({"host": socket.gethostname(), "pid": os.getpid()}).encode("utf-8")
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, me, 0)
         yield
     finally:
-        path.unlink(missing_ok=True)
+        try:
+            os.ftruncate(fd, 0)  # no stale holder named once it is free
+        finally:
+            os.close(fd)  # releases the lock
 
 
 def is_temporary(name: str) -> bool:

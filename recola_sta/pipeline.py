@@ -6,7 +6,9 @@ recording's last incomplete clip is dropped. Clips are decoded once and kept
 in memory (`cache()`), shuffled over the whole training set each epoch,
 augmented at random with one parameter set per clip (the same flip and colour
 change for all its frames, so augmentation never creates motion), batched and
-prefetched.
+prefetched. `train_dataset` is one such epoch; `train_epochs`, which `train`
+uses, streams them one after another, each epoch's order and augmentation
+drawn from (seed, epoch) alone, so a resumed run can start at any epoch.
 
 Evaluation: every sample of one recording, in time order, in clips of
 `frames`; the last clip is padded by repeating its last frame, with weight 0
@@ -261,6 +263,93 @@ def train_steps_per_epoch(
     return n // batch_size if drop_remainder else -(-n // batch_size)
 
 
+@dataclasses.dataclass(frozen=True)
+class _TrainingClips:
+    """What `train_dataset` and `train_epochs` read: the training shards and
+    how to turn them into uint8 clips."""
+
+    files: list[str]
+    total: int  # whole clips over all the shards
+    frames: int
+    size: int
+    targets: tuple[str, ...]
+
+    def read(self, files: tf.data.Dataset, deterministic: bool) -> tf.data.Dataset:
+        """The clips of `files` (paths), interleaved over the shards."""
+        frames, size, targets = self.frames, self.size, self.targets
+        parse = _parse_fn(list(targets), targets)
+
+        def clips_of_shard(path: tf.Tensor) -> tf.data.Dataset:
+            # The order of a recording's samples is the order of its frames:
+            # this map stays deterministic whatever `deterministic` says.
+            return (
+                tf.data.TFRecordDataset(path)
+                .map(parse, num_parallel_calls=AUTOTUNE, deterministic=True)
+                .batch(frames, drop_remainder=True)
+                .map(_to_clip)
+            )
+
+        ds = files.interleave(
+            clips_of_shard,
+            cycle_length=min(len(self.files), 8),
+            num_parallel_calls=AUTOTUNE,
+            deterministic=deterministic,
+        )
+        return ds.map(
+            lambda x, y, w: (
+                tf.ensure_shape(x, [frames, size, size, 3]),
+                tf.ensure_shape(y, [frames, len(targets)]),
+                tf.ensure_shape(w, _weights_shape(frames, targets)),
+            )
+        )
+
+    def shuffle_buffer(self, cache_in_memory: bool) -> int:
+        # A buffer of the whole set is a uniform permutation per epoch; clips
+        # are small (T x S x S x 3 uint8), so the set fits where the cache does.
+        return self.total if cache_in_memory else min(self.total, 1024)
+
+
+def _training_clips(cache_dir: pathlib.Path, partitions: Sequence[str],
+                    target: str | Sequence[str], frames: int,
+                    batch_size: int) -> _TrainingClips:
+    """Checks the arguments and the cache; the training shards to read."""
+    _check_sizes(frames, batch_size)
+    manifest = cache.read_manifest(cache_dir)
+    targets = as_targets(target)
+    entries = _select_entries(manifest, cache_dir, partitions, targets)
+    total = sum(e.num_samples // frames for e in entries)
+    if total == 0:
+        longest = max(e.num_samples for e in entries)
+        raise ValueError(
+            f"No clip of {frames} samples in partitions {tuple(partitions)} of the cache "
+            f"{cache_dir}: the longest recording has {longest} samples."
+        )
+    files = [_shard_file(cache_dir, e) for e in entries if e.num_samples >= frames]
+    return _TrainingClips(files, total, frames, manifest.size, targets)
+
+
+def _augment_and_batch(ds: tf.data.Dataset, seeds: tf.data.Dataset | None,
+                       params: Augmentation, batch_size: int, drop_remainder: bool,
+                       deterministic: bool) -> tf.data.Dataset:
+    """uint8 clips -> float batches, each clip augmented with its seed from
+    `seeds` (int64 pairs; None: no augmentation)."""
+    if seeds is not None:
+        ds = tf.data.Dataset.zip(ds, seeds).map(
+            lambda clip, s: (augment_clip(clip[0], s, params), clip[1], clip[2]),
+            num_parallel_calls=AUTOTUNE,
+            deterministic=deterministic,
+        )
+    else:
+        ds = ds.map(_to_float, num_parallel_calls=AUTOTUNE, deterministic=deterministic)
+    return ds.batch(batch_size, drop_remainder=drop_remainder)
+
+
+def _with_determinism(ds: tf.data.Dataset, deterministic: bool) -> tf.data.Dataset:
+    options = tf.data.Options()
+    options.deterministic = deterministic
+    return ds.prefetch(AUTOTUNE).with_options(options)
+
+
 def train_dataset(
     cache_dir: str | os.PathLike,
     *,
@@ -300,78 +389,124 @@ def train_dataset(
     Returns:
         A `tf.data.Dataset` of one epoch of `(clips, labels, weights)`, see
         the module docstring; repeat it (or call `fit` per epoch) for more.
+        Each repetition draws its order and augmentation from generators
+        that run on from the previous one: a run that starts again at a
+        later epoch should use `train_epochs`.
 
     Raises:
         FileNotFoundError: the cache or a shard is missing.
         ValueError: unknown partition or target, bad sizes, no clips.
     """
-    _check_sizes(frames, batch_size)
     cache_dir = pathlib.Path(cache_dir)
-    manifest = cache.read_manifest(cache_dir)
-    targets = as_targets(target)
-    entries = _select_entries(manifest, cache_dir, partitions, targets)
-    total = sum(e.num_samples // frames for e in entries)
-    if total == 0:
-        longest = max(e.num_samples for e in entries)
-        raise ValueError(
-            f"No clip of {frames} samples in partitions {tuple(partitions)} of the cache "
-            f"{cache_dir}: the longest recording has {longest} samples."
-        )
-    files = [_shard_file(cache_dir, e) for e in entries if e.num_samples >= frames]
+    clips = _training_clips(cache_dir, partitions, target, frames, batch_size)
     if deterministic and seed is None:
         seed = 0
     shuffle_seed = None if seed is None else seed
     augment_seed = None if seed is None else seed + 1
-    params = augmentation or Augmentation()
-    size = manifest.size
-    parse = _parse_fn(list(targets), targets)
-
-    def clips_of_shard(path: tf.Tensor) -> tf.data.Dataset:
-        # The order of a recording's samples is the order of its frames:
-        # this map stays deterministic whatever `deterministic` says.
-        return (
-            tf.data.TFRecordDataset(path)
-            .map(parse, num_parallel_calls=AUTOTUNE, deterministic=True)
-            .batch(frames, drop_remainder=True)
-            .map(_to_clip)
-        )
-
-    ds = tf.data.Dataset.from_tensor_slices(files)
+    files = tf.data.Dataset.from_tensor_slices(clips.files)
     if shuffle and not cache_in_memory:
-        ds = ds.shuffle(len(files), seed=shuffle_seed, reshuffle_each_iteration=True)
-    ds = ds.interleave(
-        clips_of_shard,
-        cycle_length=min(len(files), 8),
-        num_parallel_calls=AUTOTUNE,
-        deterministic=deterministic,
-    )
-    ds = ds.map(
-        lambda x, y, w: (
-            tf.ensure_shape(x, [frames, size, size, 3]),
-            tf.ensure_shape(y, [frames, len(targets)]),
-            tf.ensure_shape(w, _weights_shape(frames, targets)),
-        )
-    )
+        files = files.shuffle(len(clips.files), seed=shuffle_seed, reshuffle_each_iteration=True)
+    ds = clips.read(files, deterministic)
     if cache_in_memory:
         ds = ds.cache()
     if shuffle:
-        # A buffer of the whole set is a uniform permutation per epoch; clips
-        # are small (T x S x S x 3 uint8), so the set fits where the cache does.
-        buffer = total if cache_in_memory else min(total, 1024)
-        ds = ds.shuffle(buffer, seed=shuffle_seed, reshuffle_each_iteration=True)
-    if augment:
-        seeds = tf.data.Dataset.random(seed=augment_seed, rerandomize_each_iteration=True).batch(2)
-        ds = tf.data.Dataset.zip(ds, seeds).map(
-            lambda clip, s: (augment_clip(clip[0], s, params), clip[1], clip[2]),
-            num_parallel_calls=AUTOTUNE,
-            deterministic=deterministic,
-        )
-    else:
-        ds = ds.map(_to_float, num_parallel_calls=AUTOTUNE, deterministic=deterministic)
-    ds = ds.batch(batch_size, drop_remainder=drop_remainder).prefetch(AUTOTUNE)
-    options = tf.data.Options()
-    options.deterministic = deterministic
-    return ds.with_options(options)
+        ds = ds.shuffle(clips.shuffle_buffer(cache_in_memory), seed=shuffle_seed,
+                        reshuffle_each_iteration=True)
+    seeds = (tf.data.Dataset.random(seed=augment_seed, rerandomize_each_iteration=True).batch(2)
+             if augment else None)
+    ds = _augment_and_batch(ds, seeds, augmentation or Augmentation(), batch_size,
+                            drop_remainder, deterministic)
+    return _with_determinism(ds, deterministic)
+
+
+def epoch_seeds(seed: int | tf.Tensor, epoch: int | tf.Tensor) -> tf.Tensor:
+    """The int64 seeds of one training epoch of `train_epochs`: the order of
+    the shards, the order of the clips, and the augmentation's; a function of
+    (`seed`, `epoch`) alone (Philox, the same on every device)."""
+    key = tf.stack([tf.cast(seed, tf.int64), tf.cast(epoch, tf.int64)])
+    return tf.random.stateless_uniform([3], key, minval=None, maxval=None, dtype=tf.int64,
+                                       alg="philox")
+
+
+def train_epochs(
+    cache_dir: str | os.PathLike,
+    *,
+    first_epoch: int = 0,
+    skip_batches: int = 0,
+    partitions: Sequence[str] = ("train",),
+    target: str | Sequence[str] = "valence",
+    frames: int = 16,
+    batch_size: int = 16,
+    augment: bool = True,
+    seed: int = 0,
+    deterministic: bool = False,
+    augmentation: Augmentation | None = None,
+    drop_remainder: bool = False,
+    cache_in_memory: bool = True,
+) -> tf.data.Dataset:
+    """Shuffled training batches epoch after epoch, from `first_epoch` on, without end.
+
+    Epoch `e` is one pass over the training clips, as `train_dataset` yields
+    it, whose clip order and augmentation are drawn from seeds of (`seed`,
+    `e`) alone (`epoch_seeds`), not from generators that ran through the
+    earlier epochs. A run stopped after epoch k and started again with
+    `first_epoch=k` therefore gets the batches an uninterrupted run gets from
+    epoch k on; with `deterministic` (a fixed element order) they are equal
+    bit for bit.
+
+    Args:
+        cache_dir: preprocess cache folder.
+        first_epoch: the pass to start with (0-based).
+        skip_batches: batches of that pass to leave out first (a run whose
+            epochs are capped shorter than a pass resumes inside one).
+        seed: the run's seed.
+        partitions, target, frames, batch_size, augment, deterministic,
+            augmentation, drop_remainder, cache_in_memory: as for
+            `train_dataset` (clips are always shuffled).
+
+    Returns:
+        An infinite `tf.data.Dataset` of `(clips, labels, weights)` batches;
+        every pass has `train_steps_per_epoch` batches (the last one of a
+        pass may be short unless `drop_remainder`).
+
+    Raises:
+        FileNotFoundError: the cache or a shard is missing.
+        ValueError: unknown partition or target, bad sizes, no clips, a
+            negative `first_epoch` or `skip_batches`.
+    """
+    if first_epoch < 0 or skip_batches < 0:
+        raise ValueError(f"first_epoch and skip_batches must be >= 0. Received: "
+                         f"first_epoch={first_epoch}, skip_batches={skip_batches}")
+    cache_dir = pathlib.Path(cache_dir)
+    clips = _training_clips(cache_dir, partitions, target, frames, batch_size)
+    params = augmentation or Augmentation()
+    files = tf.data.Dataset.from_tensor_slices(clips.files)
+    # Decoded once, kept in memory, and shared by every pass.
+    cached = clips.read(files, deterministic).cache() if cache_in_memory else None
+    buffer = clips.shuffle_buffer(cache_in_memory)
+
+    def one_epoch(epoch: tf.Tensor) -> tf.data.Dataset:
+        # This function's graph takes no graph-level seed: the epoch's seeds
+        # below are whole, and `shuffle` would compare a graph seed of 0
+        # (keras.utils.set_random_seed(0)) with the seed tensor in Python.
+        tf.random.set_seed(None)
+        seeds = epoch_seeds(seed, epoch)
+        if cached is None:
+            ds = clips.read(files.shuffle(len(clips.files), seed=seeds[0]), deterministic)
+        else:
+            ds = cached
+        ds = ds.shuffle(buffer, seed=seeds[1])
+        clip_seeds = None
+        if augment:  # clip i of the epoch: (the epoch's augmentation seed, i)
+            clip_seeds = tf.data.Dataset.range(clips.total).map(
+                lambda i: tf.stack([seeds[2], i]))
+        return _augment_and_batch(ds, clip_seeds, params, batch_size, drop_remainder,
+                                  deterministic)
+
+    ds = tf.data.Dataset.range(first_epoch, tf.int64.max).flat_map(one_epoch)
+    if skip_batches:
+        ds = ds.skip(skip_batches)
+    return _with_determinism(ds, deterministic)
 
 
 def eval_dataset(

@@ -112,6 +112,10 @@ class TrainConfig:
         check=bool, expected="a corpus folder")
     corpus_kind: str = setting("synthetic", help="Corpus layout.", choices=corpora.CORPUS_KINDS)
     run_dir: str = setting("runs/default", help="Output folder of the run; re-running resumes it.")
+    # A folder that holds other files is refused without it (`check_run_folder`).
+    allow_existing_dir: bool = setting(
+        False, help="Write the run into an existing --run_dir that holds other files and no "
+                    "run; they are kept (a file with a name the run writes is replaced).")
     cache_dir: str = setting("", help="Preprocess cache; default data/cache/<corpus>_<size>.")
     variant: str = setting("3d_cnn_sta", help="Network.", choices=models.VARIANTS)
     size: int = setting(96, help="Side of the aligned face crops, pixels.",
@@ -182,7 +186,9 @@ class TrainConfig:
              "augment). The same draws and mapping either way.")
     seed: int = setting(0, help="Random seed.")
     # Same seed, same run: tf.data keeps its element order and TensorFlow's
-    # ops their reduction order (tf.config.experimental.enable_op_determinism).
+    # ops their reduction order (tf.config.experimental.enable_op_determinism);
+    # a resumed run trains on as the uninterrupted one would (each epoch's
+    # draws depend on the seed and the epoch alone, `EpochSeeds`).
     # Off by default: the parallel input pipeline then hands over whichever
     # clip is ready first (BUILD_NOTES.md, "Reproducibility").
     deterministic: bool = setting(
@@ -268,6 +274,8 @@ class TrainConfig:
                              "when --target names several targets.")
 
 
+# The run folder's lock file (`evaluate.run_folder_lock`).
+RUN_LOCK = evaluate.RUN_LOCK
 # A serving output of the SavedModel beside the targets' (export.py).
 _RESERVED_TARGETS = ("attention",)
 
@@ -332,6 +340,43 @@ def _config_payload(config: TrainConfig) -> dict[str, Any]:
     payload = dataclasses.asdict(config)
     payload["cache_dir"] = config.resolved_cache_dir()
     return json.loads(json.dumps(payload))  # tuples -> lists, as read back
+
+
+def _is_run_folder(run_dir: pathlib.Path) -> bool:
+    """Whether `run_dir` holds a run of `train`: a config.json with the run's
+    settings (one that is not JSON counts, for `check_run_folder` to name it)
+    or a checkpoint state."""
+    if (run_dir / "checkpoints" / "state.json").is_file():
+        return True
+    path = run_dir / "config.json"
+    if not path.is_file():
+        return False
+    try:
+        previous = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return True
+    return isinstance(previous, dict) and {"variant", "corpus_dir"} <= previous.keys()
+
+
+def check_run_dir_is_ours(config: TrainConfig, run_dir: pathlib.Path) -> None:
+    """Refuses an existing, non-empty `run_dir` that holds no run (a folder
+    of the user's), unless --allow_existing_dir: a run writes and cleans up
+    there as in a folder of its own. Writes nothing.
+
+    Raises:
+        ValueError: naming the folder and a few of its files.
+    """
+    if config.allow_existing_dir or not run_dir.is_dir() or _is_run_folder(run_dir):
+        return
+    entries = sorted(entry.name for entry in run_dir.iterdir() if entry.name != RUN_LOCK)
+    if entries:
+        shown = ", ".join(entries[:3]) + (f" and {len(entries) - 3} more" if len(entries) > 3
+                                          else "")
+        raise ValueError(
+            f"--run_dir={run_dir} is a folder that holds other files ({shown}) and no "
+            "training run (no config.json); choose a new or empty --run_dir, or pass "
+            "--allow_existing_dir to write the run beside them."
+        )
 
 
 def check_run_folder(config: TrainConfig, run_dir: pathlib.Path) -> None:
@@ -638,6 +683,8 @@ def run_training(config: TrainConfig, flags_text: str | None = None) -> dict[str
     cluster = distributed.connect(config.distribution, config.worker_timeout_s)
     distributed.check_batch_size(config.batch_size, cluster)
     run_dir = pathlib.Path(config.run_dir)
+    if cluster.is_chief:  # the one process that writes the run folder
+        check_run_dir_is_ours(config, run_dir)
     check_run_folder(config, run_dir)
     run_state.check_files(run_dir)  # before hours of training find a broken file
     cache_dir = config.resolved_cache_dir()
@@ -653,15 +700,16 @@ def run_training(config: TrainConfig, flags_text: str | None = None) -> dict[str
     manifest = _prepare_cache(config, cache_dir)
     if not cluster.is_chief:
         # Trains in step with the chief; writes nothing.
-        train_ds, steps_per_epoch, _ = _train_inputs(config, manifest, cache_dir)
+        _seed_process(config)
         with cluster.scope():
             model, initial_epoch, _, _ = _model_for_run(config, run_dir)
+        train_ds, steps_per_epoch, _ = _train_inputs(config, manifest, cache_dir, initial_epoch)
         history = distributed.fit(
             model, cluster, train_ds, steps_per_epoch=steps_per_epoch, epochs=config.epochs,
             initial_epoch=initial_epoch, validate=None, verbose=config.progress)
         return distributed.worker_summary(cluster, history, model)
     run_dir.mkdir(parents=True, exist_ok=True)
-    with io_utils.exclusive_lock(run_dir / ".lock", f"run folder {run_dir}"):
+    with evaluate.run_folder_lock(run_dir):
         # Temporary files of a killed earlier run (atomic writes never renamed).
         io_utils.remove_temporaries(run_dir)
         io_utils.remove_temporaries(run_dir / "checkpoints")
@@ -688,31 +736,78 @@ def _prepare_cache(config: TrainConfig, cache_dir: str) -> cache.Manifest:
     return manifest
 
 
-def _train_inputs(config: TrainConfig, manifest: cache.Manifest, cache_dir: str):
-    """Seeds the process; returns (repeated training batches, steps per epoch,
-    validation batches)."""
+def _seed_process(config: TrainConfig) -> None:
+    """Seeds the process (before a new model draws its initial weights) and,
+    with --deterministic, makes TensorFlow's ops keep their reduction order."""
     keras.utils.set_random_seed(config.seed)
     if config.deterministic:
         tf.config.experimental.enable_op_determinism()
-    train_ds = pipeline.train_dataset(
-        cache_dir, target=config.targets, frames=config.frames, batch_size=config.batch_size,
-        augment=config.augment and config.augment_on == "pipeline", shuffle=True,
-        seed=config.seed,
+
+
+def _train_inputs(config: TrainConfig, manifest: cache.Manifest, cache_dir: str,
+                  initial_epoch: int):
+    """Returns (training batches from epoch `initial_epoch` on, steps per
+    epoch, validation batches).
+
+    Each epoch's clip order and augmentation are drawn from (--seed, epoch)
+    alone (`pipeline.train_epochs`), so a resumed run trains on the batches
+    the uninterrupted run would have.
+    """
+    # An epoch is one pass over the training clips. The stream has no end
+    # and the pass length is given explicitly: Keras then knows the epoch
+    # size (no "ran out of data" stop), and a capped epoch
+    # (--max_steps_per_epoch) does not truncate a pass, which would keep the
+    # pipeline's in-memory cache from ever completing; the next epoch goes
+    # on where it stopped, and a resumed run starts at that same batch.
+    steps_per_pass = pipeline.train_steps_per_epoch(
+        manifest, frames=config.frames, batch_size=config.batch_size
+    )
+    steps_per_epoch = steps_per_pass
+    if config.max_steps_per_epoch:
+        steps_per_epoch = min(steps_per_pass, config.max_steps_per_epoch)
+    # (No clip at all gives 0 steps; train_epochs then says so.)
+    first_pass, skip_batches = divmod(initial_epoch * steps_per_epoch, max(steps_per_pass, 1))
+    train_ds = pipeline.train_epochs(
+        cache_dir, first_epoch=first_pass, skip_batches=skip_batches,
+        target=config.targets, frames=config.frames, batch_size=config.batch_size,
+        augment=config.augment and config.augment_on == "pipeline", seed=config.seed,
         # Distributed workers must each build the same clip order.
         deterministic=config.deterministic or config.distribution != "none",
     )
-    # An epoch is one pass over the training clips. The dataset is repeated
-    # and the pass length given explicitly: Keras then knows the epoch size
-    # (no "ran out of data" stop), and a capped epoch (--max_steps_per_epoch)
-    # does not truncate a pass, which would keep the pipeline's in-memory
-    # cache from ever completing.
-    # (train_dataset has already refused a corpus without a whole clip.)
-    steps_per_epoch = pipeline.train_steps_per_epoch(
-        manifest, frames=config.frames, batch_size=config.batch_size
-    )
-    if config.max_steps_per_epoch:
-        steps_per_epoch = min(steps_per_epoch, config.max_steps_per_epoch)
-    return train_ds.repeat(), steps_per_epoch, _validation_dataset(cache_dir, manifest, config)
+    return train_ds, steps_per_epoch, _validation_dataset(cache_dir, manifest, config)
+
+
+class EpochSeeds(keras.callbacks.Callback):
+    """Reseeds the model's random generators at the start of every epoch.
+
+    Dropout and the in-model augmentation draw from Keras `SeedGenerator`s
+    whose state advances with every step and is not saved in a `.keras`
+    file. Setting each one, before epoch e, to a state derived from
+    (--seed, e, its position in the model) makes an epoch's draws depend on
+    the seed and the epoch alone, so a run resumed from
+    `checkpoints/last.keras` draws the masks the uninterrupted run would.
+    """
+
+    def __init__(self, seed: int):
+        super().__init__()
+        self.seed = seed
+
+    def on_epoch_begin(self, epoch: int, logs: dict[str, float] | None = None) -> None:
+        reseed_generators(self.model, self.seed, epoch)
+
+
+def reseed_generators(model: keras.Model, seed: int, epoch: int) -> int:
+    """Sets the state of every `SeedGenerator` of `model` (in layer order) to
+    one derived from (`seed`, `epoch`, its position); returns how many.
+
+    `model.variables` holds the generators' states (Keras names each
+    "seed_generator_state"): (seed, number of draws so far).
+    """
+    states = [v for v in model.variables if v.name == "seed_generator_state"]
+    for k, state in enumerate(states):
+        start = np.random.SeedSequence([seed, epoch, k]).generate_state(1, np.uint32)[0]
+        state.assign(np.array([start, 0], dtype=keras.backend.standardize_dtype(state.dtype)))
+    return len(states)
 
 
 def _model_for_run(config: TrainConfig, run_dir: pathlib.Path):
@@ -759,9 +854,10 @@ def _fit(config: TrainConfig, run_dir: pathlib.Path, cache_dir: str, manifest: c
          cluster: distributed.Cluster) -> int:
     """Trains (or resumes) up to `--epochs`, checkpointing every epoch;
     returns the best epoch (by dev CCC)."""
-    train_ds, steps_per_epoch, val_ds = _train_inputs(config, manifest, cache_dir)
+    _seed_process(config)
     with cluster.scope():
         model, initial_epoch, best, best_epoch = _model_for_run(config, run_dir)
+    train_ds, steps_per_epoch, val_ds = _train_inputs(config, manifest, cache_dir, initial_epoch)
     if config.progress:
         model.summary(print_fn=lambda line, **_: print(line), line_length=100)
     if initial_epoch >= config.epochs:
@@ -773,6 +869,7 @@ def _fit(config: TrainConfig, run_dir: pathlib.Path, cache_dir: str, manifest: c
     callbacks = [StopOnNonFiniteLoss(config.learning_rate, run_dir), checkpoint,
                  keras.callbacks.TensorBoard(log_dir=str(run_dir / "logs"))]
     if cluster.strategy is None:
+        callbacks.insert(0, EpochSeeds(config.seed))
         model.fit(
             train_ds, validation_data=val_ds, epochs=config.epochs,
             steps_per_epoch=steps_per_epoch, initial_epoch=initial_epoch,

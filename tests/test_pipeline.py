@@ -139,6 +139,31 @@ def test_seeded_deterministic_pipeline_is_reproducible(cache_dir):
     assert not np.array_equal(a[0], c[0])
 
 
+def test_train_epochs_draw_each_epoch_from_the_seed_and_the_epoch_alone(cache_dir):
+    """A stream started at a later epoch, or inside one, yields what the
+    stream from epoch 0 yields there: a resumed run trains on the batches of
+    the uninterrupted one."""
+    manifest = cache.read_manifest(cache_dir)
+    steps = pipeline.train_steps_per_epoch(manifest, frames=8, batch_size=4)
+
+    def batches(n, **kwargs):
+        ds = pipeline.train_epochs(cache_dir, frames=8, batch_size=4, deterministic=True,
+                                   **{"seed": 5, **kwargs})
+        return [x for x, _, _ in ds.take(n).as_numpy_iterator()]
+
+    tf.random.set_seed(0)  # as keras.utils.set_random_seed(0) leaves a training process
+    try:
+        full = batches(3 * steps)
+        for later, start in ((batches(2 * steps, first_epoch=1), steps),
+                             (batches(steps, first_epoch=1, skip_batches=1), steps + 1)):
+            for a, b in zip(later, full[start:], strict=False):
+                np.testing.assert_array_equal(a, b)
+    finally:
+        tf.random.set_seed(None)
+    assert not np.array_equal(full[0], full[steps])  # each epoch its own order and draws
+    assert not np.array_equal(full[0], batches(1, seed=6)[0])
+
+
 def test_eval_dataset_yields_every_sample_in_order(cache_dir):
     ds = pipeline.eval_dataset(cache_dir, "train_1", frames=8, batch_size=2)
     x, y, w = _all(ds)

@@ -251,8 +251,10 @@ def test_synthetic_preset_flag_choices():
         "from recola_sta import train\n"
         "train.define_flags()\n"
         "FLAGS = flags.FLAGS\n"
-        "FLAGS(['train', '--corpus_dir=c', '--synthetic_preset=recola_like'])\n"
+        "FLAGS(['train', '--corpus_dir=c', '--synthetic_preset=recola_like', "
+        "'--allow_existing_dir'])\n"
         "print('parsed', train.config_from_flags(FLAGS).synthetic_preset)\n"
+        "print('allow_existing_dir', train.config_from_flags(FLAGS).allow_existing_dir)\n"
         "FLAGS.unparse_flags()\n"
         "try:\n"
         "    FLAGS(['train', '--corpus_dir=c', '--synthetic_preset=recola'])\n"
@@ -264,7 +266,7 @@ def test_synthetic_preset_flag_choices():
                             env=env, cwd=ROOT, timeout=120)
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
-    assert "parsed recola_like" in lines
+    assert "parsed recola_like" in lines and "allow_existing_dir True" in lines
     refused, = [line for line in lines if line.startswith("refused")]
     assert "--synthetic_preset=recola" in refused and "default|recola_like" in refused
 
@@ -291,17 +293,18 @@ def test_a_run_folder_in_use_is_refused_and_a_killed_runs_leftovers_are_cleared(
     _write_cache(tmp_path / "cache")
     config = _config(tmp_path)
     run = tmp_path / "run"
-    (run / "checkpoints").mkdir(parents=True)
-    # A live holder (this very process) keeps a second run out, naming itself.
+    run.mkdir()
+    train._write_config(config, run)  # as a run killed during its first epoch left it
+    (run / "checkpoints").mkdir()
+    # A holder (here another open of the lock file in this very process)
+    # keeps a second run out, naming itself.
+    with io_utils.exclusive_lock(run / ".lock", "a trainer"):
+        with pytest.raises(io_utils.LockedError, match=rf"in use by process {os.getpid()}"):
+            train.run_training(config, flags_text="--x\n")
+    assert not (run / "flags.cfg").exists()
+    # The lock file a killed run left holds nothing, whatever it names (here a
+    # live process: pids are reused); a killed run's temporaries go too.
     (run / ".lock").write_text(json.dumps({"host": socket.gethostname(), "pid": os.getpid()}))
-    with pytest.raises(io_utils.LockedError, match=rf"in use by process {os.getpid()}"):
-        train.run_training(config)
-    assert not (run / "config.json").exists()
-    # A lock whose process is gone is stale; a killed run's temporaries go too.
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
-                          capture_output=True, text=True, check=True)
-    (run / ".lock").write_text(json.dumps({"host": socket.gethostname(),
-                                           "pid": int(dead.stdout)}))
     leftover = run / "checkpoints" / f"{io_utils.TEMP_PREFIX}last.keras.k1ll3d.keras"
     leftover.write_bytes(b"half a model")
     # The run takes the folder and trains; it then stops at evaluation, which
@@ -310,7 +313,50 @@ def test_a_run_folder_in_use_is_refused_and_a_killed_runs_leftovers_are_cleared(
         train.run_training(config)
     assert (run / "config.json").is_file() and (run / "checkpoints" / "last.keras").is_file()
     assert not leftover.exists()
-    assert not (run / ".lock").exists()  # released however the run ends
+    with io_utils.exclusive_lock(run / ".lock", "the next run"):
+        pass  # released however the run ends
+
+
+USER_FILES = {".env.local": "TOKEN=1\n", ".eslintrc.json": "{}\n", "notes.txt": "mine\n"}
+
+
+def test_a_folder_of_other_files_is_refused_as_run_dir_and_left_untouched(tmp_path,
+                                                                          no_preprocess):
+    _write_cache(tmp_path / "cache")
+    run = tmp_path / "run"
+    run.mkdir()
+    for name, text in USER_FILES.items():
+        (run / name).write_text(text)
+    with pytest.raises(ValueError) as info:
+        train.run_training(_config(tmp_path), flags_text="--x\n")
+    assert str(info.value) == (
+        f"--run_dir={run} is a folder that holds other files (.env.local, .eslintrc.json, "
+        "notes.txt) and no training run (no config.json); choose a new or empty --run_dir, "
+        "or pass --allow_existing_dir to write the run beside them.")
+    assert {p.name: p.read_text() for p in run.iterdir()} == USER_FILES
+    assert not no_preprocess  # refused before any work
+    # A config.json of something else does not make it a run folder.
+    (run / "config.json").write_text('{"name": "my-app"}\n')
+    with pytest.raises(ValueError, match="holds other files"):
+        train.check_run_dir_is_ours(_config(tmp_path), run)
+    # The flag lets the run in, and config.json records it.
+    (run / "config.json").unlink()
+    allowed = _config(tmp_path, allow_existing_dir=True)
+    train.check_run_dir_is_ours(allowed, run)
+    train._write_config(allowed, run)
+    assert json.loads((run / "config.json").read_text())["allow_existing_dir"] is True
+    # Once the run is there, the folder is a run folder: resuming needs no flag.
+    train.check_run_dir_is_ours(_config(tmp_path), run)
+
+
+@pytest.mark.parametrize("contents", [{}, {".lock": ""}])
+def test_a_new_or_empty_run_dir_needs_no_flag(tmp_path, contents):
+    run = tmp_path / "run"
+    run.mkdir()
+    for name, text in contents.items():  # the lock file of a run killed at its start
+        (run / name).write_text(text)
+    train.check_run_dir_is_ours(_config(tmp_path), run)
+    train.check_run_dir_is_ours(_config(tmp_path), tmp_path / "missing")
 
 
 def test_history_keeps_each_finished_epoch_once_across_a_kill(tmp_path, monkeypatch):
@@ -364,7 +410,7 @@ def test_deterministic_fixes_the_pipeline_order_and_the_ops(tmp_path, no_preproc
     def spy(*args, **kwargs):
         calls["pipeline"] = kwargs["deterministic"]
         raise KeyboardInterrupt  # stop before any training
-    monkeypatch.setattr(pipeline, "train_dataset", spy)
+    monkeypatch.setattr(pipeline, "train_epochs", spy)
     _write_cache(tmp_path / "cache")
     with pytest.raises(KeyboardInterrupt):
         train.run_training(_config(tmp_path, deterministic=deterministic))
@@ -372,6 +418,65 @@ def test_deterministic_fixes_the_pipeline_order_and_the_ops(tmp_path, no_preproc
     config = json.loads((tmp_path / "run" / "config.json").read_text())
     assert config["deterministic"] is deterministic
 
+
+
+def _write_varied_cache(cache_dir: pathlib.Path) -> None:
+    """Random faces and labels: two train recordings (12 clips of 4 samples)
+    and one dev recording, enough for shuffling, augmentation and dropout to
+    change what a step learns."""
+    rng = np.random.default_rng(0)
+    entries = []
+    for name, partition in (("train_1", "train"), ("train_2", "train"), ("dev_1", "dev")):
+        n = 24
+        track = faces.FaceTrack(times=np.arange(n) / 4.0,
+                                crops=rng.integers(0, 256, (n, SIZE, SIZE, 3), dtype=np.uint8),
+                                found=np.ones(n, bool))
+        shard = cache.shard_path(partition, name)
+        cache.write_shard(cache_dir / shard, track,
+                          {"valence": rng.uniform(-0.5, 0.5, n).astype(np.float32)})
+        entries.append(cache.CacheEntry(name=name, partition=partition, shard=shard,
+                                        num_samples=n, found_rate=1.0,
+                                        video=f"/videos/{name}.mp4", targets=["valence"]))
+    cache.write_manifest(cache_dir, cache.Manifest(corpus_root="/corpus", corpus_kind="csv",
+                                                   size=SIZE, fps=4.0, entries=entries))
+
+
+def test_a_resumed_deterministic_run_trains_as_the_uninterrupted_one(tmp_path, monkeypatch):
+    """Killed after epoch 1 and resumed (what a resume does: the same
+    command, the checkpoint there) against one uninterrupted run: the same
+    weights and history, bit for bit. Shuffled and augmented clips, dropout,
+    and epochs of 4 steps in passes of 6, so the resumed epoch starts inside
+    a pass and ends in the next."""
+    import keras
+    import tensorflow as tf
+
+    from recola_sta import distributed
+
+    # Op determinism cannot be turned off again, and would refuse the
+    # unseeded random ops of later tests in this process; these ops on the
+    # CPU keep their order without it.
+    monkeypatch.setattr(tf.config.experimental, "enable_op_determinism", lambda: None)
+    _write_varied_cache(tmp_path / "cache")
+    manifest = cache.read_manifest(tmp_path / "cache")
+
+    def fit(name: str, epochs: int) -> None:
+        config = _config(tmp_path, run_dir=str(tmp_path / name), epochs=epochs,
+                         variant="3d_cnn", fc_units=32, dropout=0.5, deterministic=True,
+                         jit_compile="off", max_steps_per_epoch=4)
+        run = pathlib.Path(config.run_dir)
+        run.mkdir(exist_ok=True)
+        train._fit(config, run, config.cache_dir, manifest, distributed.connect("none"))
+
+    fit("uninterrupted", 2)
+    fit("resumed", 1)
+    fit("resumed", 2)
+    runs = [tmp_path / name for name in ("uninterrupted", "resumed")]
+    history = [(run / "history.csv").read_text().splitlines() for run in runs]
+    assert len(history[0]) == 3 and history[0] == history[1]
+    weights = [keras.models.load_model(run / "checkpoints" / "last.keras").get_weights()
+               for run in runs]
+    for a, b in zip(*weights):
+        np.testing.assert_array_equal(a, b)
 
 
 def test_mixed_precision_computes_in_bfloat16_and_keeps_float32_outputs(tmp_path):
