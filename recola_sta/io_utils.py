@@ -27,6 +27,8 @@ from recola_sta import cli
 # Every temporary file (or folder) this project writes beside its outputs
 # starts with this; nothing else does.
 TEMP_PREFIX = ".recola_sta-tmp."
+# The lock file of a folder that one process writes at a time (`folder_writer`).
+LOCK_NAME = ".lock"
 # Longest part of the target's name kept in a temporary name (bytes), so that
 # prefix, name, random part and suffix stay within a file name's 255 bytes.
 _TEMP_NAME_BYTES = 160
@@ -231,3 +233,33 @@ def remove_temporaries(folder: str | os.PathLike) -> list[pathlib.Path]:
             entry.unlink(missing_ok=True)
         removed.append(entry)
     return removed
+
+
+@contextlib.contextmanager
+def folder_writer(folder: pathlib.Path, *, started: bool, name: str, what: str,
+                  temp_folders: tuple[pathlib.Path, ...] = ()) -> Iterator[None]:
+    """Holds `folder`'s lock (`folder/.lock`) while a run may write it.
+
+    A second writer is refused (`LockedError`, naming `what` and the holder;
+    `name` names the folder in `check_writable_dir`'s message, e.g. a flag).
+    Under the lock the temporaries a killed earlier run left in `folder` and
+    `temp_folders` are removed (`remove_temporaries`: this project's only).
+    A new folder (`started` False) that cannot be written is refused before
+    any work; a started one whose lock file cannot be created (a finished
+    corpus or cache on read-only storage) is used without the lock: nothing
+    is written into it unless the caller finds work to do, and then its own
+    `check_writable_dir` refuses.
+    """
+    if not started:
+        check_writable_dir(folder, name)
+        folder.mkdir(parents=True, exist_ok=True)
+    with contextlib.ExitStack() as stack:
+        try:
+            stack.enter_context(exclusive_lock(folder / LOCK_NAME, what))
+        except OSError:
+            if not started:
+                raise
+        else:
+            for each in (folder, *temp_folders):
+                remove_temporaries(each)
+        yield

@@ -50,7 +50,7 @@ if TYPE_CHECKING:  # the module itself is imported lazily, see preprocess_corpus
 SAMPLE_FPS = 4.0
 SETTINGS_NAME = "preprocess.json"
 # The cache folder's lock: held by the one run that writes the folder.
-LOCK_NAME = ".lock"
+LOCK_NAME = io_utils.LOCK_NAME
 RUNNERS = ("local", "beam")
 # Settings added after caches were first written, with the value they had
 # (before `redetect_every`, the detector ran on every sample).
@@ -201,19 +201,9 @@ def _cache_writer(cache_dir: pathlib.Path) -> Iterator[None]:
     from recola_sta import cache
 
     started = (cache_dir / cache.MANIFEST_NAME).is_file()
-    if not started:
-        io_utils.check_writable_dir(cache_dir, "--cache_dir")
-        cache_dir.mkdir(parents=True, exist_ok=True)
-    with contextlib.ExitStack() as stack:
-        try:
-            stack.enter_context(io_utils.exclusive_lock(
-                cache_dir / LOCK_NAME, f"--cache_dir={cache_dir}"))
-        except OSError:
-            if not started:
-                raise
-        else:
-            for folder in (cache_dir, *(cache_dir / p for p in corpora.PARTITIONS)):
-                io_utils.remove_temporaries(folder)
+    with io_utils.folder_writer(cache_dir, started=started, name="--cache_dir",
+                                what=f"--cache_dir={cache_dir}",
+                                temp_folders=tuple(cache_dir / p for p in corpora.PARTITIONS)):
         yield
 
 

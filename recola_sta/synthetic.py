@@ -79,7 +79,7 @@ from recola_sta.synthetic_scenes import (
 
 MARKER_NAME = "synthetic.json"
 # The corpus folder's lock: held by the one run that writes the folder.
-LOCK_NAME = ".lock"
+LOCK_NAME = io_utils.LOCK_NAME
 _FORMAT_VERSION = 1
 
 
@@ -214,21 +214,11 @@ def _corpus_writer(out_dir: pathlib.Path) -> Iterator[None]:
     `ensure_corpus` refuses to write into it only if a recording is missing).
     """
     started = (out_dir / MARKER_NAME).is_file()
-    if not started:
-        io_utils.check_writable_dir(out_dir, "the synthetic corpus folder")
-        out_dir.mkdir(parents=True, exist_ok=True)
-    with contextlib.ExitStack() as stack:
-        try:
-            stack.enter_context(io_utils.exclusive_lock(
-                out_dir / LOCK_NAME, f"the synthetic corpus folder {out_dir}"))
-        except OSError:
-            if not started:
-                raise
-        else:
-            labels = out_dir / "ratings_gold_standard"
-            for folder in (out_dir, out_dir / "recordings_video", labels / "valence",
-                           labels / "arousal"):
-                io_utils.remove_temporaries(folder)
+    labels = out_dir / "ratings_gold_standard"
+    with io_utils.folder_writer(
+            out_dir, started=started, name="the synthetic corpus folder",
+            what=f"the synthetic corpus folder {out_dir}",
+            temp_folders=(out_dir / "recordings_video", labels / "valence", labels / "arousal")):
         yield
 
 
