@@ -40,6 +40,15 @@ PREPROCESS_CODE = ("from absl import app; from recola_sta import preprocess; "
                    "preprocess.define_flags(); app.run(preprocess.main)")
 
 
+def _as_in_a_terminal() -> None:
+    """In the child: Ctrl-C's default disposition, as a terminal gives it.
+    A shell that starts pytest in the background (`cmd &`, as CI runners
+    may) makes SIGINT ignored, and Python then installs no KeyboardInterrupt
+    handler in the children, so the signal would do nothing."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+
+
 def _interrupt(command: list[str], tmp_path: pathlib.Path,
                working: Callable[[str, str], bool], timeout: float = 300
                ) -> tuple[int, str, str]:
@@ -50,7 +59,8 @@ def _interrupt(command: list[str], tmp_path: pathlib.Path,
     out_path, err_path = tmp_path / "stdout.txt", tmp_path / "stderr.txt"
     with open(out_path, "w") as out, open(err_path, "w") as err:
         proc = subprocess.Popen([sys.executable, *command], stdout=out, stderr=err, env=env,
-                                cwd=ROOT, start_new_session=True)
+                                cwd=ROOT, start_new_session=True,
+                                preexec_fn=_as_in_a_terminal)
         try:
             deadline = time.monotonic() + timeout
             while not working(out_path.read_text(), err_path.read_text()):
