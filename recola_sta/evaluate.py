@@ -49,7 +49,7 @@ from recola_sta.corpora import PARTITIONS  # noqa: E402  (train reads evaluate.P
 
 
 # The lock file of a run folder: one process at a time writes it (train, evaluate).
-RUN_LOCK = ".lock"
+RUN_LOCK = io_utils.LOCK_NAME
 
 
 def run_folder_lock(run_dir: str | os.PathLike):
