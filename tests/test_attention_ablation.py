@@ -9,14 +9,15 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from recola_sta import attention_ablation, models
+from recola_sta.analysis import attention_ablation
+from recola_sta.model import networks
 
 FRAMES, SIZE = 4, 16
 
 
 def _tiny(variant="3d_cnn_sta", **options):
     keras.utils.set_random_seed(0)
-    return models.build_model(variant, frames=FRAMES, size=SIZE, conv_filters=(4, 4, 4, 4),
+    return networks.build_model(variant, frames=FRAMES, size=SIZE, conv_filters=(4, 4, 4, 4),
                               encoder_filters=(4, 4), decoder_filters=(4, 4), fc_units=8,
                               dropout=0.0, **options)
 
@@ -98,7 +99,7 @@ def test_location_bias_alone_is_one_learned_map_for_every_frame():
     bias = np.random.default_rng(4).normal(0, 0.2, layer.bias.shape).astype("float32")
     layer.bias.assign(bias)
     clips = np.random.default_rng(5).random((2, FRAMES, SIZE, SIZE, 3)).astype("float32")
-    maps = keras.ops.convert_to_numpy(models.attention_model(model)(clips))
+    maps = keras.ops.convert_to_numpy(networks.attention_model(model)(clips))
     expected = np.exp(10.0 * bias) / np.exp(10.0 * bias).sum()
     np.testing.assert_allclose(maps, np.broadcast_to(expected.reshape(maps.shape[2:]),
                                                      maps.shape), rtol=1e-4)

@@ -13,7 +13,8 @@ import keras
 import numpy as np
 import pytest
 
-from recola_sta import attention_analysis, models
+from recola_sta.analysis import attention_analysis
+from recola_sta.model import networks
 
 FRAMES, SIZE, BATCH = 4, 16, 8
 BOX = (slice(10, 14), slice(4, 12))  # rows, columns: 32 of 256 pixels
@@ -35,12 +36,12 @@ def _box_mask() -> np.ndarray:
 
 
 def _box_ratio(model, batches) -> float:
-    maps = keras.ops.convert_to_numpy(models.attention_model(model)(batches[0][0]))[:, 1:]
+    maps = keras.ops.convert_to_numpy(networks.attention_model(model)(batches[0][0]))[:, 1:]
     return float(maps[..., _box_mask()].sum(-1).mean() / _box_mask().mean())
 
 
 def _tiny_sta(**attention):
-    return models.build_model(
+    return networks.build_model(
         "3d_cnn_sta", frames=FRAMES, size=SIZE, conv_filters=(4, 4, 4, 4),
         encoder_filters=(4, 4), decoder_filters=(4, 4), fc_units=8, dropout=0.0, **attention)
 
@@ -89,7 +90,7 @@ def test_short_training_moves_attention_into_the_signal_box(runs):
 
 
 def test_analysis_of_a_model_without_attention_is_one_clear_line():
-    model = models.build_model("3d_cnn", frames=FRAMES, size=SIZE, conv_filters=(2, 2, 2, 2),
+    model = networks.build_model("3d_cnn", frames=FRAMES, size=SIZE, conv_filters=(2, 2, 2, 2),
                                fc_units=4)
     with pytest.raises(attention_analysis.NoAttentionError, match="3d_cnn_sta") as info:
         attention_analysis.check_attention_model(model)

@@ -18,7 +18,11 @@ import sys
 
 import pytest
 
-from recola_sta import export, faces, predict, preprocess, synthetic, train
+from recola_sta import faces
+from recola_sta.cache import preprocess
+from recola_sta.data import synthetic
+from recola_sta.inference import export, predict
+from recola_sta.training import train
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 _spec = importlib.util.spec_from_file_location("bench", ROOT / "tools" / "bench.py")
@@ -45,10 +49,10 @@ def _message_lines(stderr: str) -> list[str]:
 def model_dir(tmp_path_factory) -> pathlib.Path:
     import keras
 
-    from recola_sta import models
+    from recola_sta.model import networks
 
     keras.utils.set_random_seed(0)
-    model = models.build_model("2d_cnn", frames=FRAMES, size=SIZE, fc_units=8)
+    model = networks.build_model("2d_cnn", frames=FRAMES, size=SIZE, fc_units=8)
     meta = export.export_metadata(variant="2d_cnn", targets=["valence"], frames=FRAMES,
                                   size=SIZE, fps=4.0, face_aligner={})
     return export.export_saved_model(model, tmp_path_factory.mktemp("model") / "saved_model",
@@ -188,7 +192,7 @@ def test_preprocess_refuses_a_read_only_cache_before_any_work(read_only_dir, tmp
                                                               monkeypatch):
     corpus = synthetic.ensure_corpus(tmp_path / "corpus", num_train=1, num_dev=0, num_test=0,
                                      duration_s=1.0, workers=1)
-    monkeypatch.setattr(preprocess, "_track_recording", None)  # any call would fail
+    monkeypatch.setattr(preprocess, "track_recording", None)  # any call would fail
     with pytest.raises(ValueError, match=f"--cache_dir={read_only_dir}: cannot write"):
         preprocess.preprocess_corpus(corpus, "synthetic", read_only_dir, size=SIZE,
                                      workers=1, progress=False)

@@ -12,7 +12,9 @@ import pytest
 
 pytest.importorskip("apache_beam")
 
-from recola_sta import beam_preprocess, cache, io_utils, preprocess  # noqa: E402
+from recola_sta import cache, io_utils  # noqa: E402
+from recola_sta.cache import beam as beam_preprocess  # noqa: E402
+from recola_sta.cache import preprocess, shards  # noqa: E402
 from test_preprocess import SIZE, _write_corpus  # noqa: E402  (the tiny RECOLA-layout corpus)
 
 
@@ -29,12 +31,12 @@ def test_beam_runner_writes_the_local_runners_cache_and_skips_finished_recording
     assert json.loads((beam / preprocess.SETTINGS_NAME).read_text()) == json.loads(
         (local / preprocess.SETTINGS_NAME).read_text())
     for entry in ours.entries:
-        a, b = cache.load_entry(beam, entry), cache.load_entry(local, entry)
+        a, b = shards.load_entry(beam, entry), shards.load_entry(local, entry)
         np.testing.assert_array_equal(a.crops, b.crops)
         np.testing.assert_array_equal(a.found, b.found)
         for name in entry.targets:
-            np.testing.assert_array_equal(cache.read_target(beam, entry, name),
-                                          cache.read_target(local, entry, name))
+            np.testing.assert_array_equal(shards.read_target(beam, entry, name),
+                                          shards.read_target(local, entry, name))
     assert not list(beam.glob(io_utils.TEMP_PREFIX + "*"))  # results are cleaned up
 
     def fail(*args, **kwargs):

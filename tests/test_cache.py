@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from recola_sta import cache, faces
+from recola_sta.cache import shards
 
 
 def _track(n: int, size: int, with_landmarks: bool) -> faces.FaceTrack:
@@ -26,7 +27,7 @@ def _track(n: int, size: int, with_landmarks: bool) -> faces.FaceTrack:
 
 
 def _write(tmp_path, track, landmarks_flag):
-    cache.write_shard(tmp_path / "dev" / "dev_1.tfrecord", track,
+    shards.write_shard(tmp_path / "dev" / "dev_1.tfrecord", track,
                       {"valence": np.linspace(-1, 1, len(track.times))})
     entry = cache.CacheEntry(name="dev_1", partition="dev", shard="dev/dev_1.tfrecord",
                              num_samples=len(track.times), found_rate=track.found_rate,
@@ -40,7 +41,7 @@ def _write(tmp_path, track, landmarks_flag):
 def test_landmarks_round_trip(tmp_path):
     track = _track(4, 8, with_landmarks=True)
     entry = _write(tmp_path, track, True)
-    rec = cache.load_entry(tmp_path, cache.read_manifest(tmp_path).entries[0])
+    rec = shards.load_entry(tmp_path, cache.read_manifest(tmp_path).entries[0])
     assert cache.read_manifest(tmp_path).entries[0].landmarks
     np.testing.assert_array_equal(rec.crops, track.crops)
     np.testing.assert_array_equal(rec.landmarks, track.landmarks)  # NaN where no face
@@ -57,7 +58,7 @@ def test_a_cache_written_before_landmarks_still_loads(tmp_path):
     path.write_text(json.dumps(payload))
     entry = cache.read_manifest(tmp_path).entries[0]
     assert entry.landmarks is False
-    rec = cache.load_entry(tmp_path, entry)
+    rec = shards.load_entry(tmp_path, entry)
     assert rec.landmarks is None
     np.testing.assert_array_equal(rec.found, track.found)
 

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from recola_sta import layers, models, pipeline, train
+from recola_sta.model import layers, networks
+from recola_sta.training import pipeline, train
 
 FRAMES, SIZE = 4, 16
 DEFAULTS = dataclasses.asdict(pipeline.Augmentation())
@@ -67,8 +68,8 @@ def test_bad_ranges_are_refused():
 
 def test_model_option_adds_an_inference_identity_layer_that_saves(tmp_path):
     tiny = dict(frames=FRAMES, size=SIZE, conv_filters=(2, 2, 2, 2), fc_units=4)
-    augmented = models.build_model("3d_cnn", augmentation={**DEFAULTS, "seed": 1}, **tiny)
-    plain = models.build_model("3d_cnn", **tiny)
+    augmented = networks.build_model("3d_cnn", augmentation={**DEFAULTS, "seed": 1}, **tiny)
+    plain = networks.build_model("3d_cnn", **tiny)
     assert augmented.layers[1].name == "augment"
     for layer in plain.layers:
         layer.set_weights(augmented.get_layer(layer.name).get_weights())
@@ -80,7 +81,7 @@ def test_model_option_adds_an_inference_identity_layer_that_saves(tmp_path):
     assert loaded.get_layer("augment").get_config()["contrast"] == [0.8, 1.25]
     np.testing.assert_allclose(loaded.predict_on_batch(x), plain.predict_on_batch(x), atol=1e-6)
     with pytest.raises(ValueError, match="Option `augmentation`"):
-        models.build_model("3d_cnn", augmentation="on", **tiny)
+        networks.build_model("3d_cnn", augmentation="on", **tiny)
 
 
 @pytest.mark.parametrize("augment_on, in_model", [("pipeline", False), ("model", True)])

@@ -7,7 +7,7 @@ import pathlib
 import numpy as np
 import pytest
 
-from recola_sta import corpora
+from recola_sta.data import corpora
 
 
 def _touch(path: pathlib.Path) -> pathlib.Path:

@@ -22,7 +22,9 @@ import time
 import numpy as np
 import pytest
 
-from recola_sta import cache, distributed, faces, io_utils
+from recola_sta import cache, faces, io_utils
+from recola_sta.cache import shards
+from recola_sta.training import distributed
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 SIZE = 32
@@ -59,7 +61,7 @@ def _write_corpus_and_cache(root: pathlib.Path) -> tuple[pathlib.Path, pathlib.P
         track = faces.FaceTrack(times=times, crops=crops.clip(0, 255).astype(np.uint8),
                                 found=np.ones(n, bool))
         shard = cache.shard_path(partition, name)
-        cache.write_shard(cache_dir / shard, track, {"valence": valence})
+        shards.write_shard(cache_dir / shard, track, {"valence": valence})
         entries.append(cache.CacheEntry(name=name, partition=partition, shard=shard,
                                         num_samples=n, found_rate=1.0,
                                         video=str(video.resolve()), targets=["valence"]))
@@ -92,7 +94,8 @@ import json, sys
 import tensorflow as tf
 cpu, = tf.config.list_physical_devices("CPU")
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-from recola_sta import preprocess, train
+from recola_sta.cache import preprocess
+from recola_sta.training import train
 preprocess.preprocess_corpus = lambda *args, **kwargs: None  # the cache is hand-made
 args = json.loads(sys.argv[1])
 for distribution in ("none", "mirrored"):
@@ -167,7 +170,7 @@ def _finish(procs: list[subprocess.Popen], timeout: float) -> list[tuple[int, st
 def _digest_of(path: pathlib.Path) -> str:
     import keras
 
-    from recola_sta import models  # noqa: F401  (registers the custom layers)
+    from recola_sta.model import networks  # noqa: F401  (registers the custom layers)
 
     return distributed.weights_digest(keras.models.load_model(path, compile=False))
 

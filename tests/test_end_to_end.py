@@ -18,7 +18,8 @@ import cv2
 import numpy as np
 import pytest
 
-from recola_sta import cache, faces, train
+from recola_sta import cache, faces
+from recola_sta.training import train
 
 FRAMES = 8
 SIZE = 32
@@ -284,7 +285,8 @@ def test_two_targets_in_one_model(trained, tmp_path):
     chains = json.loads((run / "postprocess.json").read_text())
     assert set(chains["targets"]) == {"valence", "arousal"}
 
-    from recola_sta import evaluate, predict
+    from recola_sta.evaluation import evaluate
+    from recola_sta.inference import predict
 
     report = evaluate.evaluate_run(run, partitions=["dev"], write_plots=False, progress=False)
     assert report["mean_ccc"]["post"]["dev"] == pytest.approx(stored["dev_post"]["mean_ccc"])

@@ -9,7 +9,8 @@ import re
 
 import pytest
 
-from recola_sta import export, faces, predict
+from recola_sta import faces
+from recola_sta.inference import export, predict
 
 
 def _model_dir(tmp_path: pathlib.Path, meta) -> pathlib.Path:
@@ -121,10 +122,10 @@ def test_a_crop_size_too_large_to_allocate_is_refused_before_any_work(tmp_path, 
 def tiny_model():
     import keras
 
-    from recola_sta import models
+    from recola_sta.model import networks
 
     keras.utils.set_random_seed(0)
-    return models.build_model("2d_cnn", frames=8, size=32, fc_units=8)
+    return networks.build_model("2d_cnn", frames=8, size=32, fc_units=8)
 
 
 def _tensorflow_disk_full():

@@ -21,9 +21,9 @@ import matplotlib
 import numpy as np
 before_env, before_backend = dict(os.environ), matplotlib.get_backend()
 import recola_sta
-import recola_sta.plots
+import recola_sta.analysis.plots
 after_import = (dict(os.environ), matplotlib.get_backend())
-recola_sta.plots.plot_valence(sys.argv[1], np.arange(8) / 4.0, np.linspace(-0.5, 0.5, 8))
+recola_sta.analysis.plots.plot_valence(sys.argv[1], np.arange(8) / 4.0, np.linspace(-0.5, 0.5, 8))
 after_plot = (dict(os.environ), matplotlib.get_backend())
 print(json.dumps({
     "env_same_after_import": after_import[0] == before_env,

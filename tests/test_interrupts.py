@@ -21,7 +21,9 @@ from typing import Callable
 
 import pytest
 
-from recola_sta import cache, preprocess, synthetic
+from recola_sta import cache
+from recola_sta.cache import preprocess
+from recola_sta.data import synthetic
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 _spec = importlib.util.spec_from_file_location("bench", ROOT / "tools" / "bench.py")
@@ -36,7 +38,7 @@ TRAIN_CORPUS_FLAGS = ("--corpus_kind=synthetic", "--synthetic_num_train=2",
                       "--synthetic_duration_s=8")
 # preprocess.main called as recola_sta.preprocess (not as __main__), as train
 # calls it: its pool then runs at --workers=2 whatever `-m` does.
-PREPROCESS_CODE = ("from absl import app; from recola_sta import preprocess; "
+PREPROCESS_CODE = ("from absl import app; from recola_sta.cache import preprocess; "
                    "preprocess.define_flags(); app.run(preprocess.main)")
 
 
@@ -147,7 +149,8 @@ def test_predict_interrupted_waits_for_the_model_load(tmp_path, monkeypatch):
     writes nothing."""
     import threading
 
-    from recola_sta import faces, predict
+    from recola_sta import faces
+    from recola_sta.inference import predict
 
     model = bench.export_untrained_model(tmp_path / "saved_model", SIZE, frames=FRAMES)
     video = bench.make_face_video(tmp_path / "face.mp4", 2.0, width=320, height=240)

@@ -6,7 +6,7 @@ import keras
 import numpy as np
 import pytest
 
-from recola_sta import layers
+from recola_sta.model import layers
 
 
 def _rng(seed: int = 0) -> np.random.Generator:

@@ -135,7 +135,7 @@ def _run_folder(tmp_path: pathlib.Path) -> pathlib.Path:
 
 
 def test_evaluate_refuses_a_run_folder_that_a_trainer_holds(tmp_path):
-    from recola_sta import evaluate
+    from recola_sta.evaluation import evaluate
 
     run = _run_folder(tmp_path)
     with io_utils.exclusive_lock(run / ".lock", f"run folder {run}"):  # as train holds it

@@ -10,6 +10,7 @@ import pytest
 from scipy import stats
 
 from recola_sta import metrics
+from recola_sta.model import losses
 
 # Hand-computed: means 2.5 / 3.25, centred cross-products sum 5.5, sums of
 # squares 5 (gold) and 6.75 (pred), squared errors [1, 0, 1, 1].
@@ -129,7 +130,7 @@ def test_bad_convention_and_partition_input_raise():
     with pytest.raises(ValueError, match="'sample'"):
         metrics.ccc(GOLD, PRED, convention="sample")
     with pytest.raises(ValueError, match="'sample'"):
-        metrics.CCCMetric(convention="sample")
+        losses.CCCMetric(convention="sample")
     with pytest.raises(ValueError, match="2 gold arrays and 1"):
         metrics.score_partition([GOLD, GOLD], [PRED])
     with pytest.raises(ValueError, match="Recording 'b'"):
@@ -154,7 +155,7 @@ def _batches(seed: int = 5):
 @pytest.mark.parametrize("convention", metrics.CONVENTIONS)
 def test_ccc_metric_equals_ccc_of_concatenated_unmasked_frames(convention):
     batches = _batches()
-    metric = metrics.CCCMetric(convention=convention)
+    metric = losses.CCCMetric(convention=convention)
     for y, p, w in batches:
         metric.update_state(y, p, sample_weight=w)
     kept = [(y[..., 0][w > 0], p[..., 0][w > 0]) for y, p, w in batches]
@@ -166,24 +167,24 @@ def test_ccc_metric_equals_ccc_of_concatenated_unmasked_frames(convention):
     assert abs(per_batch - expected) > 1e-3
     metric.reset_state()
     assert float(metric.result()) == 0.0
-    clone = metrics.CCCMetric.from_config(metric.get_config())
+    clone = losses.CCCMetric.from_config(metric.get_config())
     assert clone.convention == convention and clone.name == metric.name
 
 
 def test_ccc_loss_masks_weighted_frames_and_serializes():
     y, p, w = _batches()[0]
     expected = 1.0 - metrics.ccc(y[..., 0][w > 0], p[..., 0][w > 0], "population")
-    loss = metrics.CCCLoss()(y, p, sample_weight=w)
+    loss = losses.CCCLoss()(y, p, sample_weight=w)
     assert float(loss) == pytest.approx(expected, abs=1e-5)
     y_full = np.nan_to_num(y)
-    assert float(metrics.ccc_loss(y_full, p)) == pytest.approx(
+    assert float(losses.ccc_loss(y_full, p)) == pytest.approx(
         1.0 - metrics.ccc(y_full, p, "population"), abs=1e-5)
-    assert float(metrics.ccc_loss(y_full, y_full)) == pytest.approx(0.0, abs=1e-6)
-    config = keras.saving.serialize_keras_object(metrics.CCCLoss(convention="avec"))
+    assert float(losses.ccc_loss(y_full, y_full)) == pytest.approx(0.0, abs=1e-6)
+    config = keras.saving.serialize_keras_object(losses.CCCLoss(convention="avec"))
     assert keras.saving.deserialize_keras_object(config).convention == "avec"
     fn = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(
-        metrics.ccc_loss))
-    assert fn is metrics.ccc_loss
+        losses.ccc_loss))
+    assert fn is losses.ccc_loss
 
 
 def test_ccc_loss_decreases_with_gradient_steps():
@@ -194,11 +195,11 @@ def test_ccc_loss_decreases_with_gradient_steps():
     w[:, -2:] = 0.0
     keras.utils.set_random_seed(0)
     model = keras.Sequential([keras.Input((8, 3)), keras.layers.Dense(1)])
-    model.compile(keras.optimizers.Adam(0.05), loss=metrics.CCCLoss(),
-                  metrics=[metrics.CCCMetric()])
+    model.compile(keras.optimizers.Adam(0.05), loss=losses.CCCLoss(),
+                  metrics=[losses.CCCMetric()])
     history = model.fit(x, y, sample_weight=w, batch_size=32, epochs=15, verbose=0)
-    losses = history.history["loss"]
-    assert losses[-1] < 0.5 * losses[0]
+    loss_history = history.history["loss"]
+    assert loss_history[-1] < 0.5 * loss_history[0]
     assert history.history["ccc"][-1] > history.history["ccc"][0]
 
 
@@ -209,25 +210,25 @@ def test_a_diverged_model_scores_nan_never_a_perfect_ccc():
     for bad in (np.nan, np.inf):
         broken = p.copy()
         broken[0, 0, 0] = bad
-        metric = metrics.CCCMetric()
+        metric = losses.CCCMetric()
         metric.update_state(y, broken, sample_weight=np.ones_like(w))
         assert np.isnan(float(metric.result()))
-        assert np.isnan(float(metrics.CCCLoss()(np.nan_to_num(y), broken)))
+        assert np.isnan(float(losses.CCCLoss()(np.nan_to_num(y), broken)))
     # One diverged target makes the mean over targets NaN too.
     two = np.concatenate([y, y], axis=-1)
     preds = np.concatenate([p, np.full_like(p, np.nan)], axis=-1)
-    mean = metrics.MeanCCCMetric(2)
+    mean = losses.MeanCCCMetric(2)
     mean.update_state(np.nan_to_num(two), preds)
     assert np.isnan(float(mean.result()))
     # A NaN prediction on a masked frame (weight 0) is not seen.
     masked = p.copy()
     masked[w == 0] = np.nan
-    metric = metrics.CCCMetric()
+    metric = losses.CCCMetric()
     metric.update_state(y, masked, sample_weight=w)
     assert np.isfinite(float(metric.result()))
     # The defined values stay: two equal constants 1, no weighted frame 0.
     ones = np.ones((1, 4, 1), "float32")
-    metric = metrics.CCCMetric()
+    metric = losses.CCCMetric()
     metric.update_state(ones, ones)
     assert float(metric.result()) == 1.0
     metric.reset_state()

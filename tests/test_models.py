@@ -12,7 +12,7 @@ import keras
 import numpy as np
 import pytest
 
-from recola_sta import models
+from recola_sta.model import networks
 
 FRAMES, SIZE = 4, 16
 TINY = {"fc_units": 16}
@@ -26,25 +26,25 @@ def _predict(model, x) -> np.ndarray:
     return keras.ops.convert_to_numpy(model(x, training=False))
 
 
-@pytest.fixture(scope="module", params=models.VARIANTS)
+@pytest.fixture(scope="module", params=networks.VARIANTS)
 def built(request):
     keras.utils.set_random_seed(0)
-    return models.build_model(request.param, frames=FRAMES, size=SIZE, **TINY)
+    return networks.build_model(request.param, frames=FRAMES, size=SIZE, **TINY)
 
 
 def test_default_models_build_with_per_frame_output():
-    for variant in models.VARIANTS:
-        model = models.build_model(variant)
+    for variant in networks.VARIANTS:
+        model = networks.build_model(variant)
         assert model.name == variant
         assert model.input.shape == (None, 16, 96, 96, 3)
         assert model.output.shape == (None, 16, 1)
         assert model.get_layer("flatten_frames").output.shape == (None, 16, 12 * 12 * 256)
         names = {layer.name for layer in model.layers}
         assert ("attention" in names) == (variant == "3d_cnn_sta")
-        assert ("rnn" in names) == (variant in models.RNN_WINDOWS)
-        assert model.get_layer("standardize").per_frame == (variant in models.PER_FRAME_VARIANTS)
+        assert ("rnn" in names) == (variant in networks.RNN_WINDOWS)
+        assert model.get_layer("standardize").per_frame == (variant in networks.PER_FRAME_VARIANTS)
         kernel = model.get_layer("conv2").kernel_size
-        assert kernel == ((1, 3, 3) if variant in models.PER_FRAME_VARIANTS else (3, 3, 3))
+        assert kernel == ((1, 3, 3) if variant in networks.PER_FRAME_VARIANTS else (3, 3, 3))
 
 
 def test_output_shape_and_dtype(built):
@@ -66,11 +66,11 @@ def test_only_2d_cnn_treats_frames_independently(built):
     assert independent == (built.name == "2d_cnn")
 
 
-@pytest.mark.parametrize("variant", sorted(models.RNN_WINDOWS))
+@pytest.mark.parametrize("variant", sorted(networks.RNN_WINDOWS))
 def test_cnn_rnn_frame_sees_the_last_window_of_frames(variant):
-    frames, window = 8, models.RNN_WINDOWS[variant]
+    frames, window = 8, networks.RNN_WINDOWS[variant]
     keras.utils.set_random_seed(4)
-    model = models.build_model(variant, frames=frames, size=SIZE, **TINY)
+    model = networks.build_model(variant, frames=frames, size=SIZE, **TINY)
     assert model.get_layer("rnn").window == window and model.get_layer("rnn").units == 100
     x = np.random.default_rng(5).random((1, frames, SIZE, SIZE, 3), dtype=np.float32)
     changed = x.copy()
@@ -116,10 +116,10 @@ def test_export_saved_model_any_batch(built, tmp_path):
         )
 
 
-@pytest.mark.parametrize("variant", models.VARIANTS)
+@pytest.mark.parametrize("variant", networks.VARIANTS)
 def test_training_lowers_the_loss_on_a_fixed_batch(variant):
     keras.utils.set_random_seed(1)
-    model = models.build_model(variant, frames=FRAMES, size=SIZE, **TINY)
+    model = networks.build_model(variant, frames=FRAMES, size=SIZE, **TINY)
     model.compile(optimizer=keras.optimizers.Adam(1e-4), loss="mse")  # paper's rate
     x = _clips(4, seed=7)
     y = np.random.default_rng(8).uniform(0.2, 0.8, (4, FRAMES, 1)).astype("float32")
@@ -127,7 +127,7 @@ def test_training_lowers_the_loss_on_a_fixed_batch(variant):
     # The CNN+RNN's output comes through the LSTM's bounded, near-zero hidden
     # state, so at lr 1e-4 its loss falls steadily but slower (0.25 -> 0.16 in
     # 10 steps here, vs. halved in 3 for the CNNs).
-    steps, factor = (10, 0.7) if variant in models.RNN_WINDOWS else (3, 0.5)
+    steps, factor = (10, 0.7) if variant in networks.RNN_WINDOWS else (3, 0.5)
     for _ in range(steps):
         model.train_on_batch(x, y)
     after = model.evaluate(x, y, verbose=0)
@@ -136,8 +136,8 @@ def test_training_lowers_the_loss_on_a_fixed_batch(variant):
 
 def test_attention_model_maps_sum_to_one():
     keras.utils.set_random_seed(2)
-    model = models.build_model("3d_cnn_sta", frames=FRAMES, size=SIZE, **TINY)
-    maps = _predict(models.attention_model(model), _clips(2))
+    model = networks.build_model("3d_cnn_sta", frames=FRAMES, size=SIZE, **TINY)
+    maps = _predict(networks.attention_model(model), _clips(2))
     assert maps.shape == (2, FRAMES, SIZE, SIZE)
     assert (maps >= 0).all()
     np.testing.assert_allclose(maps.sum(axis=(2, 3)), 1, atol=1e-5)
@@ -146,8 +146,8 @@ def test_attention_model_maps_sum_to_one():
 
 
 def test_uniform_attention_turns_sta_into_the_3d_cnn():
-    sta = models.build_model("3d_cnn_sta", frames=FRAMES, size=SIZE, **TINY)
-    cnn = models.build_model("3d_cnn", frames=FRAMES, size=SIZE, **TINY)
+    sta = networks.build_model("3d_cnn_sta", frames=FRAMES, size=SIZE, **TINY)
+    cnn = networks.build_model("3d_cnn", frames=FRAMES, size=SIZE, **TINY)
     for layer in cnn.layers:
         layer.set_weights(sta.get_layer(layer.name).get_weights())
     x = _clips(2)
@@ -160,9 +160,9 @@ def test_uniform_attention_turns_sta_into_the_3d_cnn():
 
 
 def test_attention_model_rejects_models_without_attention():
-    model = models.build_model("3d_cnn", frames=FRAMES, size=SIZE, **TINY)
+    model = networks.build_model("3d_cnn", frames=FRAMES, size=SIZE, **TINY)
     with pytest.raises(ValueError, match="model '3d_cnn' has no layer named 'attention'"):
-        models.attention_model(model)
+        networks.attention_model(model)
 
 
 @pytest.mark.parametrize(
@@ -178,7 +178,7 @@ def test_attention_model_rejects_models_without_attention():
     ],
 )
 def test_sta_options(options):
-    model = models.build_model("3d_cnn_sta", frames=FRAMES, size=SIZE, **TINY, **options)
+    model = networks.build_model("3d_cnn_sta", frames=FRAMES, size=SIZE, **TINY, **options)
     assert _predict(model, _clips(1)).shape == (1, FRAMES, 1)
     decoder = model.get_layer("temporal_decoder")
     config = decoder.get_config()
@@ -197,7 +197,7 @@ def test_sta_options(options):
 
 @pytest.mark.parametrize("readout", ["average", "max"])
 def test_pooled_readouts_see_what_fired_not_where(readout):
-    model = models.build_model("3d_cnn", frames=FRAMES, size=SIZE, readout=readout, **TINY)
+    model = networks.build_model("3d_cnn", frames=FRAMES, size=SIZE, readout=readout, **TINY)
     assert model.get_layer("pool_frames").output.shape == (None, FRAMES, 256)
     assert "flatten_frames" not in {layer.name for layer in model.layers}
     # fc1 sees one 256-vector per frame: conv4's map pooled over space.
@@ -211,46 +211,46 @@ def test_pooled_readouts_see_what_fired_not_where(readout):
 
 def test_build_model_errors():
     with pytest.raises(ValueError, match="Unknown variant '4d_cnn'"):
-        models.build_model("4d_cnn")
+        networks.build_model("4d_cnn")
     with pytest.raises(ValueError, match=r"Unknown model option\(s\) \['fc_size'\]"):
-        models.build_model("3d_cnn", fc_size=10)
+        networks.build_model("3d_cnn", fc_size=10)
     with pytest.raises(ValueError, match="size=100"):
-        models.build_model("3d_cnn", size=100)
+        networks.build_model("3d_cnn", size=100)
     with pytest.raises(ValueError, match="size=24"):
-        models.build_model("3d_cnn_sta", size=24, encoder_filters=(4, 4, 4, 4),
+        networks.build_model("3d_cnn_sta", size=24, encoder_filters=(4, 4, 4, 4),
                            decoder_filters=(4, 4, 4, 4))
     with pytest.raises(ValueError, match="frames=0"):
-        models.build_model("2d_cnn", frames=0)
+        networks.build_model("2d_cnn", frames=0)
     with pytest.raises(ValueError, match=r"decoder_filters=\(8,\)"):
-        models.build_model("3d_cnn_sta", decoder_filters=(8,))
+        networks.build_model("3d_cnn_sta", decoder_filters=(8,))
     with pytest.raises(ValueError, match="conv_filters"):
-        models.build_model("3d_cnn", conv_filters=(32, 64, 128))
+        networks.build_model("3d_cnn", conv_filters=(32, 64, 128))
     with pytest.raises(ValueError, match="upsampling='deconv'"):
-        models.build_model("3d_cnn_sta", upsampling="deconv")
+        networks.build_model("3d_cnn_sta", upsampling="deconv")
     with pytest.raises(ValueError, match="dropout=1.0"):
-        models.build_model("3d_cnn", dropout=1.0)
+        networks.build_model("3d_cnn", dropout=1.0)
     with pytest.raises(ValueError, match="readout='mean'"):
-        models.build_model("3d_cnn", readout="mean")
+        networks.build_model("3d_cnn", readout="mean")
     with pytest.raises(ValueError, match="attention_weights='dense'"):
-        models.build_model("3d_cnn_sta", attention_weights="dense")
+        networks.build_model("3d_cnn_sta", attention_weights="dense")
     with pytest.raises(ValueError, match="attention_score_gain=0"):
-        models.build_model("3d_cnn_sta", attention_score_gain=0)
+        networks.build_model("3d_cnn_sta", attention_score_gain=0)
     with pytest.raises(ValueError, match="rnn_units=0"):
-        models.build_model("cnn_rnn_1s", rnn_units=0)
+        networks.build_model("cnn_rnn_1s", rnn_units=0)
 
 
 _JAX_SCRIPT = textwrap.dedent(
     """
     import sys
     import keras, numpy as np
-    from recola_sta import models
+    from recola_sta.model import networks
     assert keras.backend.backend() == "jax", keras.backend.backend()
     model = keras.models.load_model(sys.argv[1])
     x = np.load(sys.argv[2])
     np.save(sys.argv[3], model.predict(x, verbose=0))
-    maps = models.attention_model(model).predict(x, verbose=0)
+    maps = networks.attention_model(model).predict(x, verbose=0)
     np.testing.assert_allclose(maps.sum(axis=(2, 3)), 1, atol=1e-5)
-    fresh = models.build_model("3d_cnn_sta", frames=x.shape[1], size=x.shape[2], fc_units=16)
+    fresh = networks.build_model("3d_cnn_sta", frames=x.shape[1], size=x.shape[2], fc_units=16)
     fresh.compile(optimizer="adam", loss="mse")
     fresh.train_on_batch(x, np.zeros((x.shape[0], x.shape[1], 1), "float32"))
     """
@@ -262,7 +262,7 @@ def test_sta_runs_under_jax_backend_with_the_same_outputs(tmp_path):
     if importlib.util.find_spec("jax") is None:
         pytest.skip("JAX is not installed")
     keras.utils.set_random_seed(3)
-    model = models.build_model("3d_cnn_sta", frames=FRAMES, size=SIZE, **TINY)
+    model = networks.build_model("3d_cnn_sta", frames=FRAMES, size=SIZE, **TINY)
     x = _clips(2)
     model.save(tmp_path / "sta.keras")
     np.save(tmp_path / "x.npy", x)

@@ -11,7 +11,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from recola_sta import cache, clips, pipeline
+from recola_sta import cache, clips
+from recola_sta.training import pipeline
+from recola_sta.cache import shards
 
 S = 16  # crop side
 BAND = 4  # width of the white band that marks the crop's left side
@@ -40,7 +42,7 @@ def _build_cache(root: pathlib.Path, recordings, targets=("valence",)) -> pathli
         values[list(unlabeled)] = np.nan
         track = types.SimpleNamespace(times=np.arange(n) * 0.25, crops=_crops(rid, n), found=found)
         shard = cache.shard_path(partition, name)
-        cache.write_shard(root / shard, track, {t: values for t in targets})
+        shards.write_shard(root / shard, track, {t: values for t in targets})
         entries.append(cache.CacheEntry(name=name, partition=partition, shard=shard, num_samples=n,
                                         found_rate=float(found.mean()), video=f"{name}.mp4",
                                         targets=list(targets)))
@@ -108,7 +110,7 @@ def test_augmentation_is_the_same_for_every_frame_of_a_clip(tmp_path):
     track = types.SimpleNamespace(times=np.arange(120) * 0.25,
                                   crops=np.repeat(_crops(0, 1), 120, axis=0),
                                   found=np.ones(120, bool))
-    cache.write_shard(shard, track, {"valence": np.zeros(120, np.float32)})
+    shards.write_shard(shard, track, {"valence": np.zeros(120, np.float32)})
     ds = pipeline.train_dataset(root, frames=4, batch_size=8, seed=3, deterministic=True)
     x, _, _ = _all(ds)
     assert x.shape == (30, 4, S, S, 3)
@@ -195,7 +197,7 @@ def test_eval_dataset_pads_like_clips_split_into_clips(cache_dir, name):
     found or the label is unknown."""
     frames, batch_size = 8, 2
     entry = cache.read_manifest(cache_dir).entry(name)
-    recording = cache.load_entry(cache_dir, entry)
+    recording = shards.load_entry(cache_dir, entry)
     fed = []
 
     def predict_fn(batch):
@@ -225,7 +227,7 @@ def test_eval_dataset_of_recording_without_the_target(tmp_path):
     root = _build_cache(tmp_path / "a", [("train_1", "train", 9, set(), set())])
     manifest = cache.read_manifest(root)
     track = types.SimpleNamespace(times=np.arange(5) * 0.25, crops=_crops(0, 5), found=np.ones(5, bool))
-    cache.write_shard(root / "test" / "test_1.tfrecord", track, {})
+    shards.write_shard(root / "test" / "test_1.tfrecord", track, {})
     manifest.entries.append(cache.CacheEntry("test_1", "test", "test/test_1.tfrecord", 5, 1.0,
                                              "test_1.mp4", []))
     cache.write_manifest(root, manifest)

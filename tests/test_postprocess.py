@@ -8,8 +8,7 @@ import numpy as np
 import pytest
 
 from recola_sta import metrics
-from recola_sta.postprocess import (PostProcessor, median_windows,
-                                    shift_candidates, shift_forward)
+from recola_sta.evaluation.postprocess import PostProcessor, median_windows, shift_candidates, shift_forward
 
 FRAME = 0.04  # RECOLA label period
 

@@ -17,7 +17,9 @@ import numpy as np
 import pytest
 from skimage import data
 
-from recola_sta import cache, cli, corpora, faces, io_utils, preprocess
+from recola_sta import cache, cli, faces, io_utils
+from recola_sta.cache import preprocess, shards
+from recola_sta.data import corpora
 
 SIZE = 64
 # name -> (video seconds, fps, with a face, last label time or None)
@@ -78,7 +80,7 @@ def spy(monkeypatch):
     """Records the recordings tracked in-process; can simulate a Ctrl-C."""
     calls: list[str] = []
     state = {"interrupt_at": None}
-    real = preprocess._track_recording
+    real = preprocess.track_recording
 
     def track(job, aligner_kwargs, progress):
         calls.append(job.name)
@@ -86,7 +88,7 @@ def spy(monkeypatch):
             raise KeyboardInterrupt
         return real(job, aligner_kwargs, progress)
 
-    monkeypatch.setattr(preprocess, "_track_recording", track)
+    monkeypatch.setattr(preprocess, "track_recording", track)
     return calls, state
 
 
@@ -108,7 +110,7 @@ def test_shards_hold_crops_labels_and_found_mask(corpus, reference_cache):
         assert entry.shard == f"{entry.partition}/{entry.name}.tfrecord"
         labeled = entry.partition != "test"
         assert entry.targets == (["valence", "arousal"] if labeled else ["valence"])
-        got = cache.load_entry(reference_cache, entry)
+        got = shards.load_entry(reference_cache, entry)
         t = np.arange(entry.num_samples) * 0.25
         np.testing.assert_allclose(got.times, t)
         assert got.crops.shape == (entry.num_samples, SIZE, SIZE, 3)
@@ -126,7 +128,7 @@ def test_labels_at_interpolates_linearly():
     rec = corpora.Recording("dev_1", "dev", pathlib.Path("v.mp4"),
                             np.array([0.0, 0.1, 0.2]),
                             {"valence": np.array([0.0, 1.0, 0.0])}, 0.1)
-    got = preprocess.labels_at(rec, np.array([0.0, 0.05, 0.15, 0.2]))
+    got = shards.labels_at(rec, np.array([0.0, 0.05, 0.15, 0.2]))
     np.testing.assert_allclose(got["valence"], [0.0, 0.5, 0.5, 0.0])
 
 
@@ -136,8 +138,8 @@ def test_parallel_workers_give_the_same_cache(corpus, reference_cache, tmp_path)
     reference = cache.read_manifest(reference_cache)
     assert manifest.entries == reference.entries
     for entry in manifest.entries:
-        a = cache.load_entry(tmp_path, entry)
-        b = cache.load_entry(reference_cache, entry)
+        a = shards.load_entry(tmp_path, entry)
+        b = shards.load_entry(reference_cache, entry)
         np.testing.assert_array_equal(a.crops, b.crops)
         np.testing.assert_array_equal(a.found, b.found)
 
@@ -339,7 +341,7 @@ def test_a_full_disk_in_a_worker_stops_the_run(corpus, tmp_path, monkeypatch):
         calls.append(job.name)
         raise OSError(errno.ENOSPC, "No space left on device", "/tmp/somewhere")
 
-    monkeypatch.setattr(preprocess, "_track_recording", track)
+    monkeypatch.setattr(preprocess, "track_recording", track)
     with pytest.raises(OSError) as raised:
         _run(corpus, tmp_path / "cache")
     assert raised.value.errno == errno.ENOSPC and calls == ["train_1"]
@@ -465,13 +467,13 @@ def test_a_recording_that_names_its_side_overrides_the_face_flag(corpus, tmp_pat
                 for r in real_load(root, kind)]
 
     rules = {}
-    real_track = preprocess._track_recording
+    real_track = preprocess.track_recording
 
     def track(job, aligner_kwargs, progress):
         rules[job.name] = aligner_kwargs["face"]
         return real_track(job, aligner_kwargs, progress)
 
     monkeypatch.setattr(corpora, "load_corpus", load)
-    monkeypatch.setattr(preprocess, "_track_recording", track)
+    monkeypatch.setattr(preprocess, "track_recording", track)
     _run(corpus, tmp_path, partitions=["train", "dev"], face="center")
     assert rules == {"train_1": "center", "dev_1": "right"}

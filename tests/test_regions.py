@@ -7,7 +7,8 @@ import types
 import numpy as np
 import pytest
 
-from recola_sta import attention_analysis, regions
+from recola_sta.analysis import attention_analysis
+from recola_sta.faces import regions
 
 SIZE = 32
 MOUTH, EYES, BROWS, NOSE, FACE, BACKGROUND = range(6)

@@ -18,7 +18,7 @@ import shutil
 import numpy as np
 import pytest
 
-from recola_sta import report
+from recola_sta.inference import report
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
@@ -174,7 +174,7 @@ def test_index_rows_link_their_reports_and_mark_failures(tmp_path):
 
 
 def test_evaluate_writes_a_report_per_dev_recording(tmp_path):
-    from recola_sta import evaluate
+    from recola_sta.evaluation import evaluate
 
     rng = np.random.default_rng(0)
     times = np.arange(200) * 0.04

@@ -14,7 +14,9 @@ import keras
 import numpy as np
 import pytest
 
-from recola_sta import cli, evaluate, io_utils, run_state, train
+from recola_sta import cli, io_utils
+from recola_sta.evaluation import evaluate
+from recola_sta.training import run_state, train
 
 
 def _model() -> keras.Model:
@@ -217,7 +219,7 @@ def _truncate(path: pathlib.Path) -> None:
 def test_a_broken_run_file_is_named_before_any_work(tmp_path, monkeypatch, broken, write,
                                                     match):
     """Refused before preprocessing or training, naming the file and what to do."""
-    from recola_sta import preprocess
+    from recola_sta.cache import preprocess
 
     calls = []
     monkeypatch.setattr(preprocess, "preprocess_corpus", lambda *a, **k: calls.append(a))

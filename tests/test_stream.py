@@ -16,7 +16,9 @@ import pathlib
 import numpy as np
 import pytest
 
-from recola_sta import attention_analysis, export, faces, predict
+from recola_sta import faces
+from recola_sta.analysis import attention_analysis
+from recola_sta.inference import export, predict
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 _spec = importlib.util.spec_from_file_location("bench", ROOT / "tools" / "bench.py")

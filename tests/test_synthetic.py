@@ -15,7 +15,8 @@ import numpy as np
 import pytest
 import scipy.signal
 
-from recola_sta import corpora, face_animation, io_utils, synthetic, synthetic_scenes
+from recola_sta import io_utils
+from recola_sta.data import corpora, face_animation, synthetic, synthetic_scenes
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 DURATION_S = 8.0

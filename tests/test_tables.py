@@ -13,7 +13,9 @@ import sys
 
 import pytest
 
-from recola_sta import models, tables, train
+from recola_sta.evaluation import tables
+from recola_sta.model import networks
+from recola_sta.training import train
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -67,7 +69,7 @@ def test_cnn_rnn_rows_not_run_without_their_runs():
 
 def test_every_table_run_is_a_model_variant():
     runs = {row[4] for _, _, rows in tables.TABLES for row in rows if row[4] is not None}
-    assert runs <= set(models.VARIANTS)
+    assert runs <= set(networks.VARIANTS)
     assert {"cnn_rnn_1s", "cnn_rnn_4s"} <= runs
     assert tables.CITED_METHOD_RUNS <= runs
 
@@ -126,7 +128,7 @@ def test_reproduce_script_trains_every_table_row_with_a_valid_config():
                                  "avec2017_cnn_rnn_4s.cfg"])
 def test_cnn_rnn_configs(cfg):
     config = _typed_config(_read_cfg(ROOT / "experiments" / cfg))
-    assert config.variant in models.RNN_WINDOWS
+    assert config.variant in networks.RNN_WINDOWS
     # The paper's training recipe, as the other rows' configs.
     assert (config.frames, config.size, config.batch_size, config.learning_rate,
             config.dropout, config.loss) == (16, 96, 16, 1e-4, 0.5, "mse")

@@ -11,7 +11,14 @@ import keras
 import numpy as np
 import pytest
 
-from recola_sta import cache, export, metrics, models, pipeline, postprocess, train
+from recola_sta import cache, metrics
+from recola_sta.evaluation import postprocess
+from recola_sta.inference import export
+from recola_sta.model import networks
+from recola_sta.training import pipeline, train
+from recola_sta.cache import shards
+from recola_sta.model import losses
+from recola_sta.targets import parse_targets
 
 S = 16
 
@@ -20,14 +27,14 @@ S = 16
                                   "valence,,arousal"])
 def test_bad_target_flag_is_an_error_naming_it(text, tmp_path):
     with pytest.raises(ValueError, match="--target"):
-        train.parse_targets(text)
+        parse_targets(text)
     with pytest.raises(ValueError, match="--target"):
         train.TrainConfig(corpus_dir=str(tmp_path), target=text).validate()
 
 
 def test_target_flag_parses_one_name_or_a_list(tmp_path):
-    assert train.parse_targets("valence") == ("valence",)
-    assert train.parse_targets(" valence , arousal") == ("valence", "arousal")
+    assert parse_targets("valence") == ("valence",)
+    assert parse_targets(" valence , arousal") == ("valence", "arousal")
     config = train.TrainConfig(corpus_dir=str(tmp_path), target="valence,arousal")
     config.validate()
     assert config.targets == ("valence", "arousal")
@@ -56,7 +63,7 @@ def _two_target_cache(root):
     entries = []
     for name, partition in (("train_1", "train"), ("dev_1", "dev")):
         shard = cache.shard_path(partition, name)
-        cache.write_shard(root / shard, track, {"valence": valence, "arousal": arousal})
+        shards.write_shard(root / shard, track, {"valence": valence, "arousal": arousal})
         entries.append(cache.CacheEntry(name=name, partition=partition, shard=shard,
                                         num_samples=n, found_rate=float(found.mean()),
                                         video=f"{name}.mp4", targets=["valence", "arousal"]))
@@ -110,8 +117,8 @@ def _np(x):
 def test_summed_loss_is_the_sum_of_the_single_target_losses():
     y, p, w = _batch()
     mse = keras.losses.MeanSquaredError()
-    for kind, single in (("mse", mse), ("ccc", metrics.CCCLoss())):
-        loss = metrics.SummedTargetsLoss(kind)
+    for kind, single in (("mse", mse), ("ccc", losses.CCCLoss())):
+        loss = losses.SummedTargetsLoss(kind)
         expected = sum(_np(single(y[..., k:k + 1], p[..., k:k + 1], w[..., k])) for k in range(2))
         assert _np(loss(y, p, w)) == pytest.approx(expected, rel=1e-5), kind
         # K = 1 with (B, T) weights: the single-target loss itself.
@@ -119,15 +126,15 @@ def test_summed_loss_is_the_sum_of_the_single_target_losses():
             _np(single(y[..., :1], p[..., :1], w[..., 0])), rel=1e-5), kind
     # A masked frame's label (NaN in the cache, 0 in the pipeline) adds nothing.
     y_nan = np.where(w > 0, y, np.nan).astype("float32")
-    assert np.isfinite(_np(metrics.SummedTargetsLoss("ccc")(y_nan, p, w)))
+    assert np.isfinite(_np(losses.SummedTargetsLoss("ccc")(y_nan, p, w)))
     with pytest.raises(ValueError, match="kind"):
-        metrics.SummedTargetsLoss("mae")
+        losses.SummedTargetsLoss("mae")
 
 
 def test_per_target_and_mean_ccc_metrics():
     batches = [_batch(seed) for seed in range(3)]
-    per_target = [metrics.CCCMetric(target_index=k) for k in range(2)]
-    mean = metrics.MeanCCCMetric(2)
+    per_target = [losses.CCCMetric(target_index=k) for k in range(2)]
+    mean = losses.MeanCCCMetric(2)
     for y, p, w in batches:
         for m in (*per_target, mean):
             m.update_state(y, p, w)
@@ -139,20 +146,20 @@ def test_per_target_and_mean_ccc_metrics():
         expected.append(metrics.ccc(gold, pred))
         assert _np(per_target[k].result()) == pytest.approx(expected[k], abs=1e-4)
     assert _np(mean.result()) == pytest.approx(np.mean(expected), abs=1e-4)
-    restored = metrics.MeanCCCMetric.from_config(mean.get_config())
+    restored = losses.MeanCCCMetric.from_config(mean.get_config())
     assert restored.num_targets == 2
-    assert metrics.CCCMetric.from_config(per_target[1].get_config()).target_index == 1
+    assert losses.CCCMetric.from_config(per_target[1].get_config()).target_index == 1
     with pytest.raises(ValueError, match="num_targets"):
-        metrics.MeanCCCMetric(0)
+        losses.MeanCCCMetric(0)
 
 
 def test_two_target_model_output():
-    model = models.build_model("2d_cnn", frames=4, size=S, fc_units=4, num_targets=2)
+    model = networks.build_model("2d_cnn", frames=4, size=S, fc_units=4, num_targets=2)
     assert model.output.shape[1:] == (4, 2) and model.layers[-1].name == "targets"
-    single = models.build_model("2d_cnn", frames=4, size=S, fc_units=4)
+    single = networks.build_model("2d_cnn", frames=4, size=S, fc_units=4)
     assert single.output.shape[1:] == (4, 1) and single.layers[-1].name == "valence"
     with pytest.raises(ValueError, match="num_targets"):
-        models.build_model("2d_cnn", frames=4, size=S, num_targets=0)
+        networks.build_model("2d_cnn", frames=4, size=S, num_targets=0)
 
 
 def test_postprocessing_chains_per_target(tmp_path):

@@ -16,7 +16,11 @@ import sys
 import numpy as np
 import pytest
 
-from recola_sta import cache, face_animation, faces, io_utils, preprocess, synthetic, train
+from recola_sta import cache, faces, io_utils
+from recola_sta.cache import preprocess
+from recola_sta.data import face_animation, synthetic
+from recola_sta.training import train
+from recola_sta.cache import shards
 
 SIZE = 16
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -36,7 +40,7 @@ def _write_cache(cache_dir: pathlib.Path, *, size: int = SIZE, dev_labels: bool 
         if partition == "dev" and not dev_labels:
             values[:] = np.nan
         shard = cache.shard_path(partition, name)
-        cache.write_shard(cache_dir / shard, track, {"valence": values})
+        shards.write_shard(cache_dir / shard, track, {"valence": values})
         entries.append(cache.CacheEntry(name=name, partition=partition, shard=shard,
                                         num_samples=n, found_rate=float(found),
                                         video=f"/videos/{name}.mp4", targets=["valence"]))
@@ -248,7 +252,7 @@ def test_synthetic_preset_flag_choices():
     """The CLI flag: parsed into the config, a bad value refused naming the flag."""
     script = (
         "from absl import flags\n"
-        "from recola_sta import train\n"
+        "from recola_sta.training import train\n"
         "train.define_flags()\n"
         "FLAGS = flags.FLAGS\n"
         "FLAGS(['train', '--corpus_dir=c', '--synthetic_preset=recola_like', "
@@ -401,7 +405,7 @@ def test_deterministic_fixes_the_pipeline_order_and_the_ops(tmp_path, no_preproc
                                                             monkeypatch, deterministic):
     import tensorflow as tf
 
-    from recola_sta import pipeline
+    from recola_sta.training import pipeline
 
     calls = {"ops": 0}
     monkeypatch.setattr(tf.config.experimental, "enable_op_determinism",
@@ -432,7 +436,7 @@ def _write_varied_cache(cache_dir: pathlib.Path) -> None:
                                 crops=rng.integers(0, 256, (n, SIZE, SIZE, 3), dtype=np.uint8),
                                 found=np.ones(n, bool))
         shard = cache.shard_path(partition, name)
-        cache.write_shard(cache_dir / shard, track,
+        shards.write_shard(cache_dir / shard, track,
                           {"valence": rng.uniform(-0.5, 0.5, n).astype(np.float32)})
         entries.append(cache.CacheEntry(name=name, partition=partition, shard=shard,
                                         num_samples=n, found_rate=1.0,
@@ -450,7 +454,7 @@ def test_a_resumed_deterministic_run_trains_as_the_uninterrupted_one(tmp_path, m
     import keras
     import tensorflow as tf
 
-    from recola_sta import distributed
+    from recola_sta.training import distributed
 
     # Op determinism cannot be turned off again, and would refuse the
     # unseeded random ops of later tests in this process; these ops on the
@@ -482,7 +486,7 @@ def test_a_resumed_deterministic_run_trains_as_the_uninterrupted_one(tmp_path, m
 def test_mixed_precision_computes_in_bfloat16_and_keeps_float32_outputs(tmp_path):
     import keras
 
-    from recola_sta import models
+    from recola_sta.model import networks
 
     config = _config(tmp_path, variant="3d_cnn_sta", mixed_precision="bfloat16",
                      jit_compile="off", fc_units=8)
@@ -494,7 +498,7 @@ def test_mixed_precision_computes_in_bfloat16_and_keeps_float32_outputs(tmp_path
     clips = np.random.default_rng(0).random((2, 4, SIZE, SIZE, 3), np.float32)
     loss = model.train_on_batch(clips, np.zeros((2, 4, 1), np.float32), np.ones((2, 4)))
     assert np.isfinite(loss).all()
-    attention = models.attention_model(model).predict(clips, verbose=0)
+    attention = networks.attention_model(model).predict(clips, verbose=0)
     assert attention.dtype == np.float32
     np.testing.assert_allclose(attention.sum(axis=(2, 3)), 1.0, atol=0.02)  # bfloat16 maps
 

@@ -35,8 +35,10 @@ def main() -> None:
 
     import keras
 
-    from recola_sta import attention_ablation, attention_analysis, cache, evaluate, io_utils
-    from recola_sta import layers  # noqa: F401  (registers the custom layers)
+    from recola_sta import cache, io_utils
+    from recola_sta.analysis import attention_ablation, attention_analysis
+    from recola_sta.evaluation import evaluate
+    from recola_sta.model import layers  # noqa: F401  (registers the custom layers)
 
     run_dir = pathlib.Path(args.run_dir)
     config_path = run_dir / "config.json"

@@ -5,7 +5,7 @@
         --config "eq2_shared:" \\
         --config "per_location_gain100:attention_weights=per_location,attention_score_gain=100"
 
-Each `--config NAME:key=value,...` trains `models.build_model(variant, ...)`
+Each `--config NAME:key=value,...` trains `networks.build_model(variant, ...)`
 with those model options (plus `variant=` and `lr=` keys) on the cache's train
 partition through the project's own tf.data pipeline (augmentation on), with
 the paper's objective (MSE, Adam, batch 16), for `--steps` steps from the same
@@ -64,7 +64,10 @@ def main() -> None:
 
     import keras
 
-    from recola_sta import attention_analysis, cache, metrics, models, pipeline
+    from recola_sta import cache, metrics
+    from recola_sta.analysis import attention_analysis
+    from recola_sta.model import networks
+    from recola_sta.training import pipeline
 
     manifest = cache.read_manifest(args.cache_dir)
     dev = attention_analysis.load_partition(args.cache_dir, manifest, "dev")
@@ -86,7 +89,7 @@ def main() -> None:
         variant = options.pop("variant", "3d_cnn_sta")
         lr = float(options.pop("lr", 1e-4))
         keras.utils.set_random_seed(args.seed)
-        model = models.build_model(variant, size=manifest.size, **options)
+        model = networks.build_model(variant, size=manifest.size, **options)
         model.compile(optimizer=keras.optimizers.Adam(lr), loss="mean_squared_error")
         train = pipeline.train_dataset(args.cache_dir, batch_size=args.batch_size, augment=True,
                                        shuffle=True, seed=args.seed).repeat()

@@ -9,7 +9,7 @@ Parts (`--only`, comma-separated; default all):
   `KERAS_BACKEND=jax python tools/bench.py --only=train` measures a machine
   with JAX and no TensorFlow. `--mixed_precision` (bfloat16 policy) and
   `--jit_compile` apply here.
-* `predict`: real-time factor of `recola_sta.predict.predict_video` on a
+* `predict`: real-time factor of `recola_sta.inference.predict.predict_video` on a
   generated `--video_seconds` (60) 640x480 25 fps face video (the astronaut
   photo moving slightly), with an untrained 3d_cnn_sta model at
   `--predict_size` (32) px exported by `recola_sta.export`. Start-up
@@ -21,7 +21,7 @@ Parts (`--only`, comma-separated; default all):
 * `preprocess`: frames/s on one core of `FaceAligner.process` (detection or
   tracking, 68 landmarks, warp) on consecutive 4 fps samples of the same
   video (tracking needs consecutive samples).
-* `pipeline`: tf.data clips/s of `recola_sta.pipeline.train_dataset` over a
+* `pipeline`: tf.data clips/s of `recola_sta.training.pipeline.train_dataset` over a
   synthetic cache of astronaut face crops (PNG decoding costs what it costs
   on real crops): the first epoch (decoding + filling the in-memory cache),
   cached epochs with and without augmentation (median over repeats),
@@ -142,7 +142,7 @@ def bench_train(
     """
     import keras
 
-    from recola_sta.models import build_model
+    from recola_sta.model.networks import build_model
 
     previous = keras.mixed_precision.global_policy().name
     policy = "mixed_bfloat16" if mixed_precision else "float32"
@@ -209,10 +209,11 @@ def export_untrained_model(path: pathlib.Path, size: int, frames: int = 16,
     """An untrained `variant` exported as predict expects (default aligner)."""
     import keras
 
-    from recola_sta import export, models
+    from recola_sta.inference import export
+    from recola_sta.model import networks
 
     keras.utils.set_random_seed(0)
-    model = models.build_model(variant, frames=frames, size=size)
+    model = networks.build_model(variant, frames=frames, size=size)
     meta = export.export_metadata(variant=variant, targets=["valence"], frames=frames,
                                   size=size, fps=4.0, face_aligner={})
     return export.export_saved_model(model, path, meta)
@@ -227,7 +228,7 @@ def startup_seconds(model_dir: pathlib.Path) -> dict[str, float]:
     code = (
         "import time; t0 = time.perf_counter()\n"
         "import tensorflow as tf\n"
-        "from recola_sta import predict\n"
+        "from recola_sta.inference import predict\n"
         "t1 = time.perf_counter()\n"
         f"m = tf.saved_model.load({str(model_dir)!r})\n"
         "t2 = time.perf_counter()\n"
@@ -249,7 +250,8 @@ def predict_breakdown(model_dir: pathlib.Path, video: pathlib.Path, serve,
     ran the detector: all, or every `redetect_every`-th of a tracked face),
     alignment (landmark fits and warp: `process` minus that detection), and
     the model on the crops."""
-    from recola_sta import export, faces, predict
+    from recola_sta import faces
+    from recola_sta.inference import export, predict
 
     meta = export.read_metadata(model_dir)
     aligner = predict.make_aligner(meta, model_dir)
@@ -294,7 +296,7 @@ def bench_predict(workdir: pathlib.Path, *, seconds: float, size: int,
     """
     import tensorflow as tf
 
-    from recola_sta import predict
+    from recola_sta.inference import predict
 
     video = make_face_video(workdir / "face.mp4", seconds)
     model_dir = export_untrained_model(workdir / "saved_model", size)
@@ -417,6 +419,7 @@ def build_cache(root: pathlib.Path, size: int, recordings: int, samples: int) ->
     import types
 
     from recola_sta import cache
+    from recola_sta.cache import shards
 
     rng = np.random.default_rng(size)
     entries = []
@@ -429,7 +432,7 @@ def build_cache(root: pathlib.Path, size: int, recordings: int, samples: int) ->
                                       landmarks=None)
         valence = np.sin(np.arange(samples) * 0.05 + i).astype(np.float32)
         shard = cache.shard_path("train", name)
-        cache.write_shard(root / shard, track, {"valence": valence})
+        shards.write_shard(root / shard, track, {"valence": valence})
         entries.append(cache.CacheEntry(name, "train", shard, samples, float(found.mean()),
                                         f"{name}.mp4", ["valence"]))
     cache.write_manifest(root, cache.Manifest("bench", "synthetic", size, 4.0, entries))
@@ -448,7 +451,8 @@ def bench_pipeline(root: pathlib.Path, *, size: int, batch: int, frames: int = 1
     """tf.data clips/s: first epoch (PNG decoding), then cached epochs with and
     without augmentation, interleaved epoch by epoch, and `eval_dataset` over
     every recording (decodes every time)."""
-    from recola_sta import cache, pipeline
+    from recola_sta import cache
+    from recola_sta.training import pipeline
 
     cache_dir = build_cache(root / f"cache_{size}", size, recordings, samples)
     datasets = {
@@ -487,7 +491,8 @@ def bench_model_augmentation(*, size: int, batch: int, frames: int = 16, repeats
     batches."""
     import tensorflow as tf
 
-    from recola_sta import layers, pipeline
+    from recola_sta.model import layers
+    from recola_sta.training import pipeline
 
     layer = layers.ClipAugmentation(**dataclasses.asdict(pipeline.Augmentation()), seed=0)
     step = tf.function(lambda x: layer(x, training=True))

@@ -26,6 +26,7 @@ from absl import app, flags
 from skimage import data
 
 from recola_sta import faces
+from recola_sta.faces import alignment
 
 FLAGS = flags.FLAGS
 flags.DEFINE_integer("repeats", 30, "Timed calls per setting (after 3 warm-up calls).",
@@ -67,7 +68,7 @@ def time_call(fn, repeats: int) -> float:
 def compare_fixed_width(frame: np.ndarray, width: int, calls: int) -> tuple[float, float]:
     """Median seconds of `FaceAligner.detect` and of the fixed-width path, interleaved."""
     aligner = faces.FaceAligner(FLAGS.size)
-    detector = faces._load_detector()
+    detector = alignment._load_detector()
     h, w = frame.shape[:2]
     size = (width, max(1, round(h * width / w))) if w > width else None
 
@@ -101,7 +102,7 @@ def main(argv):
     cv2.setNumThreads(1)
     if hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
-    print(f"{faces.__file__}: FaceAligner(size={FLAGS.size}, upsample=0); median of "
+    print(f"{alignment.__file__}: FaceAligner(size={FLAGS.size}, upsample=0); median of "
           f"{FLAGS.repeats} calls x {FLAGS.runs} runs; {cpu_model()}, one core "
           f"(cv2.setNumThreads(1), CPU affinity "
           f"{sorted(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else '?'}); "

@@ -19,7 +19,7 @@ from typing import Sequence
 
 import cv2
 
-from recola_sta import face_animation, synthetic, synthetic_scenes
+from recola_sta.data import face_animation, synthetic, synthetic_scenes
 
 
 def bench(presets: Sequence[str], recordings: int, duration_s: float, width: int = 320,

@@ -38,7 +38,8 @@ from typing import Sequence
 
 import numpy as np
 
-from recola_sta import corpora, faces, io_utils
+from recola_sta import faces, io_utils
+from recola_sta.data import corpora
 
 INNER_LIP_PAIRS = ((61, 67), (62, 66), (63, 65))
 

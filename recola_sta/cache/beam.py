@@ -5,8 +5,8 @@ argument checks, the settings lock (`preprocess.json`), skipping finished
 recordings, the manifest and the failure report. With `runner="beam"` it
 hands the recordings still to do to `run_jobs`, which makes each one a Beam
 element: a Beam worker tracks its face with the local runner's code
-(`preprocess._track_recording`) and writes its shard and entry with
-`preprocess.write_recording`, the same TFRecord shard the local runner
+(`recola_sta.cache.job.track_recording`) and writes its shard and entry with
+`recola_sta.cache.shards.write_recording`, the same TFRecord shard the local runner
 writes. The small per-recording results (entry or error) go to text files
 under the cache folder; the driver reads them back and writes the manifest.
 
@@ -28,7 +28,10 @@ from typing import Any, Sequence
 
 from absl import logging
 
-from recola_sta import corpora, io_utils, preprocess
+from recola_sta import cache, io_utils
+from recola_sta.data import corpora
+from recola_sta.cache import shards
+from recola_sta.cache.job import Job, track_recording
 
 # The results folder inside the cache folder, named as this project's
 # temporaries (`io_utils.temp_prefix`): removed after each run, and by the
@@ -48,7 +51,7 @@ def _import_beam():
     return beam, PipelineOptions
 
 
-def process_recording(work: tuple[preprocess._Job, corpora.Recording, dict[str, Any]],
+def process_recording(work: tuple[Job, corpora.Recording, dict[str, Any]],
                       cache_dir: str) -> str:
     """One recording, on a Beam worker: face track, labels, shard.
 
@@ -57,15 +60,15 @@ def process_recording(work: tuple[preprocess._Job, corpora.Recording, dict[str, 
     """
     job, recording, aligner_kwargs = work
     try:
-        track = preprocess._track_recording(job, aligner_kwargs, False)
+        track = track_recording(job, aligner_kwargs, False)
     except (OSError, ValueError) as e:
         logging.error("preprocess --runner=beam: %s failed: %s", job.name, e)
         return json.dumps({"name": job.name, "error": str(e)})
-    entry = preprocess.write_recording(pathlib.Path(cache_dir), recording, track)
+    entry = shards.write_recording(pathlib.Path(cache_dir), recording, track)
     return json.dumps({"entry": dataclasses.asdict(entry)})
 
 
-def run_jobs(work: Sequence[tuple[preprocess._Job, corpora.Recording, dict[str, Any]]],
+def run_jobs(work: Sequence[tuple[Job, corpora.Recording, dict[str, Any]]],
              cache_dir: str | pathlib.Path, pipeline_args: Sequence[str] = ()
              ) -> tuple[list[Any], dict[str, str]]:
     """Runs one Beam pipeline over `work` (job, recording, aligner settings).
@@ -77,7 +80,7 @@ def run_jobs(work: Sequence[tuple[preprocess._Job, corpora.Recording, dict[str, 
         ImportError: Apache Beam is not installed (names the extra).
         RuntimeError: the pipeline did not finish, or lost recordings.
     """
-    from recola_sta import cache
+
 
     beam, PipelineOptions = _import_beam()
     cache_dir = pathlib.Path(cache_dir)

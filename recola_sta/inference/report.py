@@ -346,7 +346,7 @@ def regions_table(regions: Mapping[str, Mapping[str, float]]) -> str:
 
 
 def _asset(name: str) -> str:
-    return resources.files("recola_sta").joinpath("report_assets", name).read_text("utf-8")
+    return resources.files("recola_sta.inference").joinpath("report_assets", name).read_text("utf-8")
 
 
 def _png_data(path: str | os.PathLike) -> str:

@@ -50,7 +50,7 @@ def _serving_model(model, targets: Sequence[str]):
     """A functional model with the dict of outputs the SavedModel serves."""
     import keras
 
-    from recola_sta import models
+    from recola_sta.model import networks
 
     keys = serving_keys(targets)
     if model.output.shape[-1] != len(keys):
@@ -62,7 +62,7 @@ def _serving_model(model, targets: Sequence[str]):
         for k, key in enumerate(keys)
     }
     try:
-        outputs["attention"] = models.attention_model(model).output
+        outputs["attention"] = networks.attention_model(model).output
     except ValueError:
         pass  # Variants without attention serve valence only.
     return keras.Model(model.inputs, outputs, name=f"{model.name}_serving")
@@ -77,7 +77,7 @@ def export_saved_model(
     """Writes `model` as a SavedModel with a `serve` signature, atomically.
 
     Args:
-        model: a model from `models.build_model`.
+        model: a model from `networks.build_model`.
         path: destination folder; replaced if it exists.
         metadata: JSON-serialisable facts a predictor needs (variant, size,
             frames, fps, face template); written as `recola_sta.json`.
@@ -154,7 +154,7 @@ def export_metadata(
     """What `predict` needs to prepare a video exactly as in training.
 
     Args:
-        variant: network name (`models.VARIANTS`).
+        variant: network name (`networks.VARIANTS`).
         targets: the label dimensions the model predicts, in its output
             order; recorded as `targets`, and as `target` (the names joined
             by commas) for readers of older metadata.
@@ -167,7 +167,7 @@ def export_metadata(
             default, `faces.DEFAULT_REDETECT_EVERY`), `rotate` (missing: 0);
             `size` is added.
     """
-    from recola_sta import faces  # lazily: dlib and OpenCV only where a model is exported
+    from recola_sta import faces# lazily: dlib and OpenCV only where a model is exported
 
     defaults = {**_ALIGNER_DEFAULTS, "redetect_every": faces.DEFAULT_REDETECT_EVERY}
     aligner = {k: face_aligner.get(k, v) for k, v in defaults.items()}

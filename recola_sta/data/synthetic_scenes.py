@@ -18,7 +18,7 @@ from typing import Any, Callable, Iterator
 import cv2
 import numpy as np
 
-from recola_sta.face_animation import FaceAnimator, RecolaLikeAnimator, smoothstep
+from recola_sta.data.face_animation import FaceAnimator, RecolaLikeAnimator, smoothstep
 
 PRESETS = ("default", "recola_like")
 LABEL_PERIOD_S = 0.04  # RECOLA's gold standard: one row every 40 ms

@@ -1,4 +1,4 @@
-"""The preprocess cache: one TFRecord shard per recording plus a manifest.
+"""The preprocess cache's shards: one TFRecord file per recording.
 
 Layout of a cache folder::
 
@@ -26,10 +26,8 @@ an entry by name); `read_manifest` refuses a manifest that repeats one.
 
 from __future__ import annotations
 
-import collections
 import dataclasses
 import errno
-import json
 import os
 import pathlib
 from typing import Any, Sequence
@@ -38,121 +36,11 @@ import cv2
 import numpy as np
 import tensorflow as tf
 
-from recola_sta import io_utils
+from recola_sta import faces, io_utils
+from recola_sta.data import corpora
+from recola_sta.cache.manifest import CacheEntry, shard_path
 
-MANIFEST_NAME = "manifest.json"
-FORMAT_VERSION = 1
 LANDMARK_VALUES = 68 * 2  # dlib's 68 points, (x, y) each
-
-
-@dataclasses.dataclass
-class CacheEntry:
-    """One preprocessed recording.
-
-    Attributes:
-        name: recording name, e.g. `"dev_1"`.
-        partition: `"train"`, `"dev"` or `"test"`.
-        shard: path of the TFRecord shard, relative to the cache folder.
-        num_samples: number of 4 fps samples in the shard.
-        found_rate: share of samples where a face was found.
-        video: path of the source video.
-        targets: names of the label dimensions stored per sample.
-        landmarks: whether the shard stores each sample's landmarks (False
-            for caches written before they were stored).
-        min_face_px: side of the smallest face found, original-frame
-            pixels; None without a face or for older caches.
-        multi_face_samples: samples in which more than one face was
-            detected; None for older caches.
-    """
-
-    name: str
-    partition: str
-    shard: str
-    num_samples: int
-    found_rate: float
-    video: str
-    targets: list[str]
-    landmarks: bool = False
-    min_face_px: float | None = None
-    multi_face_samples: int | None = None
-
-
-@dataclasses.dataclass
-class Manifest:
-    """Everything a reader needs to know about a cache folder.
-
-    Attributes:
-        corpus_root: folder of the corpus the cache was made from.
-        corpus_kind: kind passed to `corpora.load_corpus`.
-        size: side of the square aligned crops, pixels.
-        fps: sampling rate of the samples (4 in the paper).
-        entries: one per recording, in corpus order.
-    """
-
-    corpus_root: str
-    corpus_kind: str
-    size: int
-    fps: float
-    entries: list[CacheEntry]
-
-    def partition(self, name: str) -> list[CacheEntry]:
-        """Returns the entries of one partition, in corpus order."""
-        return [e for e in self.entries if e.partition == name]
-
-    def entry(self, name: str) -> CacheEntry:
-        """Returns the entry of the recording called `name`."""
-        for e in self.entries:
-            if e.name == name:
-                return e
-        raise KeyError(f"No recording named {name!r} in the cache.")
-
-
-def shard_path(partition: str, name: str) -> str:
-    """Relative path of a recording's shard inside the cache folder."""
-    return f"{partition}/{name}.tfrecord"
-
-
-def write_manifest(cache_dir: str | os.PathLike, manifest: Manifest) -> None:
-    """Writes `manifest.json` atomically."""
-    payload = {"format_version": FORMAT_VERSION, **dataclasses.asdict(manifest)}
-    io_utils.atomic_write_text(
-        pathlib.Path(cache_dir) / MANIFEST_NAME, json.dumps(payload, indent=2) + "\n"
-    )
-
-
-def read_manifest(cache_dir: str | os.PathLike) -> Manifest:
-    """Reads and checks `manifest.json`.
-
-    Raises:
-        FileNotFoundError: the folder or its manifest does not exist.
-        ValueError: the manifest is malformed, of another format version, or
-            lists one recording name twice.
-    """
-    path = pathlib.Path(cache_dir) / MANIFEST_NAME
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"No preprocess cache at {cache_dir}: {path} is missing. "
-            "Run `python -m recola_sta.preprocess` first."
-        )
-    try:
-        payload: dict[str, Any] = json.loads(path.read_text())
-        version = payload.pop("format_version")
-        if version != FORMAT_VERSION:
-            raise ValueError(f"format_version {version}, expected {FORMAT_VERSION}")
-        entries = [CacheEntry(**e) for e in payload.pop("entries")]
-        manifest = Manifest(entries=entries, **payload)
-    except (KeyError, TypeError, ValueError, json.JSONDecodeError) as e:
-        raise ValueError(f"Malformed cache manifest {path}: {e}") from e
-    # Readers find a recording by its name alone (`Manifest.entry`, reports,
-    # predictions): a name listed twice would make one entry hide the other.
-    twice = [name for name, n in collections.Counter(e.name for e in entries).items() if n > 1]
-    if twice:
-        raise ValueError(
-            f"Malformed cache manifest {path}: recording {twice[0]!r} is listed twice "
-            "(recording names must be unique across the partitions); delete the cache "
-            "folder and preprocess again."
-        )
-    return manifest
 
 
 def _float_feature(value: float) -> tf.train.Feature:
@@ -370,3 +258,35 @@ def load_entry(cache_dir: str | os.PathLike, entry: CacheEntry) -> CachedRecordi
         landmarks=(np.asarray(landmarks, np.float32).reshape(-1, LANDMARK_VALUES // 2, 2)
                    if entry.landmarks else None),
     )
+
+
+def write_recording(cache_dir: pathlib.Path, recording: corpora.Recording,
+                    track: faces.FaceTrack) -> CacheEntry:
+    """Writes one recording's shard (crops, labels at its sample times) and
+    returns its `CacheEntry` (used by both runners)."""
+    targets = labels_at(recording, track.times)
+    shard = shard_path(recording.partition, recording.name)
+    write_shard(pathlib.Path(cache_dir) / shard, track, targets)
+    return CacheEntry(
+        name=recording.name, partition=recording.partition, shard=shard,
+        num_samples=len(track.times), found_rate=track.found_rate,
+        video=str(recording.video.resolve()), targets=list(targets),
+        landmarks=track.landmarks is not None,
+        min_face_px=track.smallest_face_px,
+        multi_face_samples=track.multi_face_samples,
+    )
+
+
+def labels_at(recording: corpora.Recording, times: np.ndarray) -> dict[str, np.ndarray]:
+    """Every label dimension linearly interpolated (`np.interp`) at `times`.
+
+    Times before the first label take the first label; a NaN label spreads
+    NaN to the samples on either side of it. Unlabeled recordings get NaN.
+    """
+    out = {}
+    for name, values in recording.targets.items():
+        if recording.labeled and len(values):
+            out[name] = np.interp(times, recording.times, values).astype(np.float32)
+        else:
+            out[name] = np.full(len(times), np.nan, np.float32)
+    return out

@@ -40,7 +40,7 @@ from typing import Any
 
 import keras
 
-from recola_sta import layers
+from recola_sta.model import layers
 
 VARIANTS = ("2d_cnn", "3d_cnn", "3d_cnn_sta", "cnn_rnn_1s", "cnn_rnn_4s")
 # Frames per recurrent window of the CNN+RNN variants (4 fps: ~1 s, ~4 s).

@@ -22,7 +22,8 @@ from typing import Any
 
 import numpy as np
 
-from recola_sta import clips, regions
+from recola_sta import clips
+from recola_sta.faces import regions
 
 ATTENTION_LAYER = "attention"
 
@@ -57,9 +58,9 @@ def keras_outputs_fn(model) -> Callable[[np.ndarray], dict[str, np.ndarray]]:
 
 def load_partition(cache_dir: str | os.PathLike, manifest, partition: str) -> dict[str, Any]:
     """Every recording of a cache partition, in corpus order: name -> CachedRecording."""
-    from recola_sta import cache
+    from recola_sta.cache import shards
 
-    return {e.name: cache.load_entry(cache_dir, e) for e in manifest.partition(partition)}
+    return {e.name: shards.load_entry(cache_dir, e) for e in manifest.partition(partition)}
 
 
 def predict_partition(
@@ -252,7 +253,7 @@ class RegionAccumulator:
         ratio; False (nothing drawn) where no sample counted."""
         if self._face_sum is None:
             return False
-        from recola_sta import plots
+        from recola_sta.analysis import plots
 
         count = sum(len(m) for m in self._mass)
         size = self._map_sum.shape[-1]
@@ -294,7 +295,7 @@ def report_with_figure(
     mass/area ratio."""
     report = region_report(recordings, attention, frames)
     if figure is not None and report["available"] and report["samples"]:
-        from recola_sta import plots
+        from recola_sta.analysis import plots
 
         face, mean_map = mean_face_and_map(recordings, attention, frames)
         plots.plot_attention_regions(figure, face, mean_map, report["regions"], title=title)

@@ -41,7 +41,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from recola_sta import metrics
+from recola_sta.model import losses
 
 DISTRIBUTIONS = ("none", "mirrored", "multi_worker")
 TF_CONFIG = "TF_CONFIG"
@@ -321,7 +321,7 @@ def fit(
     strategy = cluster.strategy
     loss_object = _loss_object(model)
     optimizer = model.optimizer
-    train_ccc = metrics.CCCMetric(name="ccc")
+    train_ccc = losses.CCCMetric(name="ccc")
     history = []
     if not optimizer.built:
         # Its slots must exist, mirrored, before the step function is traced.
@@ -388,7 +388,7 @@ def validator(model: keras.Model, dataset: tf.data.Dataset) -> Callable[[keras.M
     the chief validates alone, with no cross-worker operation.
     """
     copy = keras.models.clone_model(model)
-    copy.compile(loss=model.loss, weighted_metrics=[metrics.CCCMetric(name="ccc")])
+    copy.compile(loss=model.loss, weighted_metrics=[losses.CCCMetric(name="ccc")])
 
     def validate(current: keras.Model) -> dict[str, float]:
         copy.set_weights(current.get_weights())

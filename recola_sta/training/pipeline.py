@@ -36,8 +36,11 @@ from typing import Sequence
 
 import tensorflow as tf
 
-from recola_sta import cache, layers
-from recola_sta.corpora import PARTITIONS
+from recola_sta import cache
+from recola_sta.model import layers
+from recola_sta.cache import shards
+from recola_sta.data.corpora import PARTITIONS
+from recola_sta.targets import as_targets
 
 AUTOTUNE = tf.data.AUTOTUNE
 
@@ -141,22 +144,6 @@ def apply_augmentation(clip: tf.Tensor, *, flip: tf.Tensor, brightness: tf.Tenso
     return tf.clip_by_value(clip, 0.0, 1.0)
 
 
-def as_targets(target: str | Sequence[str]) -> tuple[str, ...]:
-    """One target name, or a sequence of distinct names, as a tuple.
-
-    Raises:
-        ValueError: no name, an empty name, or a name given twice.
-    """
-    names = (target,) if isinstance(target, str) else tuple(target)
-    if not names or not all(isinstance(n, str) and n for n in names):
-        raise ValueError(f"target must be a name or a non-empty sequence of names. "
-                         f"Received: {target!r}")
-    repeated = sorted({n for n in names if names.count(n) > 1})
-    if repeated:
-        raise ValueError(f"Targets repeat: {repeated} in {list(names)}.")
-    return names
-
-
 def _select_entries(
     manifest: cache.Manifest, cache_dir: pathlib.Path, partitions: Sequence[str],
     targets: tuple[str, ...]
@@ -212,7 +199,7 @@ def _parse_fn(stored: list[str], targets: tuple[str, ...]):
     a target the recording does not store is NaN (unlabeled)."""
 
     def parse(serialized: tf.Tensor):
-        sample = cache.parse_example(serialized, stored)
+        sample = shards.parse_example(serialized, stored)
         labels = tf.stack([sample[t] if t in stored else tf.constant(math.nan, tf.float32)
                            for t in targets])
         return sample["image"], labels, sample["found"]

@@ -1,0 +1,24 @@
+"""Faces in videos: decoding and live sources, dlib detection and landmarks,
+the choice and tracking of the subject, and the alignment of each 4 fps
+sample to a fixed template (eyes and nose at fixed pixel positions).
+
+Imports no TensorFlow: worker processes that preprocess or generate corpora
+use it. The package's public names are re-exported here, so callers write
+`from recola_sta import faces` and `faces.FaceAligner`; `regions` (the facial
+regions of an aligned crop) is a module of its own.
+"""
+
+from recola_sta.faces.alignment import (
+    DEFAULT_REDETECT_EVERY, DEFAULT_TEMPLATE, FACE_RULES, LEFT_EYE, MAX_UPSAMPLE, MIN_DETECT_FACE_PX, NOSE_TIP,
+    NUM_LANDMARKS, RIGHT_EYE, ROTATIONS, TYPICAL_FACE_SHARE, FaceAligner, FaceTrack, FrameFace,
+    LiveSource, Sample, TruncatedVideoError, VideoError, VideoInfo, default_predictor_path,
+    is_live_source, iter_frames_at, iter_samples, key_points, live_frames, prefetched, probe_video,
+    rotated, rotation_hint, sample_times, sampled_frames, similarity_transform, track_video)
+
+__all__ = [
+    "DEFAULT_REDETECT_EVERY", "DEFAULT_TEMPLATE", "FACE_RULES", "LEFT_EYE", "MAX_UPSAMPLE", "MIN_DETECT_FACE_PX",
+    "NOSE_TIP", "NUM_LANDMARKS", "RIGHT_EYE", "ROTATIONS", "TYPICAL_FACE_SHARE", "FaceAligner",
+    "FaceTrack", "FrameFace", "LiveSource", "Sample", "TruncatedVideoError", "VideoError",
+    "VideoInfo", "default_predictor_path", "is_live_source", "iter_frames_at", "iter_samples",
+    "key_points", "live_frames", "prefetched", "probe_video", "rotated", "rotation_hint",
+    "sample_times", "sampled_frames", "similarity_transform", "track_video"]
