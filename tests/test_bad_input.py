@@ -23,6 +23,7 @@ from recola_sta.cache import preprocess
 from recola_sta.data import synthetic
 from recola_sta.inference import export, predict
 from recola_sta.training import train
+from recola_sta.faces.settings import FaceSettings
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 _spec = importlib.util.spec_from_file_location("bench", ROOT / "tools" / "bench.py")
@@ -53,8 +54,8 @@ def model_dir(tmp_path_factory) -> pathlib.Path:
 
     keras.utils.set_random_seed(0)
     model = networks.build_model("2d_cnn", frames=FRAMES, size=SIZE, fc_units=8)
-    meta = export.export_metadata(variant="2d_cnn", targets=["valence"], frames=FRAMES,
-                                  size=SIZE, fps=4.0, face_aligner={})
+    meta = export.export_metadata(variant="2d_cnn", targets=["valence"], fps=4.0,
+                                  face=FaceSettings(size=SIZE))
     return export.export_saved_model(model, tmp_path_factory.mktemp("model") / "saved_model",
                                      meta)
 
@@ -117,7 +118,7 @@ def _broken_copy(model_dir: pathlib.Path, tmp_path: pathlib.Path, case: str) -> 
         pb.write_bytes(pb.read_bytes()[:5000])
     elif case == "wrong_size":
         meta = json.loads((folder / export.METADATA_NAME).read_text())
-        meta["size"] = 48
+        meta["face"]["size"] = 48
         (folder / export.METADATA_NAME).write_text(json.dumps(meta))
     return folder
 
@@ -194,14 +195,15 @@ def test_preprocess_refuses_a_read_only_cache_before_any_work(read_only_dir, tmp
                                      duration_s=1.0, workers=1)
     monkeypatch.setattr(preprocess, "track_recording", None)  # any call would fail
     with pytest.raises(ValueError, match=f"--cache_dir={read_only_dir}: cannot write"):
-        preprocess.preprocess_corpus(corpus, "synthetic", read_only_dir, size=SIZE,
+        preprocess.preprocess_corpus(corpus, "synthetic", read_only_dir,
+                                     face=FaceSettings(size=SIZE),
                                      workers=1, progress=False)
 
 
 def test_train_refuses_a_read_only_run_folder_before_any_work(read_only_dir, tmp_path):
     config = train.TrainConfig(
         corpus_dir=str(tmp_path / "corpus"), corpus_kind="synthetic",
-        run_dir=str(read_only_dir / "run"), cache_dir=str(tmp_path / "cache"), size=SIZE,
+        run_dir=str(read_only_dir / "run"), cache_dir=str(tmp_path / "cache"), face=FaceSettings(size=SIZE),
         frames=FRAMES, batch_size=2, epochs=1, progress=False)
     with pytest.raises(ValueError, match=f"--run_dir={read_only_dir / 'run'}: cannot write"):
         train.run_training(config)

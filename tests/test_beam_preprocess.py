@@ -15,6 +15,7 @@ pytest.importorskip("apache_beam")
 from recola_sta import cache, io_utils  # noqa: E402
 from recola_sta.cache import beam as beam_preprocess  # noqa: E402
 from recola_sta.cache import preprocess, shards  # noqa: E402
+from recola_sta.faces.settings import FaceSettings  # noqa: E402
 from test_preprocess import SIZE, _write_corpus  # noqa: E402  (the tiny RECOLA-layout corpus)
 
 
@@ -22,8 +23,10 @@ def test_beam_runner_writes_the_local_runners_cache_and_skips_finished_recording
         tmp_path, monkeypatch):
     corpus = _write_corpus(tmp_path / "corpus")
     local, beam = tmp_path / "local", tmp_path / "beam"
-    preprocess.preprocess_corpus(corpus, "recola", local, size=SIZE, workers=1, progress=False)
-    preprocess.preprocess_corpus(corpus, "recola", beam, size=SIZE, progress=False,
+    preprocess.preprocess_corpus(corpus, "recola", local,
+                                 face=FaceSettings(size=SIZE), workers=1, progress=False)
+    preprocess.preprocess_corpus(corpus, "recola", beam,
+                                 face=FaceSettings(size=SIZE), progress=False,
                                  runner="beam",
                                  beam_pipeline_options=["--runner=DirectRunner"])
     ours, theirs = cache.read_manifest(beam), cache.read_manifest(local)
@@ -43,6 +46,7 @@ def test_beam_runner_writes_the_local_runners_cache_and_skips_finished_recording
         raise AssertionError("a finished recording was processed again")
 
     monkeypatch.setattr(beam_preprocess, "run_jobs", fail)
-    again = preprocess.preprocess_corpus(corpus, "recola", beam, size=SIZE, progress=False,
+    again = preprocess.preprocess_corpus(corpus, "recola", beam,
+                                         face=FaceSettings(size=SIZE), progress=False,
                                          runner="beam")
     assert again == ours

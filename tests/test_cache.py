@@ -10,6 +10,7 @@ import pytest
 
 from recola_sta import cache, faces
 from recola_sta.cache import shards
+from recola_sta.faces.settings import FaceSettings
 
 
 def _track(n: int, size: int, with_landmarks: bool) -> faces.FaceTrack:
@@ -33,13 +34,13 @@ def _write(tmp_path, track, landmarks_flag):
                              num_samples=len(track.times), found_rate=track.found_rate,
                              video="v.mp4", targets=["valence"], landmarks=landmarks_flag)
     cache.write_manifest(tmp_path, cache.Manifest(corpus_root="c", corpus_kind="synthetic",
-                                                  size=track.crops.shape[1], fps=4.0,
+                                                  face=FaceSettings(size=track.crops.shape[1]), fps=4.0,
                                                   entries=[entry]))
     return entry
 
 
 def test_landmarks_round_trip(tmp_path):
-    track = _track(4, 8, with_landmarks=True)
+    track = _track(4, 16, with_landmarks=True)
     entry = _write(tmp_path, track, True)
     rec = shards.load_entry(tmp_path, cache.read_manifest(tmp_path).entries[0])
     assert cache.read_manifest(tmp_path).entries[0].landmarks
@@ -49,7 +50,7 @@ def test_landmarks_round_trip(tmp_path):
 
 
 def test_a_cache_written_before_landmarks_still_loads(tmp_path):
-    track = _track(4, 8, with_landmarks=False)
+    track = _track(4, 16, with_landmarks=False)
     _write(tmp_path, track, False)
     # Manifests of that time have no `landmarks` key at all.
     path = tmp_path / cache.MANIFEST_NAME
@@ -66,9 +67,10 @@ def test_a_cache_written_before_landmarks_still_loads(tmp_path):
 def test_a_manifest_that_lists_a_name_twice_is_refused(tmp_path):
     # Caches written while a csv corpus could hold train/a.mp4 and dev/a.mp4
     # list "a" twice; readers know a recording by its name alone.
-    entry = _write(tmp_path, _track(4, 8, with_landmarks=False), False)
+    entry = _write(tmp_path, _track(4, 16, with_landmarks=False), False)
     other = dataclasses.replace(entry, partition="train", shard="train/dev_1.tfrecord")
-    cache.write_manifest(tmp_path, cache.Manifest(corpus_root="c", corpus_kind="csv", size=8,
+    cache.write_manifest(tmp_path, cache.Manifest(corpus_root="c", corpus_kind="csv",
+                                                  face=FaceSettings(size=16),
                                                   fps=4.0, entries=[other, entry]))
     with pytest.raises(ValueError, match=r"manifest\.json: recording 'dev_1' is listed twice"):
         cache.read_manifest(tmp_path)

@@ -11,6 +11,7 @@ import tensorflow as tf
 
 from recola_sta.model import layers, networks
 from recola_sta.training import pipeline, train
+from recola_sta.faces.settings import FaceSettings
 
 FRAMES, SIZE = 4, 16
 DEFAULTS = dataclasses.asdict(pipeline.Augmentation())
@@ -87,7 +88,7 @@ def test_model_option_adds_an_inference_identity_layer_that_saves(tmp_path):
 @pytest.mark.parametrize("augment_on, in_model", [("pipeline", False), ("model", True)])
 def test_train_puts_the_augmentation_where_asked(augment_on, in_model, tmp_path):
     config = train.TrainConfig(corpus_dir=str(tmp_path), corpus_kind="synthetic",
-                               run_dir=str(tmp_path / "run"), size=SIZE, frames=FRAMES,
+                               run_dir=str(tmp_path / "run"), face=FaceSettings(size=SIZE), frames=FRAMES,
                                variant="3d_cnn", augment_on=augment_on)
     names = [layer.name for layer in train._build_model(config).layers]
     assert ("augment" in names) == in_model

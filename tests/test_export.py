@@ -11,6 +11,7 @@ import pytest
 
 from recola_sta import faces
 from recola_sta.inference import export, predict
+from recola_sta.faces.settings import MAX_SIZE, FaceSettings
 
 
 def _model_dir(tmp_path: pathlib.Path, meta) -> pathlib.Path:
@@ -23,17 +24,18 @@ def _model_dir(tmp_path: pathlib.Path, meta) -> pathlib.Path:
     return folder
 
 
-def _meta(**aligner) -> dict:
-    return export.export_metadata(
-        variant="3d_cnn_sta", targets=["arousal"], frames=8, size=32, fps=4.0,
-        face_aligner={"upsample": 1, "detect_width": 0, "face": "right",
-                      "predictor_path": None, **aligner})
+def _meta(**face) -> dict:
+    """recola_sta.json as export writes it (with the model's clip length)."""
+    settings = FaceSettings(**{"size": 32, "upsample": 1, "detect_width": 0, "face": "right",
+                               **face})
+    return {**export.export_metadata(variant="3d_cnn_sta", targets=["arousal"], fps=4.0,
+                                     face=settings), "frames": 8}
 
 
 def test_predict_builds_the_aligner_from_the_metadata(tmp_path):
     folder = _model_dir(tmp_path, _meta())
     meta = export.read_metadata(folder)
-    assert (meta["target"], meta["frames"], meta["fps"]) == ("arousal", 8, 4.0)
+    assert (meta["targets"], meta["frames"], meta["fps"]) == (["arousal"], 8, 4.0)
     aligner = predict.make_aligner(meta, folder)
     assert aligner.settings() == {
         "size": 32, "upsample": 1, "detect_width": 0, "face": "right",
@@ -48,38 +50,36 @@ def test_predict_builds_the_aligner_from_the_metadata(tmp_path):
     (tmp_path / "turned").mkdir()
     folder2 = _model_dir(tmp_path / "turned", _meta(rotate=180))
     assert predict.make_aligner(export.read_metadata(folder2), folder2).rotate == 180
+    # A bad override names its flag.
+    with pytest.raises(ValueError, match="--rotate=45"):
+        predict.make_aligner(meta, folder, {"rotate": 45})
 
 
-def test_models_exported_before_the_aligner_was_recorded_get_the_old_defaults(tmp_path):
+def test_a_model_of_an_older_layout_is_refused_with_the_command_that_rebuilds_it(tmp_path):
+    # Models before the face settings were one object (no format_version).
     folder = _model_dir(tmp_path, {"variant": "2d_cnn", "target": "valence", "frames": 16,
                                    "size": 64, "fps": 4.0, "face_aligner": {"size": 64}})
-    aligner = predict.make_aligner(export.read_metadata(folder), folder)
-    assert (aligner.size, aligner.upsample, aligner.detect_width, aligner.face,
-            aligner.redetect_every, aligner.rotate) == (64, 0, 320, "largest", 1, 0)
+    with pytest.raises(ValueError) as raised:
+        export.read_metadata(folder)
+    message = str(raised.value)
+    assert str(folder / export.METADATA_NAME) in message and "\n" not in message
+    assert "older recola_sta" in message and "python -m recola_sta.train" in message
 
 
 @pytest.mark.parametrize("meta,match", [
     ("{not json", "not JSON"),
     ("[1, 2]", "JSON object"),
-    ({"variant": "2d_cnn", "frames": 16, "size": 64}, "fps=None"),
-    ({"variant": "2d_cnn", "frames": "16", "size": 64, "fps": 4}, "frames='16'"),
-    ({"variant": "2d_cnn", "frames": 16, "size": 64, "fps": 4, "face_aligner": 3},
-     "face_aligner=3"),
+    ({k: v for k, v in _meta().items() if k != "fps"}, "fps=None"),
+    ({**_meta(), "frames": "16"}, "frames='16'"),
+    ({**_meta(), "face": 3}, "face settings must be an object"),
+    ({**_meta(), "face": {"size": 32}}, "face settings must be an object with exactly"),
+    ({**_meta(), "face": {**_meta()["face"], "face": "biggest"}}, "--face='biggest'"),
 ])
 def test_invalid_metadata_is_an_error_naming_the_file(tmp_path, meta, match):
     folder = _model_dir(tmp_path, meta)
     path = re.escape(str(folder / export.METADATA_NAME))
     with pytest.raises(ValueError, match=f"{path}.*{match}"):
         export.read_metadata(folder)
-
-
-def test_invalid_recorded_aligner_settings_name_the_file(tmp_path):
-    folder = _model_dir(tmp_path, _meta(face="biggest"))
-    meta = export.read_metadata(folder)
-    with pytest.raises(ValueError, match=re.escape(str(folder / export.METADATA_NAME))):
-        predict.make_aligner(meta, folder)
-    # A valid override replaces the bad recorded value.
-    assert predict.make_aligner(meta, folder, {"face": "center"}).face == "center"
 
 
 def test_missing_metadata_is_not_a_model(tmp_path):
@@ -93,7 +93,7 @@ def test_a_crop_size_too_large_to_allocate_is_refused_before_any_work(tmp_path, 
     import tracemalloc
 
     meta = _meta()
-    meta["size"] = meta["face_aligner"]["size"] = 100000
+    meta["face"]["size"] = 100000
     folder = _model_dir(tmp_path, meta)
 
     def no_work(*args, **kwargs):
@@ -104,7 +104,7 @@ def test_a_crop_size_too_large_to_allocate_is_refused_before_any_work(tmp_path, 
     tracemalloc.start()
     try:
         with pytest.raises(ValueError, match=re.escape(str(folder / export.METADATA_NAME))
-                           + r".*size=100000.*size <= 1024"):
+                           + r".*--size=100000.*from 16 to 1024"):
             predict.predict_video(folder, tmp_path / "face.mp4", tmp_path / "out",
                                   progress=False)
         _, peak = tracemalloc.get_traced_memory()
@@ -113,9 +113,9 @@ def test_a_crop_size_too_large_to_allocate_is_refused_before_any_work(tmp_path, 
     assert peak < 2**20
     assert not (tmp_path / "out").exists()
     # The largest accepted size still reads.
-    meta["size"] = export.MAX_SIZE
+    meta["face"]["size"] = MAX_SIZE
     (folder / export.METADATA_NAME).write_text(json.dumps(meta))
-    assert export.read_metadata(folder)["face_aligner"]["size"] == export.MAX_SIZE
+    assert export.read_metadata(folder)["face"].size == MAX_SIZE
 
 
 @pytest.fixture(scope="module")
@@ -146,8 +146,8 @@ def test_a_failed_export_removes_its_partial_folder(tiny_model, tmp_path, monkey
 
     from recola_sta import cli
 
-    meta = export.export_metadata(variant="2d_cnn", targets=["valence"], frames=8, size=32,
-                                  fps=4.0, face_aligner={})
+    meta = export.export_metadata(variant="2d_cnn", targets=["valence"], fps=4.0,
+                                  face=FaceSettings(size=32))
     path = export.export_saved_model(tiny_model, tmp_path / "saved_model", meta)
     before = {p.relative_to(path): p.read_bytes() for p in path.rglob("*") if p.is_file()}
     error = {"disk_full": _tensorflow_disk_full, "interrupt": KeyboardInterrupt,

@@ -24,6 +24,7 @@ import pytest
 from recola_sta import cache
 from recola_sta.cache import preprocess
 from recola_sta.data import synthetic
+from recola_sta.faces.settings import FaceSettings
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 _spec = importlib.util.spec_from_file_location("bench", ROOT / "tools" / "bench.py")
@@ -137,7 +138,8 @@ def corpus(tmp_path_factory) -> pathlib.Path:
 @pytest.fixture(scope="module")
 def cache_dir(corpus, tmp_path_factory) -> pathlib.Path:
     folder = tmp_path_factory.mktemp("cache") / "cache"
-    preprocess.preprocess_corpus(corpus, "synthetic", folder, size=SIZE, workers=1,
+    preprocess.preprocess_corpus(corpus, "synthetic", folder,
+                                 face=FaceSettings(size=SIZE), workers=1,
                                  progress=False)
     return folder
 

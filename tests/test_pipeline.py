@@ -14,6 +14,7 @@ import tensorflow as tf
 from recola_sta import cache, clips
 from recola_sta.training import pipeline
 from recola_sta.cache import shards
+from recola_sta.faces.settings import FaceSettings
 
 S = 16  # crop side
 BAND = 4  # width of the white band that marks the crop's left side
@@ -47,7 +48,7 @@ def _build_cache(root: pathlib.Path, recordings, targets=("valence",)) -> pathli
                                         found_rate=float(found.mean()), video=f"{name}.mp4",
                                         targets=list(targets)))
     cache.write_manifest(root, cache.Manifest(corpus_root="corpus", corpus_kind="synthetic",
-                                              size=S, fps=4.0, entries=entries))
+                                              face=FaceSettings(size=S), fps=4.0, entries=entries))
     return root
 
 

@@ -20,6 +20,7 @@ from skimage import data
 from recola_sta import cache, cli, faces, io_utils
 from recola_sta.cache import preprocess, shards
 from recola_sta.data import corpora
+from recola_sta.faces.settings import FaceSettings
 
 SIZE = 64
 # name -> (video seconds, fps, with a face, last label time or None)
@@ -70,7 +71,8 @@ def corpus(tmp_path_factory) -> pathlib.Path:
 def reference_cache(corpus, tmp_path_factory) -> pathlib.Path:
     """The corpus preprocessed once, sequentially."""
     cache_dir = tmp_path_factory.mktemp("cache")
-    preprocess.preprocess_corpus(corpus, "recola", cache_dir, size=SIZE, workers=1,
+    preprocess.preprocess_corpus(corpus, "recola", cache_dir,
+                                 face=FaceSettings(size=SIZE), workers=1,
                                  progress=False)
     return cache_dir
 
@@ -92,15 +94,17 @@ def spy(monkeypatch):
     return calls, state
 
 
-def _run(corpus, cache_dir, **kwargs):
-    return preprocess.preprocess_corpus(corpus, "recola", cache_dir, size=SIZE,
-                                        workers=1, progress=False, **kwargs)
+def _run(corpus, cache_dir, partitions=None, **face):
+    """preprocess_corpus with one worker; `face` holds face settings besides the size."""
+    return preprocess.preprocess_corpus(corpus, "recola", cache_dir,
+                                        face=FaceSettings(**{"size": SIZE, **face}),
+                                        workers=1, progress=False, partitions=partitions)
 
 
 def test_shards_hold_crops_labels_and_found_mask(corpus, reference_cache):
     manifest = cache.read_manifest(reference_cache)
     assert [e.name for e in manifest.entries] == ["train_1", "dev_1", "test_1"]
-    assert manifest.size == SIZE and manifest.fps == 4.0
+    assert manifest.face.size == SIZE and manifest.fps == 4.0
     assert manifest.corpus_kind == "recola"
     assert pathlib.Path(manifest.corpus_root) == corpus.resolve()
     # Samples stop at min(video duration, last label time).
@@ -133,7 +137,8 @@ def test_labels_at_interpolates_linearly():
 
 
 def test_parallel_workers_give_the_same_cache(corpus, reference_cache, tmp_path):
-    manifest = preprocess.preprocess_corpus(corpus, "recola", tmp_path, size=SIZE,
+    manifest = preprocess.preprocess_corpus(corpus, "recola", tmp_path,
+                                            face=FaceSettings(size=SIZE),
                                             workers=2, progress=False)
     reference = cache.read_manifest(reference_cache)
     assert manifest.entries == reference.entries
@@ -201,14 +206,11 @@ def test_a_broken_video_is_reported_and_the_others_cached(corpus, tmp_path, spy)
 
 def test_other_settings_on_an_existing_cache_are_refused(corpus, reference_cache):
     with pytest.raises(ValueError, match="other settings.*size"):
-        preprocess.preprocess_corpus(corpus, "recola", reference_cache, size=SIZE + 16,
-                                     workers=1, progress=False)
+        _run(corpus, reference_cache, size=SIZE + 16)
     # The rotation is a face setting like the others: recorded and checked.
-    settings = json.loads((reference_cache / preprocess.SETTINGS_NAME).read_text())
-    assert settings["rotate"] == 0
+    assert cache.read_manifest(reference_cache).face.rotate == 0
     with pytest.raises(ValueError, match="other settings.*rotate: 0 vs 90"):
-        preprocess.preprocess_corpus(corpus, "recola", reference_cache, size=SIZE, rotate=90,
-                                     workers=1, progress=False)
+        _run(corpus, reference_cache, rotate=90)
 
 
 def test_settings_bind_only_once_a_recording_is_cached(corpus, tmp_path, spy):
@@ -217,9 +219,8 @@ def test_settings_bind_only_once_a_recording_is_cached(corpus, tmp_path, spy):
     with pytest.raises(KeyboardInterrupt):
         _run(corpus, tmp_path)
     state["interrupt_at"] = None
-    manifest = preprocess.preprocess_corpus(corpus, "recola", tmp_path, size=SIZE + 16,
-                                            partitions=["test"], workers=1, progress=False)
-    assert manifest.size == SIZE + 16
+    manifest = _run(corpus, tmp_path, partitions=["test"], size=SIZE + 16)
+    assert manifest.face.size == SIZE + 16
 
 
 # Holds a lock file, as another preprocess or train run would, until killed.
@@ -349,12 +350,13 @@ def test_a_full_disk_in_a_worker_stops_the_run(corpus, tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("kwargs,match", [
     ({"workers": 0}, "--workers"),
-    ({"size": 4}, "--size"),
+    ({"face": FaceSettings(size=4)}, "--size=4"),
+    ({"face": FaceSettings(size=100)}, "--size=100 .*multiple of 8"),
     ({"partitions": ["val"]}, "--partitions"),
     ({"min_found_rate": 2.0}, "--min_found_rate"),
 ])
 def test_bad_arguments(corpus, tmp_path, kwargs, match):
-    args = {"size": SIZE, "workers": 1, **kwargs}
+    args = {"face": FaceSettings(size=SIZE), "workers": 1, **kwargs}
     with pytest.raises(ValueError, match=match):
         preprocess.preprocess_corpus(corpus, "recola", tmp_path, progress=False, **args)
 
@@ -388,24 +390,31 @@ def test_summary_reports_the_smallest_face_and_several_faces(reference_cache):
 
 
 @pytest.mark.parametrize("name,default,other", [
-    ("face", "largest", "left"),  # a cache from before the face rule had "largest"
-    ("redetect_every", 1, 4),  # one from before tracking detected on every sample
+    ("face", "largest", "left"),
+    ("redetect_every", 1, 4),
 ])
-def test_face_settings_are_cache_settings(corpus, reference_cache, tmp_path,
-                                          name, default, other):
+def test_face_settings_are_cache_settings(corpus, reference_cache, name, default, other):
     assert faces.DEFAULT_REDETECT_EVERY == 1  # the paper detects in every frame
-    settings = json.loads((reference_cache / preprocess.SETTINGS_NAME).read_text())
-    assert settings[name] == default
+    assert getattr(cache.read_manifest(reference_cache).face, name) == default
     with pytest.raises(ValueError, match=f"other settings.*{name}: {default!r} vs {other!r}"):
         _run(corpus, reference_cache, **{name: other})
-    # A cache written before the setting was recorded had its default value.
+
+
+def test_a_cache_of_an_older_layout_is_refused_with_the_command_that_rebuilds_it(
+        reference_cache, tmp_path):
+    # Caches before the face settings moved into the manifest (format 1) held
+    # `size` there and the rest in preprocess.json.
     old = tmp_path / "old"
     shutil.copytree(reference_cache, old)
-    del settings[name]
-    (old / preprocess.SETTINGS_NAME).write_text(json.dumps(settings))
-    assert len(_run(corpus, old).entries) == 3
-    with pytest.raises(ValueError, match=f"{name}: {default!r} vs {other!r}"):
-        _run(corpus, old, **{name: other})
+    payload = json.loads((old / cache.MANIFEST_NAME).read_text())
+    size = payload.pop("face")["size"]
+    (old / cache.MANIFEST_NAME).write_text(json.dumps({**payload, "format_version": 1,
+                                                       "size": size}))
+    with pytest.raises(ValueError) as raised:
+        cache.read_manifest(old)
+    message = str(raised.value)
+    assert "\n" not in message and str(old) in message
+    assert "older recola_sta" in message and "python -m recola_sta.preprocess" in message
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess:

@@ -17,6 +17,7 @@ import pytest
 from recola_sta import cli, io_utils
 from recola_sta.evaluation import evaluate
 from recola_sta.training import run_state, train
+from recola_sta.faces.settings import FaceSettings
 
 
 def _model() -> keras.Model:
@@ -186,7 +187,7 @@ def _resumable_run(tmp_path: pathlib.Path) -> tuple[train.TrainConfig, pathlib.P
     """A run folder after one epoch, with config.json matching the config."""
     config = train.TrainConfig(corpus_dir=str(tmp_path), corpus_kind="csv",
                                run_dir=str(tmp_path / "run"), cache_dir=str(tmp_path / "cache"),
-                               size=16, frames=4, batch_size=2, epochs=2, progress=False)
+                               face=FaceSettings(size=16), frames=4, batch_size=2, epochs=2, progress=False)
     run = pathlib.Path(config.run_dir)
     run.mkdir()
     train._write_config(config, run)

@@ -13,6 +13,7 @@ import sys
 
 import pytest
 
+from recola_sta import settings
 from recola_sta.evaluation import tables
 from recola_sta.model import networks
 from recola_sta.training import train
@@ -77,7 +78,7 @@ def test_every_table_run_is_a_model_variant():
 def _read_cfg(path: pathlib.Path) -> dict[str, str]:
     """A flagfile as {flag: text}; a bare boolean `--flag` reads "true",
     `--noflag` "false" (absl's spelling)."""
-    fields = {f.name for f in dataclasses.fields(train.TrainConfig)}
+    fields = settings.flag_names(train.TrainConfig)
     flags = {}
     for line in path.read_text().splitlines():
         if line.strip() and not line.startswith("#"):
@@ -90,21 +91,14 @@ def _read_cfg(path: pathlib.Path) -> dict[str, str]:
 
 
 def _typed_config(flags: dict[str, str]) -> train.TrainConfig:
-    values = {}
-    for field in dataclasses.fields(train.TrainConfig):
-        if field.name not in flags:
-            continue
-        raw = flags[field.name]
-        default = getattr(train.TrainConfig, field.name, "")
-        if isinstance(default, tuple):
-            values[field.name] = tuple(raw.split(","))
-        elif isinstance(default, bool):
-            values[field.name] = raw.lower() == "true"
-        else:
-            values[field.name] = type(default)(raw)
-    unknown = set(flags) - {f.name for f in dataclasses.fields(train.TrainConfig)}
-    assert not unknown, unknown
-    return train.TrainConfig(**values)
+    """The TrainConfig train's own flag parser makes of these flags (an
+    unknown flag fails the parse)."""
+    from absl import flags as absl_flags
+
+    flag_values = absl_flags.FlagValues()
+    settings.define_flags(train.TrainConfig, flag_values=flag_values)
+    flag_values(["train", *(f"--{k}={v}" for k, v in flags.items())])
+    return settings.from_flags(train.TrainConfig, flag_values)
 
 
 def test_reproduce_script_trains_every_table_row_with_a_valid_config():
@@ -130,7 +124,7 @@ def test_cnn_rnn_configs(cfg):
     config = _typed_config(_read_cfg(ROOT / "experiments" / cfg))
     assert config.variant in networks.RNN_WINDOWS
     # The paper's training recipe, as the other rows' configs.
-    assert (config.frames, config.size, config.batch_size, config.learning_rate,
+    assert (config.frames, config.face.size, config.batch_size, config.learning_rate,
             config.dropout, config.loss) == (16, 96, 16, 1e-4, 0.5, "mse")
 
 
@@ -273,7 +267,7 @@ def test_recola_like_configs(short, variant):
     config = _typed_config(flags)
     config.validate()
     assert (config.variant, config.corpus_kind, config.synthetic_preset, config.corpus_dir,
-            config.size, config.seed) == (variant, "synthetic", "recola_like",
+            config.face.size, config.seed) == (variant, "synthetic", "recola_like",
                                           "data/synthetic_recola_like", 32, 0)
     assert config.run_dir == f"runs/{tables.seed_run_name(PREFIX, variant, 0)}"
     # Otherwise the schedule of the default synthetic configs, but 8 epochs.
@@ -335,5 +329,6 @@ def test_fixed_gain_ablation_config_is_the_sta_config_with_one_learned_map():
     ablation.validate()
     changed = {f.name for f in dataclasses.fields(train.TrainConfig)
                if getattr(sta, f.name) != getattr(ablation, f.name)}
+    changed |= set(sta.face.differences(ablation.face))
     assert changed == {"attention_weights", "attention_location_bias", "run_dir"}
     assert (ablation.attention_weights, ablation.attention_location_bias) == ("none", True)

@@ -19,6 +19,7 @@ from recola_sta.training import pipeline, train
 from recola_sta.cache import shards
 from recola_sta.model import losses
 from recola_sta.targets import parse_targets
+from recola_sta.faces.settings import FaceSettings
 
 S = 16
 
@@ -68,7 +69,7 @@ def _two_target_cache(root):
                                         num_samples=n, found_rate=float(found.mean()),
                                         video=f"{name}.mp4", targets=["valence", "arousal"]))
     cache.write_manifest(root, cache.Manifest(corpus_root="corpus", corpus_kind="synthetic",
-                                              size=S, fps=4.0, entries=entries))
+                                              face=FaceSettings(size=S), fps=4.0, entries=entries))
     return root, valence, arousal
 
 
@@ -189,17 +190,17 @@ def test_postprocessing_chains_per_target(tmp_path):
 
 
 def test_export_metadata_names_the_targets(tmp_path):
-    meta = export.export_metadata(variant="2d_cnn", targets=["valence", "arousal"], frames=4,
-                                  size=S, fps=4.0, face_aligner={})
+    meta = export.export_metadata(variant="2d_cnn", targets=["valence", "arousal"], fps=4.0,
+                                  face=FaceSettings(size=S))
     assert meta["targets"] == ["valence", "arousal"]
     folder = tmp_path / "saved_model"
     folder.mkdir()
     (folder / "saved_model.pb").write_bytes(b"")
-    old = {k: v for k, v in meta.items() if k not in ("target", "targets")}
-    (folder / export.METADATA_NAME).write_text(json.dumps(old))
-    assert export.read_metadata(folder)["targets"] == ["valence"]  # before `targets` existed
-    (folder / export.METADATA_NAME).write_text(json.dumps({**old, "targets": ["a", "a"]}))
-    with pytest.raises(ValueError, match="targets="):
-        export.read_metadata(folder)
-    assert export.serving_keys(["arousal"]) == ["valence"]
+    (folder / export.METADATA_NAME).write_text(json.dumps({**meta, "frames": 4}))
+    assert export.read_metadata(folder)["targets"] == ["valence", "arousal"]
+    for bad in ({**meta, "targets": ["a", "a"]}, {k: v for k, v in meta.items() if k != "targets"}):
+        (folder / export.METADATA_NAME).write_text(json.dumps({**bad, "frames": 4}))
+        with pytest.raises(ValueError, match="targets="):
+            export.read_metadata(folder)
+    assert export.serving_keys(["arousal"]) == ["arousal"]  # one target: a list of one
     assert export.serving_keys(["valence", "arousal"]) == ["valence", "arousal"]

@@ -5,6 +5,7 @@ No network is built or trained here: each test stops at a guard, in seconds.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import pathlib
@@ -21,13 +22,14 @@ from recola_sta.cache import preprocess
 from recola_sta.data import face_animation, synthetic
 from recola_sta.training import train
 from recola_sta.cache import shards
+from recola_sta.faces.settings import FaceSettings
 
 SIZE = 16
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
 def _write_cache(cache_dir: pathlib.Path, *, size: int = SIZE, dev_labels: bool = True,
-                 dev_faces: bool = True, settings: dict | None = None) -> None:
+                 dev_faces: bool = True, face: FaceSettings | None = None) -> None:
     """Two recordings of 8 samples (train_1, dev_1) with a `valence` label."""
     entries = []
     for name, partition in (("train_1", "train"), ("dev_1", "dev")):
@@ -44,11 +46,9 @@ def _write_cache(cache_dir: pathlib.Path, *, size: int = SIZE, dev_labels: bool 
         entries.append(cache.CacheEntry(name=name, partition=partition, shard=shard,
                                         num_samples=n, found_rate=float(found),
                                         video=f"/videos/{name}.mp4", targets=["valence"]))
-    cache.write_manifest(cache_dir, cache.Manifest(corpus_root="/corpus", corpus_kind="csv",
-                                                   size=size, fps=4.0, entries=entries))
-    (cache_dir / preprocess.SETTINGS_NAME).write_text(json.dumps(settings or {
-        "size": size, "upsample": 0, "detect_width": 320, "face": "largest",
-        "predictor_path": None}))
+    cache.write_manifest(cache_dir, cache.Manifest(
+        corpus_root="/corpus", corpus_kind="csv", fps=4.0,
+        face=face or FaceSettings(size=size), entries=entries))
 
 
 @pytest.fixture
@@ -61,12 +61,15 @@ def no_preprocess(monkeypatch):
 
 
 def _config(tmp_path: pathlib.Path, **changes) -> train.TrainConfig:
+    """A small run's config; `changes` may name face settings too (size=...)."""
     (tmp_path / "corpus").mkdir(exist_ok=True)
+    face_names = {f.name for f in dataclasses.fields(FaceSettings)}
+    face = FaceSettings(**{"size": SIZE, **{k: v for k, v in changes.items() if k in face_names}})
     return train.TrainConfig(**{
         "corpus_dir": str(tmp_path / "corpus"), "corpus_kind": "csv",
         "run_dir": str(tmp_path / "run"), "cache_dir": str(tmp_path / "cache"),
-        "size": SIZE, "frames": 4, "batch_size": 2, "epochs": 1, "progress": False,
-        **changes})
+        "face": face, "frames": 4, "batch_size": 2, "epochs": 1, "progress": False,
+        **{k: v for k, v in changes.items() if k not in face_names}})
 
 
 @pytest.mark.parametrize("cache_kwargs,changes,match", [
@@ -104,10 +107,9 @@ def test_face_flags_are_forwarded_to_preprocess(tmp_path, no_preprocess):
     with pytest.raises(ValueError, match="--size"):
         train.run_training(config)
     (_, kwargs), = no_preprocess
-    names = ("upsample", "detect_width", "face", "predictor_path", "redetect_every", "rotate")
-    assert {k: kwargs[k] for k in names} == {
-        "upsample": 1, "detect_width": 0, "face": "right", "predictor_path": "/models/shape.dat",
-        "redetect_every": 2, "rotate": 90}
+    assert kwargs["face"] == FaceSettings(
+        size=SIZE, upsample=1, detect_width=0, face="right",
+        predictor_path="/models/shape.dat", redetect_every=2, rotate=90)
 
 
 @pytest.mark.parametrize("changes,flag", [
@@ -276,20 +278,12 @@ def test_synthetic_preset_flag_choices():
 
 
 def test_export_metadata_records_the_caches_aligner(tmp_path):
-    settings = {"size": SIZE, "upsample": 1, "detect_width": 0, "face": "left",
-                "predictor_path": None, "template": [list(p) for p in faces.DEFAULT_TEMPLATE],
-                "corpus_root": "/corpus"}
-    _write_cache(tmp_path / "cache", settings=settings)
-    config = _config(tmp_path, target="valence", frames=4)
-    meta = train.export_metadata(config, cache.read_manifest(tmp_path / "cache"),
-                                 tmp_path / "cache")
-    assert meta["fps"] == 4.0 and meta["frames"] == 4 and meta["target"] == "valence"
-    assert meta["face_aligner"] == {
-        "size": SIZE, "upsample": 1, "detect_width": 0, "face": "left",
-        "predictor_path": None, "template": settings["template"],
-        # A cache that did not record them detected faces on every sample
-        # and did not turn frames.
-        "redetect_every": 1, "rotate": 0}
+    face = FaceSettings(size=SIZE, upsample=1, detect_width=0, face="left")
+    _write_cache(tmp_path / "cache", face=face)
+    config = _config(tmp_path, target="valence", frames=4)  # its own face flags: defaults
+    meta = train.export_metadata(config, cache.read_manifest(tmp_path / "cache"))
+    assert meta["fps"] == 4.0 and meta["targets"] == ["valence"]
+    assert meta["face"] == face.to_json()  # the cache's settings, not the run's flags
 
 
 def test_a_run_folder_in_use_is_refused_and_a_killed_runs_leftovers_are_cleared(
@@ -442,7 +436,7 @@ def _write_varied_cache(cache_dir: pathlib.Path) -> None:
                                         num_samples=n, found_rate=1.0,
                                         video=f"/videos/{name}.mp4", targets=["valence"]))
     cache.write_manifest(cache_dir, cache.Manifest(corpus_root="/corpus", corpus_kind="csv",
-                                                   size=SIZE, fps=4.0, entries=entries))
+                                                   face=FaceSettings(size=SIZE), fps=4.0, entries=entries))
 
 
 def test_a_resumed_deterministic_run_trains_as_the_uninterrupted_one(tmp_path, monkeypatch):

@@ -71,7 +71,7 @@ def main() -> None:
 
     manifest = cache.read_manifest(args.cache_dir)
     dev = attention_analysis.load_partition(args.cache_dir, manifest, "dev")
-    mouth_mask = attention_analysis.median_mouth_mask(dev, manifest.size)
+    mouth_mask = attention_analysis.median_mouth_mask(dev, manifest.face.size)
     fresh = None
     if args.fresh_cache_dir:
         fresh = attention_analysis.load_partition(
@@ -89,7 +89,7 @@ def main() -> None:
         variant = options.pop("variant", "3d_cnn_sta")
         lr = float(options.pop("lr", 1e-4))
         keras.utils.set_random_seed(args.seed)
-        model = networks.build_model(variant, size=manifest.size, **options)
+        model = networks.build_model(variant, size=manifest.face.size, **options)
         model.compile(optimizer=keras.optimizers.Adam(lr), loss="mean_squared_error")
         train = pipeline.train_dataset(args.cache_dir, batch_size=args.batch_size, augment=True,
                                        shuffle=True, seed=args.seed).repeat()

@@ -209,13 +209,14 @@ def export_untrained_model(path: pathlib.Path, size: int, frames: int = 16,
     """An untrained `variant` exported as predict expects (default aligner)."""
     import keras
 
+    from recola_sta.faces.settings import FaceSettings
     from recola_sta.inference import export
     from recola_sta.model import networks
 
     keras.utils.set_random_seed(0)
     model = networks.build_model(variant, frames=frames, size=size)
-    meta = export.export_metadata(variant=variant, targets=["valence"], frames=frames,
-                                  size=size, fps=4.0, face_aligner={})
+    meta = export.export_metadata(variant=variant, targets=["valence"], fps=4.0,
+                                  face=FaceSettings(size=size))
     return export.export_saved_model(model, path, meta)
 
 
@@ -420,6 +421,7 @@ def build_cache(root: pathlib.Path, size: int, recordings: int, samples: int) ->
 
     from recola_sta import cache
     from recola_sta.cache import shards
+    from recola_sta.faces.settings import FaceSettings
 
     rng = np.random.default_rng(size)
     entries = []
@@ -435,7 +437,8 @@ def build_cache(root: pathlib.Path, size: int, recordings: int, samples: int) ->
         shards.write_shard(root / shard, track, {"valence": valence})
         entries.append(cache.CacheEntry(name, "train", shard, samples, float(found.mean()),
                                         f"{name}.mp4", ["valence"]))
-    cache.write_manifest(root, cache.Manifest("bench", "synthetic", size, 4.0, entries))
+    cache.write_manifest(root, cache.Manifest(corpus_root="bench", corpus_kind="synthetic", fps=4.0,
+                                              face=FaceSettings(size=size), entries=entries))
     return root
 
 

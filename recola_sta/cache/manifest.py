@@ -4,7 +4,6 @@ Layout of a cache folder::
 
     CACHE/manifest.json
     CACHE/<partition>/<recording>.tfrecord   (`recola_sta.cache.shards`)
-    CACHE/preprocess.json        (the settings, `recola_sta.cache.preprocess`)
     CACHE/.lock                  (held by the one run writing the folder)
 
 This module needs no TensorFlow, so worker processes and tools that only list
@@ -24,9 +23,11 @@ from typing import Any
 
 
 from recola_sta import io_utils
+from recola_sta.faces.settings import FaceSettings
 
 MANIFEST_NAME = "manifest.json"
-FORMAT_VERSION = 1
+# 2: the face settings in the manifest (`face`), no preprocess.json.
+FORMAT_VERSION = 2
 
 
 @dataclasses.dataclass
@@ -41,12 +42,11 @@ class CacheEntry:
         found_rate: share of samples where a face was found.
         video: path of the source video.
         targets: names of the label dimensions stored per sample.
-        landmarks: whether the shard stores each sample's landmarks (False
-            for caches written before they were stored).
+        landmarks: whether the shard stores each sample's landmarks.
         min_face_px: side of the smallest face found, original-frame
-            pixels; None without a face or for older caches.
+            pixels; None without a face (or not measured).
         multi_face_samples: samples in which more than one face was
-            detected; None for older caches.
+            detected; None where not counted.
     """
 
     name: str
@@ -68,15 +68,16 @@ class Manifest:
     Attributes:
         corpus_root: folder of the corpus the cache was made from.
         corpus_kind: kind passed to `corpora.load_corpus`.
-        size: side of the square aligned crops, pixels.
         fps: sampling rate of the samples (4 in the paper).
+        face: the face settings that made the crops (their `size` is the
+            crops' side); the one place a cache records them.
         entries: one per recording, in corpus order.
     """
 
     corpus_root: str
     corpus_kind: str
-    size: int
     fps: float
+    face: FaceSettings
     entries: list[CacheEntry]
 
     def partition(self, name: str) -> list[CacheEntry]:
@@ -98,7 +99,8 @@ def shard_path(partition: str, name: str) -> str:
 
 def write_manifest(cache_dir: str | os.PathLike, manifest: Manifest) -> None:
     """Writes `manifest.json` atomically."""
-    payload = {"format_version": FORMAT_VERSION, **dataclasses.asdict(manifest)}
+    payload = {"format_version": FORMAT_VERSION, **dataclasses.asdict(manifest),
+               "face": manifest.face.to_json()}
     io_utils.atomic_write_text(
         pathlib.Path(cache_dir) / MANIFEST_NAME, json.dumps(payload, indent=2) + "\n"
     )
@@ -120,12 +122,22 @@ def read_manifest(cache_dir: str | os.PathLike) -> Manifest:
         )
     try:
         payload: dict[str, Any] = json.loads(path.read_text())
-        version = payload.pop("format_version")
-        if version != FORMAT_VERSION:
-            raise ValueError(f"format_version {version}, expected {FORMAT_VERSION}")
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ValueError(f"Malformed cache manifest {path}: {e}") from e
+    version = payload.get("format_version") if isinstance(payload, dict) else None
+    if version != FORMAT_VERSION:
+        raise ValueError(
+            f"The cache {cache_dir} was written by an older recola_sta (manifest format "
+            f"{version}, this version reads {FORMAT_VERSION}): delete the folder and "
+            "rebuild it with `python -m recola_sta.preprocess` (or `python -m "
+            "recola_sta.train`, which preprocesses a missing cache)."
+        )
+    try:
+        del payload["format_version"]
         entries = [CacheEntry(**e) for e in payload.pop("entries")]
-        manifest = Manifest(entries=entries, **payload)
-    except (KeyError, TypeError, ValueError, json.JSONDecodeError) as e:
+        face = FaceSettings.from_json(payload.pop("face"), path)
+        manifest = Manifest(entries=entries, face=face, **payload)
+    except (KeyError, TypeError, ValueError) as e:
         raise ValueError(f"Malformed cache manifest {path}: {e}") from e
     # Readers find a recording by its name alone (`Manifest.entry`, reports,
     # predictions): a name listed twice would make one entry hide the other.

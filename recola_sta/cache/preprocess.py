@@ -30,7 +30,7 @@ Usage:
 from __future__ import annotations
 
 import contextlib
-import json
+import dataclasses
 import os
 import pathlib
 import shlex
@@ -39,22 +39,17 @@ from typing import Any, Iterator, Sequence
 
 from absl import app, flags, logging
 
-from recola_sta import cli, faces, io_utils, pools
-from recola_sta.data import corpora
-from recola_sta import cache
-from recola_sta.cache import beam, shards
+from recola_sta import cache, cli, faces, io_utils, pools, settings
 from recola_sta.cache.job import SAMPLE_FPS, Job, init_worker, track_recording
-from recola_sta.cache.manifest import Manifest
-from recola_sta.faces import settings as face_settings
+from recola_sta.cache.manifest import CacheEntry, Manifest
+from recola_sta.data import corpora
+from recola_sta.faces.settings import FaceSettings
+from recola_sta.settings import nested, setting
 
 
-SETTINGS_NAME = "preprocess.json"
 # The cache folder's lock: held by the one run that writes the folder.
 LOCK_NAME = io_utils.LOCK_NAME
 RUNNERS = ("local", "beam")
-# Settings added after caches were first written, with the value they had
-# (before `redetect_every`, the detector ran on every sample).
-SETTING_DEFAULTS = {"face": "largest", "redetect_every": 1, "rotate": 0}
 
 
 class PreprocessError(RuntimeError):
@@ -66,15 +61,9 @@ def preprocess_corpus(
     corpus_kind: str,
     cache_dir: str | os.PathLike,
     *,
-    size: int = 96,
+    face: FaceSettings = FaceSettings(),
     workers: int = 1,
     partitions: Sequence[str] | None = None,
-    upsample: int = 0,
-    detect_width: int = 320,
-    predictor_path: str | None = None,
-    face: str = "largest",
-    redetect_every: int = faces.DEFAULT_REDETECT_EVERY,
-    rotate: int = 0,
     min_found_rate: float = 0.8,
     progress: bool = True,
     runner: str = "local",
@@ -86,14 +75,10 @@ def preprocess_corpus(
         corpus_dir: corpus root folder.
         corpus_kind: one of `corpora.CORPUS_KINDS`.
         cache_dir: output folder (created if missing).
-        size: side of the aligned crops, pixels.
+        face: the face settings that make the crops (`FaceSettings`: crop
+            size, detection, the subject's choice, tracking, rotation).
         workers: recordings processed in parallel (one process each).
         partitions: subset of ("train", "dev", "test"); default all.
-        upsample, detect_width, predictor_path, face, redetect_every, rotate:
-            see `faces.FaceAligner` (`face` picks the subject where a video
-            shows several faces; `redetect_every` runs the detector on every
-            k-th sample of a tracked face, 1 on every sample; `rotate` turns
-            sideways frames upright, degrees clockwise).
         min_found_rate: recordings whose face-found rate is lower are logged
             as warnings.
         progress: show progress bars.
@@ -115,26 +100,15 @@ def preprocess_corpus(
             the partial file is removed, the recordings finished before
             are cached.
     """
-    _check_args(size, workers, partitions, min_found_rate, corpus_kind, runner)
+    _check_args(workers, partitions, min_found_rate, corpus_kind, runner)
     root = pathlib.Path(corpus_dir)
     recordings, selected = _select_recordings(root, corpus_kind, partitions)
-    aligner_kwargs = dict(size=size, upsample=upsample, detect_width=detect_width, face=face,
-                          redetect_every=redetect_every, rotate=rotate,
-                          predictor_path=str(predictor_path or faces.default_predictor_path()))
-    # Fails early, in this process, on a bad predictor path or argument.
-    faces.FaceAligner(**aligner_kwargs)
-    # Imported here, not at module level: worker processes are spawned and
-    # re-import this module; keeping TensorFlow out of them saves seconds of
-    # start-up and hundreds of MB per worker (they only run dlib and OpenCV).
+    face.aligner()  # fails early, in this process, on a bad setting or predictor path
+    aligner_kwargs = face.aligner_kwargs()
     cache_dir = pathlib.Path(cache_dir)
     with _cache_writer(cache_dir):
-        started = _open_cache(cache_dir, {
-            "corpus_root": str(root.resolve()), "corpus_kind": corpus_kind, "fps": SAMPLE_FPS,
-            "template": [list(p) for p in faces.DEFAULT_TEMPLATE], **aligner_kwargs,
-            # The packaged model is recorded as None, so a moved venv is no change.
-            "predictor_path": str(predictor_path) if predictor_path else None,
-        })
-        manifest = _ManifestWriter(cache_dir, root, corpus_kind, size, recordings,
+        started = (cache_dir / cache.MANIFEST_NAME).is_file()
+        manifest = _ManifestWriter(cache_dir, root, corpus_kind, face, recordings,
                                    min_found_rate)
         todo = [r for r in selected if r.name not in manifest.done]
         if todo and started:
@@ -194,37 +168,35 @@ def _cache_writer(cache_dir: pathlib.Path) -> Iterator[None]:
         yield
 
 
-def _open_cache(cache_dir: pathlib.Path, settings: dict[str, Any]) -> bool:
-    """Checks that the cache was made with `settings` (the settings lock), or
-    records them in a new one; returns whether it had a manifest already."""
-    started = (cache_dir / cache.MANIFEST_NAME).is_file()
-    _check_settings(cache_dir, settings)
-    return started
-
-
 class _ManifestWriter:
     """The cache's finished recordings; `record` adds one and rewrites the
     manifest (atomically), so an interrupted run keeps what it finished."""
 
-    def __init__(self, cache_dir: pathlib.Path, root: pathlib.Path, corpus_kind: str, size: int,
-                 recordings: Sequence[corpora.Recording], min_found_rate: float):
-        self.cache_dir, self.root, self.corpus_kind, self.size = cache_dir, root, corpus_kind, size
+    def __init__(self, cache_dir: pathlib.Path, root: pathlib.Path, corpus_kind: str,
+                 face: FaceSettings, recordings: Sequence[corpora.Recording],
+                 min_found_rate: float):
+        self.cache_dir, self.root, self.corpus_kind, self.face = cache_dir, root, corpus_kind, face
         self.recordings = list(recordings)
         self.by_name = {r.name: r for r in self.recordings}
         self.min_found_rate = min_found_rate
-        self.done = _finished_entries(cache_dir, self.recordings)
+        self.done = _finished_entries(cache_dir, self.recordings, self._manifest([]))
+
+    def _manifest(self, entries: list[CacheEntry]) -> Manifest:
+        return Manifest(corpus_root=str(self.root.resolve()), corpus_kind=self.corpus_kind,
+                        fps=SAMPLE_FPS, face=self.face, entries=entries)
 
     def save(self, name: str, track: faces.FaceTrack) -> None:
         """Writes a tracked recording's shard, then records it."""
+        # TensorFlow loads with the first shard, not with the CLI: its flags
+        # and start-up stay out of `--help`, argument errors and a finished cache.
+        from recola_sta.cache import shards
+
         self.record(shards.write_recording(self.cache_dir, self.by_name[name], track))
 
     def record(self, entry: Any) -> None:
         self.done[entry.name] = entry
-        cache.write_manifest(self.cache_dir, cache.Manifest(
-            corpus_root=str(self.root.resolve()), corpus_kind=self.corpus_kind, size=self.size,
-            fps=SAMPLE_FPS,
-            entries=[self.done[r.name] for r in self.recordings if r.name in self.done],
-        ))
+        cache.write_manifest(self.cache_dir, self._manifest(
+            [self.done[r.name] for r in self.recordings if r.name in self.done]))
         if entry.found_rate < self.min_found_rate:
             logging.warning("%s: face found in %.1f%% of %d samples (< %.0f%%).",
                             entry.name, 100 * entry.found_rate, entry.num_samples,
@@ -250,6 +222,7 @@ def _run_jobs(todo: Sequence[corpora.Recording], aligner_kwargs: dict[str, Any],
     bar = _progress_bar(len(jobs), progress)
     try:
         if runner == "beam" and jobs:
+            from recola_sta.cache import beam  # only when asked for: it loads TensorFlow
 
             entries, beam_failures = beam.run_jobs(
                 [(job, manifest.by_name[job.name], job_kwargs(job)) for job in jobs],
@@ -317,15 +290,13 @@ def summarize(manifest: Manifest, min_found_rate: float = 0.8) -> str:
 # --------------------------------------------------------------------------
 # Internals.
 
-def _check_args(size: int, workers: int, partitions: Sequence[str] | None,
+def _check_args(workers: int, partitions: Sequence[str] | None,
                 min_found_rate: float, corpus_kind: str, runner: str = "local") -> None:
     if corpus_kind not in corpora.CORPUS_KINDS:
         raise ValueError(
             f"Unknown corpus kind {corpus_kind!r} (--corpus_kind); expected one of "
             f"{corpora.CORPUS_KINDS}."
         )
-    if int(size) != size or size < 16:
-        raise ValueError(f"size (--size) must be an integer >= 16. Received: {size!r}")
     if runner not in RUNNERS:
         raise ValueError(f"runner (--runner) must be one of {RUNNERS}. Received: {runner!r}")
     if int(workers) != workers or workers < 1:
@@ -343,43 +314,23 @@ def _check_args(size: int, workers: int, partitions: Sequence[str] | None,
         )
 
 
-def _check_settings(cache_dir: pathlib.Path, settings: dict[str, Any]) -> None:
-    """Writes `preprocess.json`, or checks that the cached recordings match it.
-
-    Settings only bind once a recording is in the manifest; before that (a
-    first run interrupted early) they are simply replaced.
-    """
-    path = cache_dir / SETTINGS_NAME
-    settings = json.loads(json.dumps(settings))  # tuples -> lists, as read back
-    if path.is_file() and (cache_dir / cache.MANIFEST_NAME).is_file():
-        try:
-            old = json.loads(path.read_text())
-        except json.JSONDecodeError as e:
-            raise ValueError(f"Malformed preprocess settings {path}: {e}") from e
-        # A setting an older cache did not record had its default value then.
-        old = {**SETTING_DEFAULTS, **old}
-        diff = {k: (old.get(k), v) for k, v in settings.items() if old.get(k) != v}
-        if diff:
-            raise ValueError(
-                f"The cache {cache_dir} was made with other settings; pass another "
-                "--cache_dir or the same settings. Differences (cache, now): "
-                + "; ".join(f"{k}: {a!r} vs {b!r}" for k, (a, b) in diff.items())
-            )
-        return
-    io_utils.atomic_write_text(path, json.dumps(settings, indent=2) + "\n")
-
-
-def _finished_entries(cache_dir: pathlib.Path,
-                      recordings: Sequence[corpora.Recording]) -> dict[str, Any]:
+def _finished_entries(cache_dir: pathlib.Path, recordings: Sequence[corpora.Recording],
+                      wanted: Manifest) -> dict[str, Any]:
     """Manifest entries whose complete shard exists, for recordings of the corpus.
 
     A shard without a manifest entry (interrupted between the two writes) is
     redone; so is an entry whose shard is missing, unreadable, or holds a
     different number of samples than the manifest says.
+
+    Raises:
+        ValueError: the cache was made with other settings than `wanted`'s
+            (the settings lock: they bind once a recording is cached, so a
+            first run interrupted before any may change them).
     """
     if not (cache_dir / cache.MANIFEST_NAME).is_file():
         return {}
     manifest = cache.read_manifest(cache_dir)
+    _check_settings(cache_dir, manifest, wanted)
     videos = {r.name: str(r.video.resolve()) for r in recordings}
     done = {}
     for entry in manifest.entries:
@@ -390,9 +341,22 @@ def _finished_entries(cache_dir: pathlib.Path,
     return done
 
 
+def _check_settings(cache_dir: pathlib.Path, cached: Manifest, wanted: Manifest) -> None:
+    """Refuses a cache made from another corpus or with other face settings."""
+    diff = {k: (getattr(cached, k), getattr(wanted, k))
+            for k in ("corpus_root", "corpus_kind", "fps") if getattr(cached, k) != getattr(wanted, k)}
+    diff.update(cached.face.differences(wanted.face))
+    if diff:
+        raise ValueError(
+            f"The cache {cache_dir} was made with other settings; pass another "
+            "--cache_dir or the same settings. Differences (cache, now): "
+            + "; ".join(f"{k}: {a!r} vs {b!r}" for k, (a, b) in diff.items())
+        )
+
+
 def _count_records(path: pathlib.Path) -> int | None:
     """Number of records in a TFRecord file; None if missing or corrupt."""
-    import tensorflow as tf  # see preprocess_corpus: only the main process needs it
+    import tensorflow as tf  # see _ManifestWriter.save
 
     if not path.is_file():
         return None
@@ -424,33 +388,34 @@ def _advance(bar, name: str, done: dict, failures: dict) -> None:
 # Command line.
 
 
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class PreprocessConfig:
+    """The preprocess CLI's settings (each field is its flag)."""
+
+    corpus_dir: str = setting(help="Corpus root folder.")
+    corpus_kind: str = setting("synthetic", choices=corpora.CORPUS_KINDS,
+                               help="Corpus layout (see recola_sta.corpora).")
+    cache_dir: str = setting(help="Output cache folder (TFRecord shards + manifest).")
+    face: FaceSettings = nested(FaceSettings)
+    workers: int = setting(2, help="Recordings processed in parallel.", lower_bound=1)
+    partitions: tuple[str, ...] = setting(
+        corpora.PARTITIONS, help="Partitions to preprocess (comma-separated).",
+        check=lambda v: bool(v) and set(v) <= set(corpora.PARTITIONS),
+        expected=f"a non-empty subset of {','.join(corpora.PARTITIONS)}")
+    min_found_rate: float = setting(
+        0.8, help="Warn about recordings with a face in fewer samples than this.",
+        lower_bound=0.0, upper_bound=1.0)
+    progress: bool = setting(True, help="Show progress bars.")
+    runner: str = setting("local", choices=RUNNERS,
+                          help="local: --workers processes on this host; beam: Apache Beam "
+                               "(pip install -e \".[beam]\"), one element per recording.")
+    beam_pipeline_options: str = setting(
+        "", help="--runner=beam: Beam's own options, e.g. \"--runner=FlinkRunner "
+                 "--flink_master=host:8081\" (default: the DirectRunner).")
+
+
 def define_flags() -> None:
-    flags.DEFINE_string("corpus_dir", None, "Corpus root folder.")
-    flags.DEFINE_enum("corpus_kind", "synthetic", list(corpora.CORPUS_KINDS),
-                      "Corpus layout (see recola_sta.corpora).")
-    flags.DEFINE_string("cache_dir", None, "Output cache folder (TFRecord shards + manifest).")
-    flags.DEFINE_integer("size", 96, "Side of the aligned face crops, pixels.", lower_bound=16)
-    flags.DEFINE_integer("workers", 2, "Recordings processed in parallel.", lower_bound=1)
-    flags.DEFINE_list("partitions", list(corpora.PARTITIONS),
-                      "Partitions to preprocess (comma-separated).")
-    face_settings.define_face_flags()
-    flags.DEFINE_float("min_found_rate", 0.8, "Warn about recordings with a face in fewer "
-                       "samples than this.", lower_bound=0.0, upper_bound=1.0)
-    flags.DEFINE_bool("progress", True, "Show progress bars.")
-    flags.DEFINE_enum("runner", "local", list(RUNNERS), "local: --workers processes on this "
-                      "host; beam: Apache Beam (pip install -e \".[beam]\"), one element per "
-                      "recording.")
-    flags.DEFINE_string("beam_pipeline_options", "", "--runner=beam: Beam's own options, "
-                        "e.g. \"--runner=FlinkRunner --flink_master=host:8081\" "
-                        "(default: the DirectRunner).")
-    flags.mark_flags_as_required(["corpus_dir", "cache_dir"])
-
-    def partitions_ok(value: list[str]) -> bool:
-        return bool(value) and all(p in corpora.PARTITIONS for p in value)
-
-    flags.register_validator(
-        "partitions", partitions_ok,
-        message=f"--partitions must be a non-empty subset of {','.join(corpora.PARTITIONS)}.")
+    settings.define_flags(PreprocessConfig)
 
 
 def main(argv: Sequence[str]) -> int:
@@ -464,18 +429,18 @@ def main(argv: Sequence[str]) -> int:
 def _preprocess(FLAGS) -> None:
     """main()'s work: preprocess, then print the summary (also of a cache
     left incomplete by a failure)."""
+    config = settings.from_flags(PreprocessConfig, FLAGS)
+    settings.check(config)
     try:
         manifest = preprocess_corpus(
-            FLAGS.corpus_dir, FLAGS.corpus_kind, FLAGS.cache_dir, size=FLAGS.size,
-            workers=FLAGS.workers, partitions=FLAGS.partitions, upsample=FLAGS.upsample,
-            detect_width=FLAGS.detect_width, predictor_path=FLAGS.predictor_path,
-            face=FLAGS.face, redetect_every=FLAGS.redetect_every, rotate=FLAGS.rotate,
-            min_found_rate=FLAGS.min_found_rate, progress=FLAGS.progress,
-            runner=FLAGS.runner, beam_pipeline_options=shlex.split(FLAGS.beam_pipeline_options),
+            config.corpus_dir, config.corpus_kind, config.cache_dir, face=config.face,
+            workers=config.workers, partitions=config.partitions,
+            min_found_rate=config.min_found_rate, progress=config.progress,
+            runner=config.runner, beam_pipeline_options=shlex.split(config.beam_pipeline_options),
         )
     except PreprocessError as e:
-        if (pathlib.Path(FLAGS.cache_dir) / cache.MANIFEST_NAME).is_file():
-            print(summarize(cache.read_manifest(FLAGS.cache_dir), FLAGS.min_found_rate))
+        if (pathlib.Path(config.cache_dir) / cache.MANIFEST_NAME).is_file():
+            print(summarize(cache.read_manifest(config.cache_dir), config.min_found_rate))
         raise ValueError(f"error: {e}") from e
-    print(summarize(manifest, FLAGS.min_found_rate))
-    print(f"Cache: {FLAGS.cache_dir} ({len(manifest.entries)} recordings)")
+    print(summarize(manifest, config.min_found_rate))
+    print(f"Cache: {config.cache_dir} ({len(manifest.entries)} recordings)")

@@ -5,15 +5,12 @@ Keras and TensorFlow are imported only inside the export function, so
 
 The SavedModel is what `predict` loads: `tf.saved_model.load(path)` and no
 project code or Keras custom objects. Its `serve` signature maps float32 clips
-(batch, frames, size, size, 3) in [0, 1] to a dict with `valence`
-(batch, frames) and, for the attention variant, `attention`
-(batch, frames, size, size). A model of several targets serves one
-(batch, frames) entry per target, named after it (`valence`, `arousal`;
-`serving_keys`). A `recola_sta.json` file beside `saved_model.pb` names the
+(batch, frames, size, size, 3) in [0, 1] to a dict with one (batch, frames)
+entry per target, named after it (`valence`, `arousal`; `serving_keys`), and,
+for the attention variant, `attention` (batch, frames, size, size). A `recola_sta.json` file beside `saved_model.pb` names the
 targets (`targets`, in the model's output order) and says how to make those
-clips (crop size, frames per clip, sampling rate, and
-the face aligner's settings: detection scale, upsampling, face rule,
-template), so a video is prepared exactly as in training.
+clips (frames per clip, sampling rate, and the face settings, crop size
+included), so a video is prepared exactly as in training.
 """
 
 from __future__ import annotations
@@ -23,27 +20,23 @@ import json
 import os
 import pathlib
 import shutil
-from typing import Any, Mapping, Sequence
+from typing import Any, Sequence
 
 from recola_sta import cli, io_utils
+from recola_sta.faces.settings import FaceSettings
 
 METADATA_NAME = "recola_sta.json"
-# The largest crop side `read_metadata` accepts. Predict holds a chunk of
-# crops (16 clips of 16 frames) before the model's own check of the clip
-# shape can run: at this side that is 0.8 GB, and a corrupt or hand-edited
-# `size` (100000: 28 GiB per crop) is refused before anything is allocated.
-# Crops are 96 px by default.
-MAX_SIZE = 1024
+# 2: the face settings as one object (`face`, whose `size` is the crops'),
+# the clip length read from the model.
+FORMAT_VERSION = 2
 # The post-processing chain fitted on dev, copied beside the model by train.
 POSTPROCESS_NAME = "postprocess.json"
 
 
 def serving_keys(targets: Sequence[str]) -> list[str]:
-    """The SavedModel's output key of each target: `valence` for a model of
-    one target (whatever it is, as models were always served), each
-    target's own name for several."""
-    targets = list(targets)
-    return ["valence"] if len(targets) == 1 else targets
+    """The SavedModel's output key of each target: its own name, for one
+    target as for several."""
+    return list(targets)
 
 
 def _serving_model(model, targets: Sequence[str]):
@@ -79,8 +72,8 @@ def export_saved_model(
     Args:
         model: a model from `networks.build_model`.
         path: destination folder; replaced if it exists.
-        metadata: JSON-serialisable facts a predictor needs (variant, size,
-            frames, fps, face template); written as `recola_sta.json`.
+        metadata: `export_metadata`'s facts a predictor needs; written as
+            `recola_sta.json` with the model's clip length (`frames`).
         postprocess_json: optional fitted post-processing chain(s), copied
             in as `postprocess.json` so `predict` can apply them.
 
@@ -98,7 +91,11 @@ def export_saved_model(
 
     path = pathlib.Path(path)
     _, frames, height, width, channels = model.input.shape
-    serving = _serving_model(model, metadata.get("targets", ["valence"]))
+    if (height, width) != (metadata["face"]["size"],) * 2:
+        raise ValueError(f"The model takes {height}x{width} px crops but the face settings "
+                         f"make {metadata['face']['size']} px ones.")
+    metadata = {**metadata, "frames": int(frames)}
+    serving = _serving_model(model, metadata["targets"])
     archive = keras.export.ExportArchive()
     archive.track(serving)
     archive.add_endpoint(
@@ -133,62 +130,32 @@ def export_saved_model(
     return path
 
 
-# The face aligner of models exported before the aligner's settings were
-# recorded (only its crop size was): faces.FaceAligner's defaults then.
-# Those exported before `redetect_every` was recorded detected on every sample;
-# before `rotate` was, frames were not turned.
-_ALIGNER_DEFAULTS = {"upsample": 0, "detect_width": 320, "face": "largest",
-                     "template": None, "predictor_path": None, "redetect_every": 1,
-                     "rotate": 0}
-
-
-def export_metadata(
-    *,
-    variant: str,
-    targets: Sequence[str],
-    frames: int,
-    size: int,
-    fps: float,
-    face_aligner: Mapping[str, Any],
-) -> dict[str, Any]:
-    """What `predict` needs to prepare a video exactly as in training.
+def export_metadata(*, variant: str, targets: Sequence[str], fps: float,
+                    face: FaceSettings) -> dict[str, Any]:
+    """What `predict` needs to prepare a video exactly as in training
+    (`export_saved_model` adds the clip length, read from the model).
 
     Args:
         variant: network name (`networks.VARIANTS`).
-        targets: the label dimensions the model predicts, in its output
-            order; recorded as `targets`, and as `target` (the names joined
-            by commas) for readers of older metadata.
-        frames: frames per clip (static in the SavedModel).
-        size: side of the aligned crops, pixels.
+        targets: the label dimensions the model predicts, in its output order.
         fps: sampling rate of the frames, per second.
-        face_aligner: the preprocess settings that made the training crops:
-            `upsample`, `detect_width`, `face`, `template`, `predictor_path`
-            (None for the packaged model), `redetect_every` (missing: today's
-            default, `faces.DEFAULT_REDETECT_EVERY`), `rotate` (missing: 0);
-            `size` is added.
+        face: the face settings that made the training crops (the cache's);
+            their `size` is the model's input size.
     """
-    from recola_sta import faces# lazily: dlib and OpenCV only where a model is exported
-
-    defaults = {**_ALIGNER_DEFAULTS, "redetect_every": faces.DEFAULT_REDETECT_EVERY}
-    aligner = {k: face_aligner.get(k, v) for k, v in defaults.items()}
-    aligner["size"] = int(size)
-    targets = list(targets)
-    return {"variant": variant, "target": ",".join(targets), "targets": targets,
-            "frames": int(frames), "size": int(size), "fps": float(fps),
-            "face_aligner": aligner}
+    return {"format_version": FORMAT_VERSION, "variant": variant, "targets": list(targets),
+            "fps": float(fps), "face": face.to_json()}
 
 
 def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
     """Reads and checks the `recola_sta.json` of an exported SavedModel folder.
 
-    Models exported before the face aligner's settings were recorded get the
-    aligner's defaults of that time (`face_aligner` always holds every key of
-    `export_metadata`).
+    Returns its object, with `face` read as `FaceSettings`.
 
     Raises:
         FileNotFoundError: `path` is not an exported recola_sta model.
-        ValueError: `recola_sta.json` is not valid JSON or lacks a field or
-            has one of the wrong type; the message names the file.
+        ValueError: `recola_sta.json` is not valid JSON, was written by an
+            older version, or lacks a field or has one of the wrong type; the
+            message names the file.
     """
     path = pathlib.Path(path)
     meta_path = path / METADATA_NAME
@@ -201,37 +168,33 @@ def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
         meta = json.loads(meta_path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise ValueError(f"Invalid model metadata {meta_path}: not JSON ({e}).") from e
-    problems = []
     if not isinstance(meta, dict):
         raise ValueError(f"Invalid model metadata {meta_path}: expected a JSON object.")
-    for key, kind, ok in (
+    if meta.get("format_version") != FORMAT_VERSION:
+        raise ValueError(
+            f"{meta_path} was written by an older recola_sta (metadata format "
+            f"{meta.get('format_version')}, this version reads {FORMAT_VERSION}): export the "
+            "model again from its run folder by re-running its `python -m recola_sta.train` "
+            "command with this version (a finished run is evaluated and exported again).")
+    problems = [f"{key}={meta.get(key)!r}" for key, kind, ok in (
         ("variant", str, lambda v: bool(v)),
         ("frames", int, lambda v: v > 0),
-        ("size", int, lambda v: 16 <= v <= MAX_SIZE),
         ("fps", (int, float), lambda v: v > 0),
-    ):
-        value = meta.get(key)
-        if isinstance(value, bool) or not isinstance(value, kind) or not ok(value):
-            problems.append(f"{key}={value!r}")
-    aligner = meta.get("face_aligner", {})
-    if not isinstance(aligner, dict):
-        problems.append(f"face_aligner={aligner!r}")
-        aligner = {}
-    if problems:
-        raise ValueError(
-            f"Invalid model metadata {meta_path}: missing or bad "
-            f"{', '.join(problems)} (expected variant: a name, frames > 0, "
-            f"16 <= size <= {MAX_SIZE}, "
-            "fps > 0, face_aligner: an object). Re-export the model from its run folder."
-        )
-    # Models exported before `targets` was recorded predict one target.
-    meta.setdefault("target", "valence")
-    targets = meta.setdefault("targets", [meta["target"]])
+    ) if isinstance(meta.get(key), bool) or not isinstance(meta.get(key), kind)
+        or not ok(meta.get(key))]
+    targets = meta.get("targets")
     if (not isinstance(targets, list) or not targets
             or not all(isinstance(t, str) and t for t in targets)
             or len(set(targets)) != len(targets) or "attention" in targets):
-        raise ValueError(f"Invalid model metadata {meta_path}: targets={targets!r} (expected "
-                         "a list of distinct label names). Re-export the model from its run "
-                         "folder.")
-    meta["face_aligner"] = {**_ALIGNER_DEFAULTS, **aligner, "size": meta["size"]}
+        problems.append(f"targets={targets!r}")
+    if problems:
+        raise ValueError(
+            f"Invalid model metadata {meta_path}: missing or bad {', '.join(problems)} "
+            "(expected variant: a name, frames > 0, fps > 0, targets: a list of distinct "
+            "label names). Re-export the model from its run folder.")
+    try:
+        meta["face"] = FaceSettings.from_json(meta.get("face"), meta_path)
+    except ValueError as e:
+        raise ValueError(f"Invalid model metadata {e} Re-export the model from its run "
+                         "folder.") from None
     return meta

@@ -105,33 +105,22 @@ def _load_chains(model_dir: pathlib.Path, targets: Sequence[str]) -> dict[str, A
 
 def make_aligner(meta: dict[str, Any], model_dir: pathlib.Path,
                  overrides: dict[str, Any] | None = None) -> faces.FaceAligner:
-    """The `FaceAligner` the model's crops were made with (`face_aligner` in
-    its recola_sta.json), with the non-None `overrides` applied.
+    """The `FaceAligner` the model's crops were made with (`face` in its
+    recola_sta.json), with the non-None `overrides` applied.
 
     Raises:
         ValueError: a recorded setting is invalid (naming recola_sta.json),
             or an override is (naming its flag).
         FileNotFoundError: the landmark model file does not exist.
     """
-    recorded = dict(meta["face_aligner"])
+    recorded = meta["face"]
     given = {k: v for k, v in (overrides or {}).items() if v is not None}
-    kwargs = {
-        "size": int(meta["size"]),
-        "upsample": given.get("upsample", recorded["upsample"]),
-        "detect_width": given.get("detect_width", recorded["detect_width"]),
-        "face": given.get("face", recorded["face"]),
-        "redetect_every": given.get("redetect_every", recorded["redetect_every"]),
-        "rotate": given.get("rotate", recorded["rotate"]),
-        "predictor_path": given.get("predictor_path", recorded["predictor_path"]),
-    }
-    if recorded.get("template") is not None:
-        kwargs["template"] = recorded["template"]
     try:
-        return faces.FaceAligner(**kwargs)
+        return dataclasses.replace(recorded, **given).aligner()
     except ValueError as e:
         raise ValueError(
             f"Cannot build the face aligner from {model_dir / export.METADATA_NAME} "
-            f"(face_aligner: {recorded}) and the flags {given or 'given (none)'}: {e}"
+            f"(face: {recorded.to_json()}) and the flags {given or 'given (none)'}: {e}"
         ) from e
 
 
@@ -185,11 +174,12 @@ def check_serving_shape(model: Any, model_dir: pathlib.Path, meta: dict[str, Any
                              "not exported by recola_sta. Re-export the model from its run "
                              "folder.")
     served = tuple(signature[0].shape)[1:]
-    wanted = (meta["frames"], meta["size"], meta["size"], 3)
+    size = meta["face"].size
+    wanted = (meta["frames"], size, size, 3)
     if served != wanted:
         raise ModelLoadError(
             f"{model_dir / export.METADATA_NAME} records clips of {meta['frames']} frames of "
-            f"{meta['size']}x{meta['size']} px (frames={meta['frames']}, size={meta['size']}), "
+            f"{size}x{size} px (frames={meta['frames']}, face.size={size}), "
             f"but the SavedModel in {model_dir} takes clips of shape {served} "
             "(frames, size, size, channels): the metadata does not belong to this model. "
             "Re-export the model from its run folder."
@@ -761,7 +751,7 @@ def write_report(outputs: _Outputs, source: _Input, track: _Track, grid: _FrameG
     facts = [("video", f"{grid.width}x{grid.height}, {grid.fps:g} fps, {grid.duration:.1f} s"),
              ("samples", f"{len(track.times)} at {float(meta['fps']):g} fps"),
              ("faces found", f"{track.found.mean():.0%} of the samples"),
-             ("model", f"{meta['variant']}, {meta['size']} px, clips of {meta['frames']}")]
+             ("model", f"{meta['variant']}, {meta['face'].size} px, clips of {meta['frames']}")]
     figures = [(outputs.temporary(name), caption) for name, caption in (
         ("attention.png", "One clip's aligned faces with the attention overlaid (its first "
                           "frame has no previous state: uniform)."),
@@ -960,8 +950,8 @@ def define_flags() -> None:
     flags.DEFINE_bool("attention_video", False, "Also write attention.mp4 (attention model only).")
     flags.DEFINE_integer("batch_size", 16, "Clips per model call.")
     # Unset: as recorded with the model (recola_sta.json).
-    face_settings.define_face_flags({"upsample": None, "detect_width": None, "face": None,
-                                     "redetect_every": None, "rotate": None})
+    face_settings.define_flags({"upsample": None, "detect_width": None, "face": None,
+                                "redetect_every": None, "rotate": None}, skip=("size",))
     flags.DEFINE_float("max_seconds", None, "Stop after this many seconds of video (live "
                        "input: of wall-clock time); unset: to the end, or Ctrl-C.")
     flags.DEFINE_bool("realtime", False, "Read the --video file at its real pace as a live "

@@ -312,7 +312,7 @@ def _training_clips(cache_dir: pathlib.Path, partitions: Sequence[str],
             f"{cache_dir}: the longest recording has {longest} samples."
         )
     files = [_shard_file(cache_dir, e) for e in entries if e.num_samples >= frames]
-    return _TrainingClips(files, total, frames, manifest.size, targets)
+    return _TrainingClips(files, total, frames, manifest.face.size, targets)
 
 
 def _augment_and_batch(ds: tf.data.Dataset, seeds: tf.data.Dataset | None,
@@ -535,7 +535,7 @@ def eval_dataset(
     if entry.num_samples == 0:
         raise ValueError(f"Recording {entry.name!r} of the cache {cache_dir} has no samples.")
     path = _shard_file(cache_dir, entry)
-    size = manifest.size
+    size = manifest.face.size
     parse = _parse_fn(list(entry.targets), targets)
 
     def pad(images: tf.Tensor, labels: tf.Tensor, found: tf.Tensor):

@@ -37,7 +37,6 @@ import dataclasses
 import functools
 import io
 import json
-import os
 import pathlib
 import sys
 import time
@@ -47,15 +46,15 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from recola_sta import cache, cli, faces, io_utils, metrics, settings
+from recola_sta import cache, cli, io_utils, metrics, settings
 from recola_sta.cache import preprocess
-from recola_sta.faces import settings as face_settings
+from recola_sta.faces.settings import FaceSettings
 from recola_sta.data import corpora, synthetic
 from recola_sta.evaluation import evaluate
 from recola_sta.inference import export
 from recola_sta.model import layers, networks
 from recola_sta.training import distributed, pipeline, run_state
-from recola_sta.settings import setting
+from recola_sta.settings import nested, setting
 from recola_sta.targets import parse_targets
 from recola_sta.cache import shards
 from recola_sta.model import losses
@@ -106,9 +105,8 @@ class TrainConfig:
                     "run; they are kept (a file with a name the run writes is replaced).")
     cache_dir: str = setting("", help="Preprocess cache; default data/cache/<corpus>_<size>.")
     variant: str = setting("3d_cnn_sta", help="Network.", choices=networks.VARIANTS)
-    size: int = setting(96, help="Side of the aligned face crops, pixels.",
-                        check=lambda v: v >= 16 and v % 8 == 0,
-                        expected="a multiple of 8, at least 16")
+    # The face settings (crop size, detection, tracking): --size, --upsample, ...
+    face: FaceSettings = nested(FaceSettings)
     frames: int = setting(16, help="Frames per clip (paper: 16 at 4 fps).",
                           check=lambda v: v > 0, expected="a positive number of frames per clip")
     batch_size: int = setting(16, help="Clips per batch (paper: 16).",
@@ -194,20 +192,6 @@ class TrainConfig:
     workers: int = setting(2, help="Processes for corpus generation and face preprocessing.",
                            check=lambda v: v > 0, expected="positive")
     min_found_rate: float = setting(0.8, help="Warn for recordings with fewer faces found.")
-    # Face preprocessing (faces.FaceAligner), forwarded to preprocess; their
-    # flags are face_settings.define_face_flags, shared with preprocess and predict.
-    upsample: int = setting(
-        0, flag=False, help="", check=lambda v: 0 <= v <= faces.MAX_UPSAMPLE,
-        expected=f"0 to {faces.MAX_UPSAMPLE} (each step: 4x detection time and memory)")
-    detect_width: int = setting(320, flag=False, help="", check=lambda v: v == 0 or v >= 80,
-                                expected="0 (no reduction) or at least 80")
-    predictor_path: str | None = setting(None, flag=False, help="")
-    face: str = setting("largest", flag=False, help="", choices=faces.FACE_RULES)
-    redetect_every: int = setting(faces.DEFAULT_REDETECT_EVERY, flag=False, help="",
-                                  check=lambda v: v >= 1,
-                                  expected="at least 1 (1: detect on every sample)")
-    rotate: int = setting(0, flag=False, help="", check=lambda v: v in faces.ROTATIONS,
-                          expected=f"one of {faces.ROTATIONS} (degrees clockwise)")
     time_shift: bool = setting(False, help="Search annotation-delay compensation (paper: off).")
     export: bool = setting(True, help="Export the best model as a SavedModel.")
     eval_partitions: tuple[str, ...] = setting(
@@ -250,7 +234,7 @@ class TrainConfig:
         if self.cache_dir:
             return self.cache_dir
         name = pathlib.Path(self.corpus_dir).resolve().name or "corpus"
-        return str(pathlib.Path("data") / "cache" / f"{name}_{self.size}")
+        return str(pathlib.Path("data") / "cache" / f"{name}_{self.face.size}")
 
     def validate(self) -> None:
         """Raises ValueError naming the flag of the first bad setting."""
@@ -301,6 +285,18 @@ def _config_payload(config: TrainConfig) -> dict[str, Any]:
     payload = dataclasses.asdict(config)
     payload["cache_dir"] = config.resolved_cache_dir()
     return json.loads(json.dumps(payload))  # tuples -> lists, as read back
+
+
+def _flag_values(payload: dict[str, Any]) -> dict[str, Any]:
+    """config.json's settings by flag name: the nested groups (`face`)
+    flattened, as their flags are."""
+    flat = {}
+    for key, value in payload.items():
+        if isinstance(value, dict):
+            flat.update(value)
+        else:
+            flat.setdefault(key, value)
+    return flat
 
 
 def _is_run_folder(run_dir: pathlib.Path) -> bool:
@@ -356,14 +352,16 @@ def check_run_folder(config: TrainConfig, run_dir: pathlib.Path) -> None:
     except json.JSONDecodeError as e:
         raise ValueError(f"Malformed run settings {path}: {e}; delete the file or choose "
                          "another --run_dir.") from e
-    payload = _config_payload(config)
-    # A key an older run did not record had its default value then.
-    defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
+    if not isinstance(previous, dict) or not isinstance(previous.get("face"), dict):
+        raise ValueError(
+            f"{path} was written by an older recola_sta (its settings are not grouped as "
+            "this version writes them): train into a new --run_dir.")
+    before, now = _flag_values(previous), _flag_values(_config_payload(config))
     keys = ARCHITECTURE_KEYS + (RESUME_KEYS if _read_state(run_dir) is not None else ())
-    changed = [k for k in keys if previous.get(k, defaults[k]) != payload[k]]
+    changed = [k for k in keys if before.get(k) != now[k]]
     if changed:
         details = ", ".join(
-            f"--{k}: {previous.get(k, defaults[k])!r} -> {payload[k]!r}" for k in changed
+            f"--{k}: {before.get(k)!r} -> {now[k]!r}" for k in changed
         )
         why = (" (a resumed run restores its optimizer and loss from "
                "checkpoints/last.keras, so --learning_rate and --loss cannot change)"
@@ -506,10 +504,10 @@ def check_cache(cache_dir: str, manifest: cache.Manifest, config: TrainConfig) -
         ValueError: naming the cache, the flag, and for labels the partition
             and each recording's shard and video.
     """
-    if manifest.size != config.size:
+    if manifest.face.size != config.face.size:
         raise ValueError(
-            f"The cache {cache_dir} holds {manifest.size}px crops but --size={config.size}; "
-            "pass another --cache_dir."
+            f"The cache {cache_dir} holds {manifest.face.size}px crops but "
+            f"--size={config.face.size}; pass another --cache_dir."
         )
     for partition in ("train", "dev"):
         entries = manifest.partition(partition)
@@ -585,7 +583,7 @@ def _build_model(config: TrainConfig) -> keras.Model:
     keras.mixed_precision.set_global_policy(PRECISION_POLICIES[config.mixed_precision])
     try:
         return networks.build_model(
-            config.variant, frames=config.frames, size=config.size,
+            config.variant, frames=config.frames, size=config.face.size,
             num_targets=len(config.targets),
             fc_units=config.fc_units, dropout=config.dropout, upsampling=config.upsampling,
             attention_scale=config.attention_scale, attention_scores=config.attention_scores,
@@ -686,10 +684,8 @@ def _prepare_cache(config: TrainConfig, cache_dir: str) -> cache.Manifest:
     else:
         prepare_corpus(config)
         preprocess.preprocess_corpus(
-            config.corpus_dir, config.corpus_kind, cache_dir, size=config.size,
-            workers=config.workers, upsample=config.upsample, detect_width=config.detect_width,
-            predictor_path=config.predictor_path, face=config.face,
-            redetect_every=config.redetect_every, rotate=config.rotate,
+            config.corpus_dir, config.corpus_kind, cache_dir, face=config.face,
+            workers=config.workers,
             min_found_rate=config.min_found_rate, progress=config.progress,
         )
     manifest = cache.read_manifest(cache_dir)
@@ -874,7 +870,7 @@ def _evaluate_best(config: TrainConfig, run_dir: pathlib.Path, cache_dir: str,
     )
     if config.export:
         export.export_saved_model(
-            best_model, run_dir / "saved_model", export_metadata(config, manifest, cache_dir),
+            best_model, run_dir / "saved_model", export_metadata(config, manifest),
             postprocess_json=run_dir / "postprocess.json",
         )
     return best_model, report, extra
@@ -920,28 +916,11 @@ def _results(config: TrainConfig, best_model: keras.Model, report: dict[str, Any
     }
 
 
-def export_metadata(config: TrainConfig, manifest: cache.Manifest,
-                    cache_dir: str | os.PathLike) -> dict[str, Any]:
-    """What `predict` needs to prepare a video exactly as in training.
-
-    The face aligner's settings are those the cache's crops were made with
-    (its `preprocess.json`), which may predate this run's flags.
-    """
-    settings_path = pathlib.Path(cache_dir) / preprocess.SETTINGS_NAME
-    try:
-        aligner = json.loads(settings_path.read_text()) if settings_path.is_file() else {}
-        if aligner:  # settings an older cache did not record had their old default
-            aligner = {**preprocess.SETTING_DEFAULTS, **aligner}
-    except json.JSONDecodeError as e:
-        raise ValueError(f"Malformed preprocess settings {settings_path}: {e}") from e
-    if not aligner:
-        aligner = {"upsample": config.upsample, "detect_width": config.detect_width,
-                   "face": config.face, "predictor_path": config.predictor_path,
-                   "redetect_every": config.redetect_every, "rotate": config.rotate}
-    return export.export_metadata(
-        variant=config.variant, targets=config.targets, frames=config.frames,
-        size=config.size, fps=manifest.fps, face_aligner=aligner,
-    )
+def export_metadata(config: TrainConfig, manifest: cache.Manifest) -> dict[str, Any]:
+    """What `predict` needs to prepare a video exactly as in training: the
+    face settings the cache's crops were made with (`manifest.face`)."""
+    return export.export_metadata(variant=config.variant, targets=config.targets,
+                                  fps=manifest.fps, face=manifest.face)
 
 
 def config_from_flags(flag_values) -> TrainConfig:
@@ -953,10 +932,6 @@ def define_flags() -> None:
     """Defines the CLI's flags: one per TrainConfig field (`settings`), the face
     flags shared with preprocess and predict."""
     settings.define_flags(TrainConfig)
-    d = TrainConfig
-    face_settings.define_face_flags({"upsample": d.upsample, "detect_width": d.detect_width,
-                                     "predictor_path": d.predictor_path, "face": d.face,
-                                     "redetect_every": d.redetect_every, "rotate": d.rotate})
 
 
 def _print_targets(results: dict[str, Any]) -> None:
