@@ -1,0 +1,6 @@
+"""Corpora: the RECOLA (AVEC 2016 layout), AV+EC 2017, Aff-Wild2 and CSV
+readers (`corpora`), and the synthetic RECOLA-layout corpus (`synthetic`)
+animated from a real face photo (`face_animation`, `synthetic_scenes`).
+
+Imports no TensorFlow: corpus generation runs in worker processes.
+"""
