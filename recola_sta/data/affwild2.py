@@ -188,11 +188,14 @@ def _affwild2_video_stem(name: str) -> tuple[str, str]:
 def _video_fps(path: pathlib.Path) -> float:
     """The frame rate of a video, read by `faces.probe_video`.
 
-    Every failure is the `ValueError` naming the video that this reader has
-    always raised: `probe_video` raises `FileNotFoundError` for a path that
-    is gone (e.g. a dangling link the scan listed) and `faces.VideoError` (a
-    `ValueError`) for a file it cannot open, without a usable frame rate, or
-    without a decodable frame; its message is kept in the parentheses.
+    Failures stay the `ValueError` naming the video that this reader raised
+    with its own OpenCV helper before: `probe_video`'s `FileNotFoundError` (a
+    path that is gone, e.g. a dangling link the scan listed) and
+    `faces.VideoError` (cannot open, no usable frame rate, no decodable
+    frame) are re-raised as it, with `probe_video`'s message in the
+    parentheses. `probe_video` also decodes the first frame, so a video
+    whose header reads but whose frames do not fails here, not later in
+    preprocess (which probes every video the same way).
     """
     try:
         return faces.probe_video(path).fps

@@ -8,8 +8,9 @@ lips, cheek raise and lower-eyelid narrowing, and the masks that give each
 recording another identity. The inverse fields are tabulated at
 `_FIELD_LEVELS` levels and interpolated, so a frame costs a few remaps.
 
-Who moves the face when (the traces) is `recola_sta.synthetic_scenes`; the
-corpus on disk is `recola_sta.synthetic`.
+Who moves the face when (the traces) is `recola_sta.data.synthetic_plans`,
+the frames `recola_sta.data.synthetic_scenes`; the corpus on disk is
+`recola_sta.data.synthetic`.
 """
 
 from __future__ import annotations
