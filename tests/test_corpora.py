@@ -1,4 +1,5 @@
-"""Tests for recola_sta.corpora: tiny fixture corpora in every layout."""
+"""Tests for recola_sta.data.corpora (and the readers it dispatches to):
+tiny fixture corpora in every layout."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import pathlib
 import numpy as np
 import pytest
 
-from recola_sta.data import corpora
+from recola_sta.data import affwild2, corpora
 
 
 def _touch(path: pathlib.Path) -> pathlib.Path:
@@ -297,7 +298,7 @@ def test_affwild2_old_layout_fps_sides_missing_values_and_unannotated_videos(tmp
     _va(va / "Train_Set" / "7-25-640x360_right.txt", [(-0.5, -0.4), (-5, -0.3)])
     _va(va / "Validation_Set" / "12-15-640x360.txt", [(0.0, 0.0), (0.25, -0.25)])
     (va / "Train_Set" / "readme.md").write_text("not an annotation")
-    with caplog.at_level("WARNING", logger="recola_sta.corpora"):
+    with caplog.at_level("WARNING", logger="recola_sta.data.affwild2"):
         recs = corpora.load_corpus(tmp_path, "affwild2")
     assert [(r.name, r.partition, r.face, r.video.relative_to(tmp_path).as_posix()) for r in recs] == [
         ("1-30-640x360", "train", "largest", "raw_video/batch1/1-30-640x360.mp4"),
@@ -346,7 +347,7 @@ def test_affwild2_new_layout_ignores_other_tasks(tmp_path):
 @pytest.mark.parametrize("newline", ["\n", "\r\n", "\r"])
 def test_affwild2_line_endings_give_the_same_labels(tmp_path, monkeypatch, newline, line_by_line):
     if line_by_line:  # the parser that names bad lines must read good files the same way
-        monkeypatch.setattr(corpora, "_affwild2_rows_fast", lambda rows: None)
+        monkeypatch.setattr(affwild2, "_affwild2_rows_fast", lambda rows: None)
     _video(tmp_path / "videos" / "5.mp4", 30)
     _va(tmp_path / "annotations" / "VA_Set" / "Train_Set" / "5.txt",
         [(0.1, -0.1), (-5, 0.5), (0.25, -5)], newline=newline, trailing=newline * 2)
@@ -400,6 +401,44 @@ def test_affwild2_unreadable_video_names_the_file(tmp_path):
     _touch(tmp_path / "raw_video" / "11-24-100x100.mp4")  # not a video
     _va(tmp_path / "annotations" / "VA_Set" / "Train_Set" / "11-24-100x100_right.txt", [(0, 0)])
     with pytest.raises(ValueError, match=r"frame rate of video .*raw_video/11-24-100x100\.mp4"):
+        corpora.load_corpus(tmp_path, "affwild2")
+
+
+def _old_video_fps(path: pathlib.Path) -> float:
+    """The frame-rate helper corpora had before it used `faces.probe_video`, kept
+    here only to show that the frame rates did not change."""
+    import math
+
+    import cv2
+
+    capture = cv2.VideoCapture(str(path))
+    try:
+        fps = capture.get(cv2.CAP_PROP_FPS) if capture.isOpened() else math.nan
+    finally:
+        capture.release()
+    if not (math.isfinite(fps) and fps > 0):
+        raise ValueError(f"Cannot read the frame rate of video {path} (OpenCV reports {fps!r}).")
+    return float(fps)
+
+
+@pytest.mark.parametrize("suffix", [".mp4", ".avi"])
+@pytest.mark.parametrize("fps", [8, 25, 29.97])
+def test_affwild2_frame_rate_from_probe_video_equals_the_old_helper(tmp_path, suffix, fps):
+    video = _video(tmp_path / "videos" / f"7{suffix}", fps, frames=4)
+    _va(tmp_path / "annotations" / "VA_Set" / "Train_Set" / "7.txt", [(0.1, 0.1)] * 4)
+    old = _old_video_fps(video)
+    assert old == pytest.approx(fps, rel=1e-3)
+    assert affwild2._video_fps(video) == old
+    (rec,) = corpora.load_corpus(tmp_path, "affwild2")
+    np.testing.assert_array_equal(rec.times, np.arange(4, dtype=np.float64) / old)
+
+
+def test_affwild2_dangling_video_link_is_a_frame_rate_error(tmp_path):
+    # The scan lists a link whose target is gone; as before, a ValueError naming it.
+    (tmp_path / "raw_video").mkdir()
+    (tmp_path / "raw_video" / "3.mp4").symlink_to(tmp_path / "gone.mp4")
+    _va(tmp_path / "annotations" / "VA_Set" / "Train_Set" / "3.txt", [(0, 0)])
+    with pytest.raises(ValueError, match=r"frame rate of video .*raw_video/3\.mp4"):
         corpora.load_corpus(tmp_path, "affwild2")
 
 

@@ -8,8 +8,9 @@ lips, cheek raise and lower-eyelid narrowing, and the masks that give each
 recording another identity. The inverse fields are tabulated at
 `_FIELD_LEVELS` levels and interpolated, so a frame costs a few remaps.
 
-Who moves the face when (the traces) is `recola_sta.synthetic_scenes`; the
-corpus on disk is `recola_sta.synthetic`.
+Who moves the face when (the traces) is `recola_sta.data.synthetic_plans`,
+the frames `recola_sta.data.synthetic_scenes`; the corpus on disk is
+`recola_sta.data.synthetic`.
 """
 
 from __future__ import annotations
@@ -333,13 +334,25 @@ class RecolaLikeAnimator(FaceAnimator):
 
     def __init__(self, landmarks: np.ndarray):
         super().__init__(landmarks)
+        self._set_up_valence()
+        self._set_up_jaw()
+        # One region of the photo holding the three fields, one remap per frame.
+        self.face_roi = _union(_union(self.valence_roi, self.brow_roi), self.jaw_roi)
+        self._subs = {key: _relative(roi, self.face_roi) for key, roi in (
+            ("valence", self.valence_roi), ("brow", self.brow_roi), ("jaw", self.jaw_roi))}
+        self._face_grid = np.mgrid[self.face_roi].astype(np.float32)[::-1]
+        jr = _relative(self.jaw_roi, self.face_roi)
+        self._jaw_grid = self._face_grid[:, jr[0], jr[1]]
+        self._set_up_identity_masks()
+
+    def _set_up_valence(self) -> None:
+        """The valence region and table (mouth corners, and for positive
+        valence cheeks and lower eyelids), and the brows' table."""
         lm = self.landmarks
         h, w = self.image.shape[:2]
         jaw_w = lm[16, 0] - lm[0, 0]
         mouth_w = lm[54, 0] - lm[48, 0]
         eye_w = 0.5 * ((lm[39, 0] - lm[36, 0]) + (lm[45, 0] - lm[42, 0]))
-
-        # Valence.
         # Taller than the default bumps (0.30), so both lips follow the corners
         # alike and a smile does not part them (the inner-lip gap stays put).
         sx, sy = 0.25 * mouth_w, 0.45 * mouth_w
@@ -365,7 +378,13 @@ class RecolaLikeAnimator(FaceAnimator):
         self.brow_table = _inverse_field_table(
             *self.brow_roi, self.brow_controls, lambda qx, qy: np.ones_like(qx), self.levels)
 
-        # Jaw drop for opening 1 (a backward field; the remap samples p - B(p)).
+    def _set_up_jaw(self) -> None:
+        """The jaw drop for opening 1 (a backward field; the remap samples
+        p - B(p)) and the geometry of the opened gap, from the inner upper lip
+        to the moved inner lower lip."""
+        lm = self.landmarks
+        h, w = self.image.shape[:2]
+        jaw_w = lm[16, 0] - lm[0, 0]
         self.upper_inner_y = float(lm[61:64, 1].mean())
         self.lip_line_y = self.upper_inner_y - 3.0
         ramp = 1.6 * JAW_OPEN_PX
@@ -378,19 +397,17 @@ class RecolaLikeAnimator(FaceAnimator):
                 * (1.0 - smoothstep((ys - chin_y - 3.0) / 20.0))
                 * np.exp(-0.5 * ((xs - jaw_cx) / jaw_sx) ** 2))
         self.jaw_field = np.stack([np.zeros_like(drop), drop], axis=-1).astype(np.float32)
-        # The opened gap: from the inner upper lip to the moved inner lower lip.
         self.mouth_center_x = float(lm[60:68, 0].mean())
         self.inner_lower_y = float(lm[65:68, 1].mean())
         self.inner_mouth_half_w = 0.5 * float(lm[64, 0] - lm[60, 0])
 
-        self.face_roi = _union(_union(self.valence_roi, self.brow_roi), self.jaw_roi)
-        self._subs = {key: _relative(roi, self.face_roi) for key, roi in (
-            ("valence", self.valence_roi), ("brow", self.brow_roi), ("jaw", self.jaw_roi))}
-        self._face_grid = np.mgrid[self.face_roi].astype(np.float32)[::-1]
-        jr = _relative(self.jaw_roi, self.face_roi)
-        self._jaw_grid = self._face_grid[:, jr[0], jr[1]]
-
-        # Skin (face and neck) and hair masks, for identity changes.
+    def _set_up_identity_masks(self) -> None:
+        """Skin (face and neck) and hair masks, and the skin colour, for
+        identity changes."""
+        lm = self.landmarks
+        h, w = self.image.shape[:2]
+        jaw_w = lm[16, 0] - lm[0, 0]
+        chin_y = float(lm[8, 1])
         self.face_height = float(lm[8, 1] - lm[17:27, 1].min())
         self.jaw_width = float(jaw_w)
         forehead = lm[26:16:-1].copy()

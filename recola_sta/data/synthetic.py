@@ -31,12 +31,13 @@ RECOLA's recordings: speech moves the jaw and lips all the time, valence shows
 subtly (mouth corners, cheeks, eyelids) and slowly, every recording is another
 identity, the head turns out of plane, hands pass over the mouth, and frames
 go through lighting changes, sensor noise and JPEG compression (see
-`face_animation.RecolaLikeAnimator`, `synthetic_scenes._plan_recola_like` and
+`face_animation.RecolaLikeAnimator`, `synthetic_plans._plan_recola_like` and
 docs/recola_like.md).
 
 This module writes the corpus (videos, ARFF labels, the `synthetic.json`
 marker) and is its CLI; the face animation is `recola_sta.face_animation` and
-what each recording shows is `recola_sta.synthetic_scenes`.
+what each recording shows is `recola_sta.data.synthetic_plans` (drawn) and
+`recola_sta.data.synthetic_scenes` (rendered).
 
 Usage::
 
@@ -62,7 +63,8 @@ import numpy as np
 from recola_sta import cli, io_utils, pools
 from recola_sta.data import corpora
 from recola_sta.data.face_animation import MOUTH_SHIFT_PX, RECOLA_LIKE_MOUTH_SHIFT_PX, FaceAnimator, RecolaLikeAnimator, astronaut_landmarks
-from recola_sta.data.synthetic_scenes import PRESETS, RecolaLikePlan, RecordingPlan, check_preset, plan_recording, render_frames, render_frames_recola_like
+from recola_sta.data.synthetic_plans import PRESETS, RecolaLikePlan, RecordingPlan, check_preset, plan_recording
+from recola_sta.data.synthetic_scenes import render_frames, render_frames_recola_like
 
 MARKER_NAME = "synthetic.json"
 # The corpus folder's lock: held by the one run that writes the folder.
@@ -249,7 +251,7 @@ def ensure_corpus(
         preset: `"default"` (the corpus described in the module docstring)
             or `"recola_like"` (speech, subtle and slow valence, identities,
             out-of-plane turns, occlusions, compression; see
-            `face_animation.RecolaLikeAnimator` and `synthetic_scenes._plan_recola_like`). Recorded in
+            `face_animation.RecolaLikeAnimator` and `synthetic_plans._plan_recola_like`). Recorded in
             `synthetic.json`; a marker without it means `"default"`.
 
     Returns:
