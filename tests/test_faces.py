@@ -11,7 +11,7 @@ import pytest
 from skimage import data
 
 from recola_sta import faces
-from recola_sta.faces import alignment
+from recola_sta.faces import detection
 
 # Centre of the astronaut's face in the 512 x 512 photo (between eyes and nose).
 _FACE_CENTRE = (225.0, 115.0)
@@ -240,7 +240,7 @@ def test_detection_scale_enlarges_small_frames_and_keeps_640x480():
 def test_faces_in_a_small_video_are_found_at_the_defaults(tmp_path, photo, aligner):
     frame = _small_frame(photo)
     # dlib at the frame's own scale misses this ~53 px face ...
-    rects, _, _ = alignment._load_detector().run(frame, 0, 0.0)
+    rects, _, _ = detection._load_detector().run(frame, 0, 0.0)
     assert len(rects) == 0
     # ... the aligner's detection scale (5/3) finds it without a retry.
     boxes, _ = aligner.detect(frame, retry=False)
