@@ -194,44 +194,8 @@ class FaceAligner:
         redetect_every: int = DEFAULT_REDETECT_EVERY,
         rotate: int = 0,
     ):
-        if int(size) != size or size < 16:
-            raise ValueError(f"size must be an integer >= 16. Received: size={size!r}")
-        if int(upsample) != upsample or not 0 <= upsample <= MAX_UPSAMPLE:
-            raise ValueError(
-                f"upsample (--upsample) must be an integer from 0 to {MAX_UPSAMPLE}: each "
-                "step doubles the image the detector scans (4x time and memory), and "
-                "small frames are already enlarged for detection. "
-                f"Received: upsample={upsample!r}"
-            )
-        if face not in FACE_RULES:
-            raise ValueError(
-                f"face (--face) must be one of {', '.join(FACE_RULES)}. Received: face={face!r}"
-            )
-        if detect_width is not None and (int(detect_width) != detect_width or
-                                         (detect_width != 0 and detect_width < 80)):
-            raise ValueError(
-                "detect_width must be 0/None (no downscaling) or an integer >= 80. "
-                f"Received: detect_width={detect_width!r}"
-            )
-        if isinstance(redetect_every, bool) or int(redetect_every) != redetect_every \
-                or redetect_every < 1:
-            raise ValueError(
-                "redetect_every (--redetect_every) must be an integer >= 1 (1: detect "
-                f"on every sample). Received: redetect_every={redetect_every!r}"
-            )
-        if isinstance(rotate, bool) or rotate not in ROTATIONS:
-            raise ValueError(
-                f"rotate (--rotate) must be one of {', '.join(map(str, ROTATIONS))} (degrees "
-                f"clockwise). Received: rotate={rotate!r}"
-            )
-        template = np.asarray(template, np.float64)
-        if (template.shape != (3, 2) or not np.all((template > 0) & (template < 1))
-                or template[0, 0] >= template[1, 0]):
-            raise ValueError(
-                "template must be three (x, y) fractions in (0, 1): image-left eye "
-                "centre, image-right eye centre (further right), nose tip. "
-                f"Received: template={template.tolist()}"
-            )
+        _check_arguments(size, upsample, detect_width, face, redetect_every, rotate)
+        template = _checked_template(template)
         self.size = int(size)
         self.upsample = int(upsample)
         self.detect_width = int(detect_width or 0)
@@ -362,41 +326,51 @@ class FaceAligner:
         if boxes:
             best = max(scores)
             confident = [b for b, s in zip(boxes, scores) if s >= _MIN_RELATIVE_SCORE * best]
-        bystanders = [b for b, _ in self._bystanders]
-
-        def owner(box: np.ndarray) -> int | None:
-            """Index of the known face (0: subject, 1+: bystanders) `box`
-            continues, or None."""
-            known = ([self._last_box] if self._last_box is not None else []) + bystanders
-            offset = 0 if self._last_box is not None else 1
-            if not known:
-                return None
-            jumps = [_jump(box, k) for k in known]
-            k = int(np.argmin(jumps))
-            return k + offset if jumps[k] <= _MAX_TRACK_JUMP else None
-
-        chosen = None
-        if self._last_box is not None:
-            mine = [b for b in boxes if owner(b) == 0]
-            if mine:
-                ious = [_iou(b, self._last_box) for b in mine]
-                if max(ious) >= _MIN_TRACK_IOU:
-                    chosen = mine[int(np.argmax(ious))]
-                else:
-                    chosen = min(mine, key=lambda b: _jump(b, self._last_box))
+        chosen = self._continued_subject(boxes)
         if chosen is None:
-            free = [b for b in confident if owner(b) is None]
+            free = [b for b in confident if self._owner(b) is None]
             if free:
                 chosen = self._pick(free, width, height)
-        # Remember the other faces; keep unseen bystanders a few frames.
-        others = [b for b in confident if b is not chosen]
+        self._remember_bystanders([b for b in confident if b is not chosen])
+        if chosen is not None:
+            self._last_box = chosen
+        return chosen, len(confident)
+
+    def _owner(self, box: np.ndarray) -> int | None:
+        """Index of the known face (0: subject, 1+: bystanders) `box`
+        continues, or None: the nearest known face within `_MAX_TRACK_JUMP`
+        box sides."""
+        bystanders = [b for b, _ in self._bystanders]
+        known = ([self._last_box] if self._last_box is not None else []) + bystanders
+        offset = 0 if self._last_box is not None else 1
+        if not known:
+            return None
+        jumps = [_jump(box, k) for k in known]
+        k = int(np.argmin(jumps))
+        return k + offset if jumps[k] <= _MAX_TRACK_JUMP else None
+
+    def _continued_subject(self, boxes: list[np.ndarray]) -> np.ndarray | None:
+        """The box among `boxes` (any score) that continues the tracked
+        subject: of those it owns, the one overlapping its last box most, else
+        the nearest; None without a tracked subject or such a box."""
+        if self._last_box is None:
+            return None
+        mine = [b for b in boxes if self._owner(b) == 0]
+        if not mine:
+            return None
+        ious = [_iou(b, self._last_box) for b in mine]
+        if max(ious) >= _MIN_TRACK_IOU:
+            return mine[int(np.argmax(ious))]
+        return min(mine, key=lambda b: _jump(b, self._last_box))
+
+    def _remember_bystanders(self, others: list[np.ndarray]) -> None:
+        """Records the other faces of this frame as bystanders, and keeps the
+        unseen ones (those no face of this frame continues) for up to
+        `_BYSTANDER_MEMORY` frames."""
         kept = [(b, age + 1) for b, age in self._bystanders
                 if age + 1 < _BYSTANDER_MEMORY and not any(_jump(o, b) <= _MAX_TRACK_JUMP
                                                           for o in others)]
         self._bystanders = [(b, 0) for b in others] + kept
-        if chosen is not None:
-            self._last_box = chosen
-        return chosen, len(confident)
 
     def _fit(self, rgb: np.ndarray, box: np.ndarray) -> np.ndarray:
         rect = dlib.rectangle(int(round(box[0])), int(round(box[1])),
@@ -517,24 +491,84 @@ class FaceAligner:
         _, radius = self._frame_of(again)
         change = float(np.linalg.norm(again - points, axis=1).mean()) / radius
         points, box = again, self._box_from(again)
-        ratio = _side(box) / _side(guess)
-        if (change > _MAX_REFIT_CHANGE
-                or _jump(box, guess) > _MAX_TRACK_SHIFT
-                or not 1 / _MAX_TRACK_SCALE <= ratio <= _MAX_TRACK_SCALE
-                or not 1 / _MAX_TRACK_SCALE <= _side(box) / self._detected_side
-                <= _MAX_TRACK_SCALE
-                or _inside_share(box, w, h) < _MIN_TRACK_INSIDE):
+        if self._lost(guess, box, change, w, h):
             return None
         self._track_points = points
         self._last_box = box
         self._since_detection += 1
         return points, box
 
+    def _lost(self, guess: np.ndarray, box: np.ndarray, change: float, width: int,
+              height: int) -> bool:
+        """Whether a tracked fit lost the face: the refit moved the landmarks
+        by more than `_MAX_REFIT_CHANGE` of their radius (`change`), or the
+        box they give (`box`) moved more than `_MAX_TRACK_SHIFT` sides from
+        the box the fit started in (`guess`), changed size by more than
+        `_MAX_TRACK_SCALE` from it or from the last detection's, or lies less
+        than `_MIN_TRACK_INSIDE` in the frame."""
+        ratio = _side(box) / _side(guess)
+        return (change > _MAX_REFIT_CHANGE
+                or _jump(box, guess) > _MAX_TRACK_SHIFT
+                or not 1 / _MAX_TRACK_SCALE <= ratio <= _MAX_TRACK_SCALE
+                or not 1 / _MAX_TRACK_SCALE <= _side(box) / self._detected_side
+                <= _MAX_TRACK_SCALE
+                or _inside_share(box, width, height) < _MIN_TRACK_INSIDE)
+
 
 def rotated(rgb: np.ndarray, degrees: int) -> np.ndarray:
     """`rgb` turned `degrees` (one of `ROTATIONS`) clockwise."""
     degrees %= 360
     return rgb if degrees == 0 else cv2.rotate(rgb, _CV2_ROTATE[degrees])
+
+
+def _check_arguments(size: int, upsample: int, detect_width: int | None, face: str,
+                     redetect_every: int, rotate: int) -> None:
+    """Raises ValueError, naming the flag, for a bad `FaceAligner` argument."""
+    if int(size) != size or size < 16:
+        raise ValueError(f"size must be an integer >= 16. Received: size={size!r}")
+    if int(upsample) != upsample or not 0 <= upsample <= MAX_UPSAMPLE:
+        raise ValueError(
+            f"upsample (--upsample) must be an integer from 0 to {MAX_UPSAMPLE}: each "
+            "step doubles the image the detector scans (4x time and memory), and "
+            "small frames are already enlarged for detection. "
+            f"Received: upsample={upsample!r}"
+        )
+    if face not in FACE_RULES:
+        raise ValueError(
+            f"face (--face) must be one of {', '.join(FACE_RULES)}. Received: face={face!r}"
+        )
+    if detect_width is not None and (int(detect_width) != detect_width or
+                                     (detect_width != 0 and detect_width < 80)):
+        raise ValueError(
+            "detect_width must be 0/None (no downscaling) or an integer >= 80. "
+            f"Received: detect_width={detect_width!r}"
+        )
+    if isinstance(redetect_every, bool) or int(redetect_every) != redetect_every \
+            or redetect_every < 1:
+        raise ValueError(
+            "redetect_every (--redetect_every) must be an integer >= 1 (1: detect "
+            f"on every sample). Received: redetect_every={redetect_every!r}"
+        )
+    if isinstance(rotate, bool) or rotate not in ROTATIONS:
+        raise ValueError(
+            f"rotate (--rotate) must be one of {', '.join(map(str, ROTATIONS))} (degrees "
+            f"clockwise). Received: rotate={rotate!r}"
+        )
+
+
+def _checked_template(template: Sequence[Sequence[float]]) -> np.ndarray:
+    """`template` as a (3, 2) float64 array; raises ValueError unless it is
+    three (x, y) fractions in (0, 1) with the image-left eye left of the
+    image-right eye."""
+    template = np.asarray(template, np.float64)
+    if (template.shape != (3, 2) or not np.all((template > 0) & (template < 1))
+            or template[0, 0] >= template[1, 0]):
+        raise ValueError(
+            "template must be three (x, y) fractions in (0, 1): image-left eye "
+            "centre, image-right eye centre (further right), nose tip. "
+            f"Received: template={template.tolist()}"
+        )
+    return template
 
 
 def _check_rgb(rgb: np.ndarray) -> np.ndarray:

@@ -172,28 +172,14 @@ def iter_frames_at(
         FileNotFoundError, VideoError, TruncatedVideoError (naming the file).
         ValueError: times are negative, not finite or not sorted.
     """
-    times = np.asarray(times, np.float64).reshape(-1)
-    if len(times) and (not np.all(np.isfinite(times)) or times[0] < 0
-                       or np.any(np.diff(times) < 0)):
-        raise ValueError(
-            "times must be finite, non-negative and non-decreasing; received "
-            f"{len(times)} times starting {times[:5].tolist()} for video {path}."
-        )
-    if tail_tolerance < 0:
-        raise ValueError(f"tail_tolerance must be >= 0. Received: {tail_tolerance!r}")
+    times = _checked_times(path, times, tail_tolerance)
     if not len(times):
         return
     path, cap = _open(path)
     try:
         fps = _fps(path, cap)
         period = 1.0 / fps
-        count = cap.get(cv2.CAP_PROP_FRAME_COUNT)
-        # A frame that is not needed now is still kept if it might be the
-        # video's last one and serve the tail: near the reported end (a few
-        # frames of slack for wrong counts), or throughout when the count is
-        # unknown.
-        spare_from = (count - 3 - math.ceil(tail_tolerance * fps)
-                      if math.isfinite(count) and 0 < count < 1e9 else 0)
+        spare_from = _spare_from(cap.get(cv2.CAP_PROP_FRAME_COUNT), fps, tail_tolerance)
         k = 0              # next time to serve
         i = -1             # index of the last grabbed frame
         last_ts = -math.inf
@@ -234,6 +220,32 @@ def iter_frames_at(
             )
     finally:
         cap.release()
+
+
+def _checked_times(path: str | os.PathLike, times: Sequence[float] | np.ndarray,
+                   tail_tolerance: float) -> np.ndarray:
+    """`times` as a flat float64 array; raises ValueError (naming the video)
+    unless they are finite, non-negative and non-decreasing, and
+    `tail_tolerance` is >= 0."""
+    times = np.asarray(times, np.float64).reshape(-1)
+    if len(times) and (not np.all(np.isfinite(times)) or times[0] < 0
+                       or np.any(np.diff(times) < 0)):
+        raise ValueError(
+            "times must be finite, non-negative and non-decreasing; received "
+            f"{len(times)} times starting {times[:5].tolist()} for video {path}."
+        )
+    if tail_tolerance < 0:
+        raise ValueError(f"tail_tolerance must be >= 0. Received: {tail_tolerance!r}")
+    return times
+
+
+def _spare_from(count: float, fps: float, tail_tolerance: float) -> float:
+    """Index from which `iter_frames_at` keeps a frame it does not need now,
+    in case it is the video's last one and serves the tail: near the
+    reported end `count` (a few frames of slack for wrong counts), or
+    throughout (0) when the count is unknown."""
+    return (count - 3 - math.ceil(tail_tolerance * fps)
+            if math.isfinite(count) and 0 < count < 1e9 else 0)
 
 
 _T = TypeVar("_T")
