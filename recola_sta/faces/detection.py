@@ -51,7 +51,8 @@ def _load_detector() -> dlib.fhog_object_detector:
 def similarity_transform(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
     """Least-squares similarity transform (rotation, uniform scale, shift).
 
-    Closed-form solution of Umeyama (1991), without reflection.
+    Closed-form solution of Umeyama (1991), without reflection, as fitted by
+    scikit-image's `SimilarityTransform`.
 
     Args:
         src: (K, 2) points, K >= 2.
@@ -60,6 +61,10 @@ def similarity_transform(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
     Returns:
         (2, 3) float64 matrix M with dst ~= M @ [src, 1].
     """
+    # Imported lazily: it loads SciPy (about 0.5 s), which only the first
+    # alignment of a process should pay, not every import of `faces`.
+    from skimage.transform import SimilarityTransform
+
     src = np.asarray(src, np.float64)
     dst = np.asarray(dst, np.float64)
     if src.shape != dst.shape or src.ndim != 2 or src.shape[1] != 2 or len(src) < 2:
@@ -67,17 +72,16 @@ def similarity_transform(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
             f"similarity_transform needs two (K, 2) arrays with K >= 2; "
             f"received src {src.shape}, dst {dst.shape}."
         )
-    mu_s, mu_d = src.mean(0), dst.mean(0)
-    sc, dc = src - mu_s, dst - mu_d
-    var_s = (sc**2).sum() / len(src)
-    if var_s <= 0:
+    if ((src - src.mean(0)) ** 2).sum() <= 0:
         raise ValueError("similarity_transform: the source points coincide.")
-    u, s, vt = np.linalg.svd(dc.T @ sc / len(src))
-    d = np.diag([1.0, np.sign(np.linalg.det(u) * np.linalg.det(vt)) or 1.0])
-    rot = u @ d @ vt
-    scale = np.trace(np.diag(s) @ d) / var_s
-    shift = mu_d - scale * rot @ mu_s
-    return np.hstack([scale * rot, shift[:, None]])
+    fit = SimilarityTransform.from_estimate(src, dst)
+    if not fit:
+        # The centred dst points are orthogonal to the centred src points
+        # (e.g. all dst points coincide): the least-squares fit has scale 0
+        # and maps every point onto dst's centroid; scikit-image reports
+        # this as a failed estimation.
+        return np.hstack([np.zeros((2, 2)), dst.mean(0)[:, None]])
+    return np.array(fit.params[:2], np.float64)
 
 
 def key_points(landmarks: np.ndarray) -> np.ndarray:
