@@ -11,7 +11,7 @@ import pytest
 from skimage import data
 
 from recola_sta import faces
-from recola_sta.faces import alignment
+from recola_sta.faces import detection
 
 # Centre of the astronaut's face in the 512 x 512 photo (between eyes and nose).
 _FACE_CENTRE = (225.0, 115.0)
@@ -121,6 +121,70 @@ def test_similarity_transform_never_reflects():
 def test_similarity_transform_rejects_bad_shapes():
     with pytest.raises(ValueError, match="src"):
         faces.similarity_transform(np.zeros((3, 2)), np.zeros((2, 2)))
+
+
+def _umeyama_reference(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+    """The hand-written Umeyama (1991) fit that `similarity_transform` was
+    before it used scikit-image's `SimilarityTransform`, kept here to test
+    that the two agree."""
+    src = np.asarray(src, np.float64)
+    dst = np.asarray(dst, np.float64)
+    mu_s, mu_d = src.mean(0), dst.mean(0)
+    sc, dc = src - mu_s, dst - mu_d
+    var_s = (sc**2).sum() / len(src)
+    u, s, vt = np.linalg.svd(dc.T @ sc / len(src))
+    d = np.diag([1.0, np.sign(np.linalg.det(u) * np.linalg.det(vt)) or 1.0])
+    rot = u @ d @ vt
+    scale = np.trace(np.diag(s) @ d) / var_s
+    shift = mu_d - scale * rot @ mu_s
+    return np.hstack([scale * rot, shift[:, None]])
+
+
+def _similarity_cases() -> list[tuple[str, np.ndarray, np.ndarray]]:
+    """(name, src, dst) point sets: exact, noisy, mirrored and unrelated
+    targets for 2 to 68 points, and degenerate ones."""
+    rng = np.random.default_rng(20180415)
+    cases = []
+    for k in (2, 3, 5, 68):
+        for trial in range(3):
+            src = rng.uniform(0, 640, (k, 2))
+            angle, scale = rng.uniform(-math.pi, math.pi), rng.uniform(0.05, 4.0)
+            rot = scale * np.array([[math.cos(angle), -math.sin(angle)],
+                                    [math.sin(angle), math.cos(angle)]])
+            exact = src @ rot.T + rng.uniform(-300, 300, 2)
+            cases += [
+                (f"exact-{k}-{trial}", src, exact),
+                (f"noisy-{k}-{trial}", src, exact + rng.normal(0, 20, (k, 2))),
+                # A mirror image: the best fit without reflection.
+                (f"mirrored-{k}-{trial}", src, exact * [-1.0, 1.0] + rng.normal(0, 0.5, (k, 2))),
+                (f"unrelated-{k}-{trial}", src, rng.uniform(0, 96, (k, 2))),
+            ]
+    line = np.outer(rng.uniform(-50, 50, 6), [3.0, 4.0]) + [100.0, 20.0]
+    cases += [
+        # Collinear source points (a rank-1 fit), onto points off that line.
+        ("collinear-src", line, rng.uniform(0, 96, (6, 2))),
+        ("collinear-mirrored", line, line * [-1.0, 1.0]),
+        # Eye centres and nose tip of a face in a 640x480 frame onto the template.
+        ("key-points", np.array([[281.3, 201.7], [338.9, 198.2], [311.4, 236.0]]),
+         np.asarray(faces.DEFAULT_TEMPLATE) * 96 - 0.5),
+        # All target points coincide: scale 0, everything onto that point.
+        ("coinciding-dst", rng.uniform(0, 640, (4, 2)), np.full((4, 2), 5.0)),
+    ]
+    return cases
+
+
+@pytest.mark.parametrize("name,src,dst", _similarity_cases(),
+                         ids=[c[0] for c in _similarity_cases()])
+def test_similarity_transform_equals_the_hand_written_umeyama_fit(name, src, dst):
+    new = faces.similarity_transform(src, dst)
+    old = _umeyama_reference(src, dst)
+    assert new.shape == (2, 3) and new.dtype == np.float64
+    np.testing.assert_allclose(new, old, rtol=0, atol=1e-12 * (1 + np.abs(old).max()))
+
+
+def test_similarity_transform_rejects_coinciding_source_points():
+    with pytest.raises(ValueError, match="coincide"):
+        faces.similarity_transform(np.full((3, 2), 7.0), np.eye(3, 2))
 
 
 @pytest.mark.parametrize("angle,scale,tx,ty", _TRANSFORMS)
@@ -240,7 +304,7 @@ def test_detection_scale_enlarges_small_frames_and_keeps_640x480():
 def test_faces_in_a_small_video_are_found_at_the_defaults(tmp_path, photo, aligner):
     frame = _small_frame(photo)
     # dlib at the frame's own scale misses this ~53 px face ...
-    rects, _, _ = alignment._load_detector().run(frame, 0, 0.0)
+    rects, _, _ = detection._load_detector().run(frame, 0, 0.0)
     assert len(rects) == 0
     # ... the aligner's detection scale (5/3) finds it without a retry.
     boxes, _ = aligner.detect(frame, retry=False)

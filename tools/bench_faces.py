@@ -26,7 +26,7 @@ from absl import app, flags
 from skimage import data
 
 from recola_sta import faces
-from recola_sta.faces import alignment
+from recola_sta.faces import alignment, detection
 
 FLAGS = flags.FLAGS
 flags.DEFINE_integer("repeats", 30, "Timed calls per setting (after 3 warm-up calls).",
@@ -68,7 +68,7 @@ def time_call(fn, repeats: int) -> float:
 def compare_fixed_width(frame: np.ndarray, width: int, calls: int) -> tuple[float, float]:
     """Median seconds of `FaceAligner.detect` and of the fixed-width path, interleaved."""
     aligner = faces.FaceAligner(FLAGS.size)
-    detector = alignment._load_detector()
+    detector = detection._load_detector()
     h, w = frame.shape[:2]
     size = (width, max(1, round(h * width / w))) if w > width else None
 

@@ -1,54 +1,39 @@
-"""Face alignment and timestamp-based frame sampling (paper section 3.1).
+"""Face alignment (paper section 3.1).
 
 The paper detects the face in each frame with dlib, finds the landmarks, and
 "mapped the detected landmark points to pre-defined pixel locations in order to
-normalize the eye and nose coordinates between adjacent frames". Here:
+normalize the eye and nose coordinates between adjacent frames". Here
+`FaceAligner` runs dlib's HOG frontal face detector on a copy of the frame
+rescaled so that a face a third of the frame height is at least 80 px (large
+frames are reduced for speed, small ones enlarged), retries once at twice
+that scale where it finds nothing, keeps one face per video (chosen by a
+rule, `face=`, then followed from frame to frame), fits dlib's 68-point shape
+predictor at full resolution, and warps the frame with the least-squares
+similarity transform that maps the two eye centres and the nose tip onto a
+fixed template in a `size x size` crop. Between full detections (every
+`redetect_every`-th sample), the face is tracked: the landmarks are fitted in
+a box derived from the previous sample's landmarks, and the detector runs
+again early where that fit drifts or the box leaves the frame.
 
-* `FaceAligner` runs dlib's HOG frontal face detector on a copy of the frame
-  rescaled so that a face a third of the frame height is at least 80 px
-  (large frames are reduced for speed, small ones enlarged), retries once at
-  twice that scale where it finds nothing, keeps one face per video (chosen by
-  a rule, `face=`, then followed from frame to frame), fits dlib's 68-point
-  shape predictor at full resolution, and warps the frame with the
-  least-squares similarity transform that maps the two eye centres and the
-  nose tip onto a fixed template in a `size x size` crop. Between full
-  detections (every `redetect_every`-th sample), the face is tracked: the
-  landmarks are fitted in a box derived from the previous sample's landmarks,
-  and the detector runs again early where that fit drifts or the box leaves
-  the frame.
-* `iter_frames_at` decodes a video once, sequentially, and returns the frame
-  whose presentation timestamp is nearest to each requested time, so the 4 fps
-  samples line up with the label grid whatever the video's frame rate.
-* `track_video` combines the two into a `FaceTrack`: sample times, crops and a
-  found-mask. A frame without a face is flagged and its crop left at zero; it
-  is never replaced by a neighbour (evaluation interpolates predictions there,
-  as the paper does).
-* `iter_samples` aligns one sampled frame at a time (predict streams videos
-  of any length through it), and `LiveSource` with `live_frames` samples a
-  camera or stream URL at 4 fps by the wall clock.
+Videos (`video`), live sources (`live`) and the alignment of whole videos
+(`tracking`) are modules of their own; dlib's models and the point and box
+geometry are in `detection`.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import functools
-import math
 import os
-import pathlib
-import queue
-import threading
-import time
-from typing import Iterable, Iterator, Sequence, TypeVar
+from typing import Sequence
 
 import cv2
 import dlib
 import numpy as np
 
-# Landmark indices of dlib's 68-point (iBUG 300-W) markup.
-NUM_LANDMARKS = 68  # dlib's iBUG 300-W points
-RIGHT_EYE = tuple(range(36, 42))  # the subject's right eye: image left
-LEFT_EYE = tuple(range(42, 48))   # the subject's left eye: image right
-NOSE_TIP = 30
+from recola_sta.faces.detection import (
+    _area, _centre, _inside_share, _iou, _jump, _load_detector, _load_predictor, _side,
+    default_predictor_path, key_points, similarity_transform)
+
 
 # Template positions of (image-left eye centre, image-right eye centre, nose
 # tip) as fractions of the crop side, in continuous pixel coordinates (pixel i
@@ -121,115 +106,6 @@ _MAX_TRACK_SCALE = 1.3
 _MAX_REFIT_CHANGE = 0.05
 # ... or where less than this share of the derived box lies in the frame.
 _MIN_TRACK_INSIDE = 0.8
-
-
-class VideoError(ValueError):
-    """A video file cannot be opened or decoded; the message names the file."""
-
-
-class TruncatedVideoError(VideoError):
-    """A video's decodable frames end before a requested sample time."""
-
-
-def default_predictor_path() -> str:
-    """Path of `shape_predictor_68_face_landmarks.dat` from face-recognition-models."""
-    import face_recognition_models  # imported lazily: only needed for the default
-
-    return face_recognition_models.pose_predictor_model_location()
-
-
-@functools.lru_cache(maxsize=4)
-def _load_predictor(path: str) -> dlib.shape_predictor:
-    """Loads (once per process and path) a dlib shape predictor."""
-    if not os.path.isfile(path):
-        raise FileNotFoundError(
-            f"dlib shape predictor not found: {path}. Pass predictor_path= "
-            "(--predictor_path) pointing at shape_predictor_68_face_landmarks.dat, "
-            "or install the face-recognition-models package."
-        )
-    try:
-        return dlib.shape_predictor(path)
-    except RuntimeError as e:
-        raise ValueError(f"Cannot load dlib shape predictor {path}: {e}") from e
-
-
-@functools.lru_cache(maxsize=1)
-def _load_detector() -> dlib.fhog_object_detector:
-    return dlib.get_frontal_face_detector()
-
-
-def similarity_transform(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
-    """Least-squares similarity transform (rotation, uniform scale, shift).
-
-    Closed-form solution of Umeyama (1991), without reflection.
-
-    Args:
-        src: (K, 2) points, K >= 2.
-        dst: (K, 2) target points.
-
-    Returns:
-        (2, 3) float64 matrix M with dst ~= M @ [src, 1].
-    """
-    src = np.asarray(src, np.float64)
-    dst = np.asarray(dst, np.float64)
-    if src.shape != dst.shape or src.ndim != 2 or src.shape[1] != 2 or len(src) < 2:
-        raise ValueError(
-            f"similarity_transform needs two (K, 2) arrays with K >= 2; "
-            f"received src {src.shape}, dst {dst.shape}."
-        )
-    mu_s, mu_d = src.mean(0), dst.mean(0)
-    sc, dc = src - mu_s, dst - mu_d
-    var_s = (sc**2).sum() / len(src)
-    if var_s <= 0:
-        raise ValueError("similarity_transform: the source points coincide.")
-    u, s, vt = np.linalg.svd(dc.T @ sc / len(src))
-    d = np.diag([1.0, np.sign(np.linalg.det(u) * np.linalg.det(vt)) or 1.0])
-    rot = u @ d @ vt
-    scale = np.trace(np.diag(s) @ d) / var_s
-    shift = mu_d - scale * rot @ mu_s
-    return np.hstack([scale * rot, shift[:, None]])
-
-
-def key_points(landmarks: np.ndarray) -> np.ndarray:
-    """(3, 2) image-left eye centre, image-right eye centre, nose tip.
-
-    The eye centres are the means of the six contour landmarks of each eye
-    (36-41 and 42-47), which are steadier than any single landmark; the nose
-    tip is landmark 30.
-    """
-    landmarks = np.asarray(landmarks, np.float64)
-    return np.stack([
-        landmarks[list(RIGHT_EYE)].mean(0),
-        landmarks[list(LEFT_EYE)].mean(0),
-        landmarks[NOSE_TIP],
-    ])
-
-
-def _area(box: np.ndarray) -> float:
-    return float((box[2] - box[0]) * (box[3] - box[1]))
-
-
-def _centre(box: np.ndarray) -> np.ndarray:
-    return np.array([(box[0] + box[2]) / 2, (box[1] + box[3]) / 2])
-
-
-def _side(box: np.ndarray) -> float:
-    return float(max(box[2] - box[0], box[3] - box[1], 1.0))
-
-
-def _jump(box: np.ndarray, ref: np.ndarray) -> float:
-    """Distance of `box`'s centre from `ref`'s, in sides of `ref`."""
-    return float(np.linalg.norm(_centre(box) - _centre(ref))) / _side(ref)
-
-
-def _iou(a: np.ndarray, b: np.ndarray) -> float:
-    """IoU of two [left, top, right, bottom) boxes."""
-    w = min(a[2], b[2]) - max(a[0], b[0])
-    h = min(a[3], b[3]) - max(a[1], b[1])
-    if w <= 0 or h <= 0:
-        return 0.0
-    inter = w * h
-    return float(inter / (_area(a) + _area(b) - inter))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -318,44 +194,8 @@ class FaceAligner:
         redetect_every: int = DEFAULT_REDETECT_EVERY,
         rotate: int = 0,
     ):
-        if int(size) != size or size < 16:
-            raise ValueError(f"size must be an integer >= 16. Received: size={size!r}")
-        if int(upsample) != upsample or not 0 <= upsample <= MAX_UPSAMPLE:
-            raise ValueError(
-                f"upsample (--upsample) must be an integer from 0 to {MAX_UPSAMPLE}: each "
-                "step doubles the image the detector scans (4x time and memory), and "
-                "small frames are already enlarged for detection. "
-                f"Received: upsample={upsample!r}"
-            )
-        if face not in FACE_RULES:
-            raise ValueError(
-                f"face (--face) must be one of {', '.join(FACE_RULES)}. Received: face={face!r}"
-            )
-        if detect_width is not None and (int(detect_width) != detect_width or
-                                         (detect_width != 0 and detect_width < 80)):
-            raise ValueError(
-                "detect_width must be 0/None (no downscaling) or an integer >= 80. "
-                f"Received: detect_width={detect_width!r}"
-            )
-        if isinstance(redetect_every, bool) or int(redetect_every) != redetect_every \
-                or redetect_every < 1:
-            raise ValueError(
-                "redetect_every (--redetect_every) must be an integer >= 1 (1: detect "
-                f"on every sample). Received: redetect_every={redetect_every!r}"
-            )
-        if isinstance(rotate, bool) or rotate not in ROTATIONS:
-            raise ValueError(
-                f"rotate (--rotate) must be one of {', '.join(map(str, ROTATIONS))} (degrees "
-                f"clockwise). Received: rotate={rotate!r}"
-            )
-        template = np.asarray(template, np.float64)
-        if (template.shape != (3, 2) or not np.all((template > 0) & (template < 1))
-                or template[0, 0] >= template[1, 0]):
-            raise ValueError(
-                "template must be three (x, y) fractions in (0, 1): image-left eye "
-                "centre, image-right eye centre (further right), nose tip. "
-                f"Received: template={template.tolist()}"
-            )
+        _check_arguments(size, upsample, detect_width, face, redetect_every, rotate)
+        template = _checked_template(template)
         self.size = int(size)
         self.upsample = int(upsample)
         self.detect_width = int(detect_width or 0)
@@ -486,41 +326,51 @@ class FaceAligner:
         if boxes:
             best = max(scores)
             confident = [b for b, s in zip(boxes, scores) if s >= _MIN_RELATIVE_SCORE * best]
-        bystanders = [b for b, _ in self._bystanders]
-
-        def owner(box: np.ndarray) -> int | None:
-            """Index of the known face (0: subject, 1+: bystanders) `box`
-            continues, or None."""
-            known = ([self._last_box] if self._last_box is not None else []) + bystanders
-            offset = 0 if self._last_box is not None else 1
-            if not known:
-                return None
-            jumps = [_jump(box, k) for k in known]
-            k = int(np.argmin(jumps))
-            return k + offset if jumps[k] <= _MAX_TRACK_JUMP else None
-
-        chosen = None
-        if self._last_box is not None:
-            mine = [b for b in boxes if owner(b) == 0]
-            if mine:
-                ious = [_iou(b, self._last_box) for b in mine]
-                if max(ious) >= _MIN_TRACK_IOU:
-                    chosen = mine[int(np.argmax(ious))]
-                else:
-                    chosen = min(mine, key=lambda b: _jump(b, self._last_box))
+        chosen = self._continued_subject(boxes)
         if chosen is None:
-            free = [b for b in confident if owner(b) is None]
+            free = [b for b in confident if self._owner(b) is None]
             if free:
                 chosen = self._pick(free, width, height)
-        # Remember the other faces; keep unseen bystanders a few frames.
-        others = [b for b in confident if b is not chosen]
+        self._remember_bystanders([b for b in confident if b is not chosen])
+        if chosen is not None:
+            self._last_box = chosen
+        return chosen, len(confident)
+
+    def _owner(self, box: np.ndarray) -> int | None:
+        """Index of the known face (0: subject, 1+: bystanders) `box`
+        continues, or None: the nearest known face within `_MAX_TRACK_JUMP`
+        box sides."""
+        bystanders = [b for b, _ in self._bystanders]
+        known = ([self._last_box] if self._last_box is not None else []) + bystanders
+        offset = 0 if self._last_box is not None else 1
+        if not known:
+            return None
+        jumps = [_jump(box, k) for k in known]
+        k = int(np.argmin(jumps))
+        return k + offset if jumps[k] <= _MAX_TRACK_JUMP else None
+
+    def _continued_subject(self, boxes: list[np.ndarray]) -> np.ndarray | None:
+        """The box among `boxes` (any score) that continues the tracked
+        subject: of those it owns, the one overlapping its last box most, else
+        the nearest; None without a tracked subject or such a box."""
+        if self._last_box is None:
+            return None
+        mine = [b for b in boxes if self._owner(b) == 0]
+        if not mine:
+            return None
+        ious = [_iou(b, self._last_box) for b in mine]
+        if max(ious) >= _MIN_TRACK_IOU:
+            return mine[int(np.argmax(ious))]
+        return min(mine, key=lambda b: _jump(b, self._last_box))
+
+    def _remember_bystanders(self, others: list[np.ndarray]) -> None:
+        """Records the other faces of this frame as bystanders, and keeps the
+        unseen ones (those no face of this frame continues) for up to
+        `_BYSTANDER_MEMORY` frames."""
         kept = [(b, age + 1) for b, age in self._bystanders
                 if age + 1 < _BYSTANDER_MEMORY and not any(_jump(o, b) <= _MAX_TRACK_JUMP
                                                           for o in others)]
         self._bystanders = [(b, 0) for b in others] + kept
-        if chosen is not None:
-            self._last_box = chosen
-        return chosen, len(confident)
 
     def _fit(self, rgb: np.ndarray, box: np.ndarray) -> np.ndarray:
         rect = dlib.rectangle(int(round(box[0])), int(round(box[1])),
@@ -641,18 +491,28 @@ class FaceAligner:
         _, radius = self._frame_of(again)
         change = float(np.linalg.norm(again - points, axis=1).mean()) / radius
         points, box = again, self._box_from(again)
-        ratio = _side(box) / _side(guess)
-        if (change > _MAX_REFIT_CHANGE
-                or _jump(box, guess) > _MAX_TRACK_SHIFT
-                or not 1 / _MAX_TRACK_SCALE <= ratio <= _MAX_TRACK_SCALE
-                or not 1 / _MAX_TRACK_SCALE <= _side(box) / self._detected_side
-                <= _MAX_TRACK_SCALE
-                or _inside_share(box, w, h) < _MIN_TRACK_INSIDE):
+        if self._lost(guess, box, change, w, h):
             return None
         self._track_points = points
         self._last_box = box
         self._since_detection += 1
         return points, box
+
+    def _lost(self, guess: np.ndarray, box: np.ndarray, change: float, width: int,
+              height: int) -> bool:
+        """Whether a tracked fit lost the face: the refit moved the landmarks
+        by more than `_MAX_REFIT_CHANGE` of their radius (`change`), or the
+        box they give (`box`) moved more than `_MAX_TRACK_SHIFT` sides from
+        the box the fit started in (`guess`), changed size by more than
+        `_MAX_TRACK_SCALE` from it or from the last detection's, or lies less
+        than `_MIN_TRACK_INSIDE` in the frame."""
+        ratio = _side(box) / _side(guess)
+        return (change > _MAX_REFIT_CHANGE
+                or _jump(box, guess) > _MAX_TRACK_SHIFT
+                or not 1 / _MAX_TRACK_SCALE <= ratio <= _MAX_TRACK_SCALE
+                or not 1 / _MAX_TRACK_SCALE <= _side(box) / self._detected_side
+                <= _MAX_TRACK_SCALE
+                or _inside_share(box, width, height) < _MIN_TRACK_INSIDE)
 
 
 def rotated(rgb: np.ndarray, degrees: int) -> np.ndarray:
@@ -661,38 +521,54 @@ def rotated(rgb: np.ndarray, degrees: int) -> np.ndarray:
     return rgb if degrees == 0 else cv2.rotate(rgb, _CV2_ROTATE[degrees])
 
 
-def rotation_hint(path: str | os.PathLike, times: Sequence[float] | np.ndarray,
-                  aligner: FaceAligner, max_frames: int = 3) -> tuple[int, int, int] | None:
-    """A `rotate` setting under which faces appear, for a video in which
-    `aligner` found none: the advice of the no-face message.
+def _check_arguments(size: int, upsample: int, detect_width: int | None, face: str,
+                     redetect_every: int, rotate: int) -> None:
+    """Raises ValueError, naming the flag, for a bad `FaceAligner` argument."""
+    if int(size) != size or size < 16:
+        raise ValueError(f"size must be an integer >= 16. Received: size={size!r}")
+    if int(upsample) != upsample or not 0 <= upsample <= MAX_UPSAMPLE:
+        raise ValueError(
+            f"upsample (--upsample) must be an integer from 0 to {MAX_UPSAMPLE}: each "
+            "step doubles the image the detector scans (4x time and memory), and "
+            "small frames are already enlarged for detection. "
+            f"Received: upsample={upsample!r}"
+        )
+    if face not in FACE_RULES:
+        raise ValueError(
+            f"face (--face) must be one of {', '.join(FACE_RULES)}. Received: face={face!r}"
+        )
+    if detect_width is not None and (int(detect_width) != detect_width or
+                                     (detect_width != 0 and detect_width < 80)):
+        raise ValueError(
+            "detect_width must be 0/None (no downscaling) or an integer >= 80. "
+            f"Received: detect_width={detect_width!r}"
+        )
+    if isinstance(redetect_every, bool) or int(redetect_every) != redetect_every \
+            or redetect_every < 1:
+        raise ValueError(
+            "redetect_every (--redetect_every) must be an integer >= 1 (1: detect "
+            f"on every sample). Received: redetect_every={redetect_every!r}"
+        )
+    if isinstance(rotate, bool) or rotate not in ROTATIONS:
+        raise ValueError(
+            f"rotate (--rotate) must be one of {', '.join(map(str, ROTATIONS))} (degrees "
+            f"clockwise). Received: rotate={rotate!r}"
+        )
 
-    Runs the detector on at most `max_frames` of the sample `times` (spread
-    over them), each turned by 90, 180 and 270 degrees more than
-    `aligner.rotate`: a few dozen milliseconds. Returns (the `rotate` value
-    to use, frames with a face under it, frames tried) for the turn with
-    the most faces, or None where no turn shows one.
-    """
-    times = np.asarray(times, np.float64).reshape(-1)
-    if not len(times) or max_frames < 1:
-        return None
-    picks = np.unique(np.linspace(0, len(times) - 1, min(max_frames, len(times)))
-                      .round().astype(int))
-    frames = [frame for _, frame in iter_frames_at(path, times[picks])]
-    best = None
-    for extra in (90, 180, 270):
-        turn = (aligner.rotate + extra) % 360
-        hits = sum(bool(aligner.detect(rotated(frame, turn))[0]) for frame in frames)
-        if hits and (best is None or hits > best[1]):
-            best = (turn, hits, len(frames))
-    return best
 
-
-def _inside_share(box: np.ndarray, width: int, height: int) -> float:
-    """Share of `box`'s area inside a `width` x `height` frame."""
-    inside = np.array([max(box[0], 0), max(box[1], 0), min(box[2], width), min(box[3], height)])
-    if inside[2] <= inside[0] or inside[3] <= inside[1]:
-        return 0.0
-    return _area(inside) / max(_area(box), 1e-9)
+def _checked_template(template: Sequence[Sequence[float]]) -> np.ndarray:
+    """`template` as a (3, 2) float64 array; raises ValueError unless it is
+    three (x, y) fractions in (0, 1) with the image-left eye left of the
+    image-right eye."""
+    template = np.asarray(template, np.float64)
+    if (template.shape != (3, 2) or not np.all((template > 0) & (template < 1))
+            or template[0, 0] >= template[1, 0]):
+        raise ValueError(
+            "template must be three (x, y) fractions in (0, 1): image-left eye "
+            "centre, image-right eye centre (further right), nose tip. "
+            f"Received: template={template.tolist()}"
+        )
+    return template
 
 
 def _check_rgb(rgb: np.ndarray) -> np.ndarray:
@@ -703,505 +579,3 @@ def _check_rgb(rgb: np.ndarray) -> np.ndarray:
             f"{getattr(rgb, 'dtype', type(rgb))} {getattr(rgb, 'shape', '')}"
         )
     return np.ascontiguousarray(rgb)
-
-
-# --------------------------------------------------------------------------
-# Video sampling.
-
-
-@dataclasses.dataclass(frozen=True)
-class VideoInfo:
-    """What `probe_video` learns about a video.
-
-    Attributes:
-        path: the video file.
-        fps: nominal frame rate reported by the container.
-        frame_count: frame count reported by the container; None where it
-            reports none (raw streams), in which case `duration` comes from
-            counting the frames.
-        duration: frame count / fps, seconds: the end of the last frame.
-        width, height: frame size, pixels.
-    """
-
-    path: pathlib.Path
-    fps: float
-    frame_count: int | None
-    duration: float
-    width: int
-    height: int
-
-
-@dataclasses.dataclass
-class FaceTrack:
-    """Aligned faces of one video at the requested sample times.
-
-    Attributes:
-        times: (N,) float64 seconds, the requested sample times.
-        crops: (N, size, size, 3) uint8 RGB, zeros where no face was found.
-        found: (N,) bool, False where the detector found no face.
-        landmarks: (N, 68, 2) float32 (x, y) landmarks in crop pixels, NaN
-            where no face was found; None where they are unknown (a cache
-            written before landmarks were stored).
-        face_px: (N,) float32 side of the chosen face's detection box in
-            original-frame pixels, NaN where no face was found; None where
-            unknown.
-        num_faces: (N,) int32 faces detected per sample (the chosen one and
-            any others); None where unknown.
-    """
-
-    times: np.ndarray
-    crops: np.ndarray
-    found: np.ndarray
-    landmarks: np.ndarray | None = None
-    face_px: np.ndarray | None = None
-    num_faces: np.ndarray | None = None
-
-    @property
-    def found_rate(self) -> float:
-        """Share of samples with a face (1.0 for an empty track)."""
-        return float(self.found.mean()) if len(self.found) else 1.0
-
-    @property
-    def smallest_face_px(self) -> float | None:
-        """Smallest chosen face box side, original-frame pixels; None without
-        a face (or where unknown)."""
-        if self.face_px is None or not np.isfinite(self.face_px).any():
-            return None
-        return float(np.nanmin(self.face_px))
-
-    @property
-    def multi_face_samples(self) -> int | None:
-        """Samples in which more than one face was detected; None where unknown."""
-        return None if self.num_faces is None else int((self.num_faces > 1).sum())
-
-
-def _open(path: str | os.PathLike) -> tuple[pathlib.Path, cv2.VideoCapture]:
-    path = pathlib.Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"Video not found: {path}")
-    if not path.is_file():
-        raise VideoError(f"Not a video file: {path}")
-    cap = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG)
-    if not cap.isOpened():
-        raise VideoError(
-            f"Cannot open video {path}: corrupt, truncated, or in a format "
-            "OpenCV's FFmpeg backend cannot read."
-        )
-    return path, cap
-
-
-def _fps(path: pathlib.Path, cap: cv2.VideoCapture) -> float:
-    fps = cap.get(cv2.CAP_PROP_FPS)
-    if not math.isfinite(fps) or not 0 < fps <= 1000:
-        cap.release()
-        raise VideoError(f"Video {path} reports no usable frame rate (fps={fps}).")
-    return float(fps)
-
-
-def probe_video(path: str | os.PathLike) -> VideoInfo:
-    """Reads frame rate, frame count, duration and size of a video.
-
-    Decodes the first frame to make sure the file is readable. Where the
-    container reports no frame count, counts the frames in one pass.
-
-    Raises:
-        FileNotFoundError: `path` does not exist.
-        VideoError: the file cannot be opened or holds no decodable frame.
-    """
-    path, cap = _open(path)
-    try:
-        fps = _fps(path, cap)
-        count = cap.get(cv2.CAP_PROP_FRAME_COUNT)
-        ok, frame = cap.read()
-        if not ok or frame is None:
-            raise VideoError(f"Video {path} has no decodable frame (corrupt or empty).")
-        height, width = frame.shape[:2]
-        frame_count: int | None
-        if math.isfinite(count) and 0 < count < 1e9:
-            frame_count = int(round(count))
-            duration = frame_count / fps
-        else:
-            frame_count = None
-            n = 1
-            while cap.grab():
-                n += 1
-            duration = n / fps
-    finally:
-        cap.release()
-    return VideoInfo(path=path, fps=fps, frame_count=frame_count, duration=duration,
-                     width=int(width), height=int(height))
-
-
-def sample_times(duration: float, fps: float = 4.0, end: float | None = None) -> np.ndarray:
-    """Sample times t_k = k / fps, k = 0, 1, ..., while t_k <= min(duration, end).
-
-    Args:
-        duration: video duration, seconds.
-        fps: sampling rate (4 in the paper).
-        end: optional further limit, e.g. the last label time.
-
-    Returns:
-        (N,) float64 seconds; empty if the limit is negative.
-    """
-    if not math.isfinite(duration) or duration < 0:
-        raise ValueError(f"duration must be finite and >= 0. Received: duration={duration!r}")
-    if not math.isfinite(fps) or fps <= 0:
-        raise ValueError(f"fps must be finite and > 0. Received: fps={fps!r}")
-    limit = duration if end is None else min(duration, float(end))
-    if limit < 0:
-        return np.zeros(0, np.float64)
-    # The small epsilon keeps t_k == limit despite float round-off (e.g. 0.1*3).
-    n = int(math.floor(limit * fps + 1e-9)) + 1
-    return np.arange(n, dtype=np.float64) / fps
-
-
-def iter_frames_at(
-    path: str | os.PathLike,
-    times: Sequence[float] | np.ndarray,
-    *,
-    tail_tolerance: float = 0.25,
-) -> Iterator[tuple[float, np.ndarray]]:
-    """Yields `(t, frame)` with the frame nearest to each requested time.
-
-    The video is decoded once, sequentially (`grab`), and only frames that are
-    returned are converted (`retrieve`); there is no seeking. A frame's time is
-    its presentation timestamp (`CAP_PROP_POS_MSEC`), falling back to
-    index / fps where the backend reports none. A time t is given the first
-    frame i with t <= ts_i + 0.5 / fps, i.e. the nearest frame under the
-    nominal frame period (ties go to the earlier frame).
-
-    Times after the last decodable frame get that frame while they lie within
-    its display interval [ts, ts + 1 / fps) plus `tail_tolerance` seconds,
-    which absorbs containers whose frame count is a few frames too high. Later
-    times raise `TruncatedVideoError` rather than silently repeating a stale
-    frame; the frames before them have been yielded by then.
-
-    Args:
-        path: video file.
-        times: non-decreasing, non-negative times in seconds.
-        tail_tolerance: seconds past the end of the last frame still served.
-
-    Yields:
-        (t, RGB uint8 frame) per requested time, in order. Consecutive times
-        that map to one frame share the same array.
-
-    Raises:
-        FileNotFoundError, VideoError, TruncatedVideoError (naming the file).
-        ValueError: times are negative, not finite or not sorted.
-    """
-    times = np.asarray(times, np.float64).reshape(-1)
-    if len(times) and (not np.all(np.isfinite(times)) or times[0] < 0
-                       or np.any(np.diff(times) < 0)):
-        raise ValueError(
-            "times must be finite, non-negative and non-decreasing; received "
-            f"{len(times)} times starting {times[:5].tolist()} for video {path}."
-        )
-    if tail_tolerance < 0:
-        raise ValueError(f"tail_tolerance must be >= 0. Received: {tail_tolerance!r}")
-    if not len(times):
-        return
-    path, cap = _open(path)
-    try:
-        fps = _fps(path, cap)
-        period = 1.0 / fps
-        count = cap.get(cv2.CAP_PROP_FRAME_COUNT)
-        # A frame that is not needed now is still kept if it might be the
-        # video's last one and serve the tail: near the reported end (a few
-        # frames of slack for wrong counts), or throughout when the count is
-        # unknown.
-        spare_from = (count - 3 - math.ceil(tail_tolerance * fps)
-                      if math.isfinite(count) and 0 < count < 1e9 else 0)
-        k = 0              # next time to serve
-        i = -1             # index of the last grabbed frame
-        last_ts = -math.inf
-        spare: tuple[float, np.ndarray] | None = None  # last retrieved frame
-        while k < len(times) and cap.grab():
-            i += 1
-            ms = cap.get(cv2.CAP_PROP_POS_MSEC)
-            ts = ms / 1000.0 if math.isfinite(ms) and (ms > 0 or i == 0) else i * period
-            if ts <= last_ts:  # a backend without usable timestamps
-                ts = last_ts + period
-            last_ts = ts
-            needed = times[k] <= ts + 0.5 * period
-            if not needed and (i < spare_from or
-                               times[k] > ts + period + tail_tolerance):
-                continue
-            ok, bgr = cap.retrieve()
-            if not ok or bgr is None:
-                raise VideoError(f"Cannot decode frame {i} (t={ts:.3f} s) of video {path}.")
-            frame = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-            spare = (ts, frame)
-            while k < len(times) and times[k] <= ts + 0.5 * period:
-                yield float(times[k]), frame
-                k += 1
-        if k == len(times):
-            return
-        if i < 0:
-            raise VideoError(f"Video {path} has no decodable frame (corrupt or empty).")
-        if spare is not None and spare[0] == last_ts:
-            while k < len(times) and times[k] <= last_ts + period + tail_tolerance:
-                yield float(times[k]), spare[1]
-                k += 1
-        if k < len(times):
-            raise TruncatedVideoError(
-                f"Video {path} is truncated or shorter than its header says: its "
-                f"decodable frames end at {last_ts + period:.3f} s (frame {i}), but "
-                f"a sample at {times[k]:.3f} s was requested "
-                f"({len(times) - k} of {len(times)} samples have no frame)."
-            )
-    finally:
-        cap.release()
-
-
-_T = TypeVar("_T")
-
-
-def prefetched(items: Iterable[_T], depth: int) -> Iterator[_T]:
-    """Yields `items` in order while a background thread produces up to
-    `depth` of them ahead (video decoding overlaps the caller's work on the
-    previous frame: OpenCV releases the GIL while it decodes).
-
-    An exception raised by `items` is raised here after the items produced
-    before it. Closing this generator early (or an exception in the caller)
-    stops the thread and closes `items`, so a video capture is released.
-    """
-    if depth < 1:
-        raise ValueError(f"depth must be >= 1. Received: depth={depth!r}")
-    slots: queue.Queue = queue.Queue(depth)
-    stop = threading.Event()
-    done = object()
-
-    def put(message) -> bool:
-        while not stop.is_set():
-            try:
-                slots.put(message, timeout=0.05)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def produce() -> None:
-        iterator = iter(items)
-        try:
-            for item in iterator:
-                if not put((None, item)):
-                    return
-            put((done, None))
-        except BaseException as e:  # handed to the consumer, raised there
-            put((e, None))
-        finally:
-            close = getattr(iterator, "close", None)
-            if close is not None:
-                close()
-
-    thread = threading.Thread(target=produce, name="prefetch", daemon=True)
-    thread.start()
-    try:
-        while True:
-            flag, item = slots.get()
-            if flag is done:
-                return
-            if flag is not None:
-                raise flag
-            yield item
-    finally:
-        stop.set()
-        thread.join()
-
-
-def track_video(
-    path: str | os.PathLike,
-    times: Sequence[float] | np.ndarray,
-    aligner: FaceAligner,
-    progress: bool = False,
-    prefetch: int = 0,
-) -> FaceTrack:
-    """Aligned face crops of one video at the requested times.
-
-    With `prefetch` > 0, a background thread decodes up to that many sampled
-    frames ahead of the face aligner (`prefetched`); the track is the same.
-
-    Resets `aligner` first, so the face tracked in another video is not
-    carried over; the aligner's `face` rule picks the subject, which is then
-    followed through the video. Samples without a face have `found` False and
-    a zero crop. The track also records each sample's face size and number
-    of faces.
-
-    Raises:
-        FileNotFoundError, VideoError, TruncatedVideoError: see
-        `iter_frames_at`.
-    """
-    times = np.asarray(times, np.float64).reshape(-1)
-    n = len(times)
-    crops = np.zeros((n, aligner.size, aligner.size, 3), np.uint8)
-    found = np.zeros(n, bool)
-    landmarks = np.full((n, NUM_LANDMARKS, 2), np.nan, np.float32)
-    face_px = np.full(n, np.nan, np.float32)
-    num_faces = np.zeros(n, np.int32)
-    samples = iter_samples(sampled_frames(path, times, progress=progress, prefetch=prefetch),
-                           aligner)
-    for k, sample in enumerate(samples):
-        num_faces[k] = sample.num_faces
-        if sample.found:
-            crops[k], landmarks[k] = sample.crop, sample.landmarks
-            face_px[k] = sample.face_px
-            found[k] = True
-    return FaceTrack(times=times, crops=crops, found=found, landmarks=landmarks,
-                     face_px=face_px, num_faces=num_faces)
-
-
-def sampled_frames(
-    path: str | os.PathLike,
-    times: Sequence[float] | np.ndarray,
-    progress: bool = False,
-    prefetch: int = 0,
-) -> Iterator[tuple[float, np.ndarray]]:
-    """`iter_frames_at(path, times)`, decoded `prefetch` samples ahead by a
-    background thread (`prefetched`) and with a progress bar if asked."""
-    times = np.asarray(times, np.float64).reshape(-1)
-    frames: Iterator[tuple[float, np.ndarray]] = iter_frames_at(path, times)
-    if prefetch > 0:
-        frames = prefetched(frames, prefetch)
-    if progress:
-        from tqdm import tqdm  # imported lazily: only for interactive use
-
-        frames = tqdm(frames, total=len(times), desc=pathlib.Path(path).name, unit="sample",
-                      leave=False)
-    return frames
-
-
-@dataclasses.dataclass(frozen=True)
-class Sample:
-    """One sampled frame after face alignment (`iter_samples`).
-
-    Attributes:
-        time: the sample time, seconds.
-        crop: (size, size, 3) uint8 aligned face, zeros where no face was found.
-        landmarks: (68, 2) float32 landmarks in crop pixels, NaN without a face.
-        found: whether a face was found.
-        face_px: side of the chosen face's box in frame pixels, NaN without one.
-        num_faces: faces detected in the frame (see `FrameFace.num_faces`).
-    """
-
-    time: float
-    crop: np.ndarray
-    landmarks: np.ndarray
-    found: bool
-    face_px: float
-    num_faces: int
-
-
-def iter_samples(frames: Iterable[tuple[float, np.ndarray]],
-                 aligner: FaceAligner) -> Iterator[Sample]:
-    """Aligns the face of each `(time, RGB frame)` one at a time, so that a
-    caller can stream a video of any length (or a live source) without
-    holding its crops.
-
-    Resets `aligner` first: the face tracked in another video is not carried
-    over; the aligner's `face` rule picks the subject, which is then
-    followed.
-    """
-    aligner.reset()
-    blank = np.zeros((aligner.size, aligner.size, 3), np.uint8)
-    no_points = np.full((NUM_LANDMARKS, 2), np.nan, np.float32)
-    for t, frame in frames:
-        result = aligner.process(frame)
-        if result.crop is None:
-            yield Sample(float(t), blank, no_points, False, math.nan, int(result.num_faces))
-        else:
-            yield Sample(float(t), result.crop, np.asarray(result.landmarks, np.float32), True,
-                         _side(result.box), int(result.num_faces))
-
-
-def is_live_source(video: str) -> bool:
-    """Whether `--video` names a live source rather than a file: a camera
-    index (an integer string such as "0") or a URL ("rtsp://...",
-    "http://...": anything with "://")."""
-    text = str(video).strip()
-    return text.isdigit() or "://" in text
-
-
-class LiveSource:
-    """A camera, a stream URL or (standing in for a camera, `realtime`) a
-    video file read at its real pace, opened with `cv2.VideoCapture`.
-
-    The duration and frame count of a live source are unknown; `fps` (None
-    where the source reports none), `width` and `height` are what it
-    reports when opened; `read` returns frames until the source ends (None). With `realtime`, a file's
-    frames are handed out no faster than their frame rate, as a camera
-    would deliver them, so that live mode can be tested without a camera.
-    """
-
-    def __init__(self, video: str, realtime: bool = False):
-        text = str(video).strip()
-        self.name = f"camera {text}" if text.isdigit() else text
-        if realtime:
-            path = pathlib.Path(text)
-            _, self._cap = _open(path)
-            self._period = 1.0 / _fps(path, self._cap)
-        else:
-            target: int | str = int(text) if text.isdigit() else text
-            self._cap = cv2.VideoCapture(target)
-            if not self._cap.isOpened():
-                raise VideoError(f"Cannot open the live source {self.name} (--video={text}): "
-                                 "no such camera, or a stream OpenCV cannot read.")
-            self._period = 0.0
-        self._start: float | None = None
-        self._count = 0
-        # Read now: a released capture reports zeros.
-        fps = self._cap.get(cv2.CAP_PROP_FPS)
-        self.fps = float(fps) if math.isfinite(fps) and 0 < fps <= 1000 else None
-        self.width = int(self._cap.get(cv2.CAP_PROP_FRAME_WIDTH))
-        self.height = int(self._cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
-
-
-    def read(self) -> np.ndarray | None:
-        """The next RGB frame, or None at the end of the source."""
-        if self._period:
-            if self._start is None:
-                self._start = time.monotonic()
-            wait = self._start + self._count * self._period - time.monotonic()
-            if wait > 0:
-                time.sleep(wait)
-        ok, bgr = self._cap.read()
-        if not ok or bgr is None:
-            return None
-        self._count += 1
-        return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-
-    def release(self) -> None:
-        self._cap.release()
-
-
-def live_frames(source: LiveSource, fps: float, max_seconds: float | None = None,
-                clock=time.monotonic) -> Iterator[tuple[float, np.ndarray]]:
-    """Samples a live source at `fps` by the wall clock: `(k / fps, frame)`
-    for k = 0, 1, ..., each with the first frame read at or after that time
-    since the first frame (camera timestamps differ between backends and
-    may be missing; the wall clock is what a live run lives by).
-
-    Every frame is read, so a camera's buffer never fills with stale frames.
-    Where the caller falls behind (several sample times pass while one frame
-    is read), the frame serves each of them, keeping the sample grid
-    regular. Stops at the end of the source or after `max_seconds`
-    (samples up to and including that time). Releases the source when done.
-    """
-    try:
-        start: float | None = None
-        k = 0
-        while True:
-            frame = source.read()
-            if frame is None:
-                return
-            now = clock()
-            if start is None:
-                start = now
-            elapsed = now - start
-            while k / fps <= elapsed:
-                t = k / fps
-                if max_seconds is not None and t > max_seconds + 1e-9:
-                    return
-                yield t, frame
-                k += 1
-    finally:
-        source.release()

@@ -1,0 +1,178 @@
+"""The aligned face of one video, sample by sample.
+
+* `track_video` aligns the face at each requested time of a video into a
+  `FaceTrack`: sample times, crops and a found-mask. A frame without a face
+  is flagged and its crop left at zero; it is never replaced by a neighbour
+  (evaluation interpolates predictions there, as the paper does).
+* `iter_samples` aligns one sampled frame at a time into a `Sample` (predict
+  streams videos of any length, and live sources, through it).
+* `rotation_hint` finds the `rotate` setting under which a video without
+  faces shows some (the advice of the no-face message).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+from typing import Iterable, Iterator, Sequence
+
+import numpy as np
+
+from recola_sta.faces.alignment import FaceAligner, rotated
+from recola_sta.faces.detection import NUM_LANDMARKS, _side
+from recola_sta.faces.video import iter_frames_at, sampled_frames
+
+
+@dataclasses.dataclass
+class FaceTrack:
+    """Aligned faces of one video at the requested sample times.
+
+    Attributes:
+        times: (N,) float64 seconds, the requested sample times.
+        crops: (N, size, size, 3) uint8 RGB, zeros where no face was found.
+        found: (N,) bool, False where the detector found no face.
+        landmarks: (N, 68, 2) float32 (x, y) landmarks in crop pixels, NaN
+            where no face was found; None where they are unknown (a cache
+            written before landmarks were stored).
+        face_px: (N,) float32 side of the chosen face's detection box in
+            original-frame pixels, NaN where no face was found; None where
+            unknown.
+        num_faces: (N,) int32 faces detected per sample (the chosen one and
+            any others); None where unknown.
+    """
+
+    times: np.ndarray
+    crops: np.ndarray
+    found: np.ndarray
+    landmarks: np.ndarray | None = None
+    face_px: np.ndarray | None = None
+    num_faces: np.ndarray | None = None
+
+    @property
+    def found_rate(self) -> float:
+        """Share of samples with a face (1.0 for an empty track)."""
+        return float(self.found.mean()) if len(self.found) else 1.0
+
+    @property
+    def smallest_face_px(self) -> float | None:
+        """Smallest chosen face box side, original-frame pixels; None without
+        a face (or where unknown)."""
+        if self.face_px is None or not np.isfinite(self.face_px).any():
+            return None
+        return float(np.nanmin(self.face_px))
+
+    @property
+    def multi_face_samples(self) -> int | None:
+        """Samples in which more than one face was detected; None where unknown."""
+        return None if self.num_faces is None else int((self.num_faces > 1).sum())
+
+
+def track_video(
+    path: str | os.PathLike,
+    times: Sequence[float] | np.ndarray,
+    aligner: FaceAligner,
+    progress: bool = False,
+    prefetch: int = 0,
+) -> FaceTrack:
+    """Aligned face crops of one video at the requested times.
+
+    With `prefetch` > 0, a background thread decodes up to that many sampled
+    frames ahead of the face aligner (`prefetched`); the track is the same.
+
+    Resets `aligner` first, so the face tracked in another video is not
+    carried over; the aligner's `face` rule picks the subject, which is then
+    followed through the video. Samples without a face have `found` False and
+    a zero crop. The track also records each sample's face size and number
+    of faces.
+
+    Raises:
+        FileNotFoundError, VideoError, TruncatedVideoError: see
+        `iter_frames_at`.
+    """
+    times = np.asarray(times, np.float64).reshape(-1)
+    n = len(times)
+    crops = np.zeros((n, aligner.size, aligner.size, 3), np.uint8)
+    found = np.zeros(n, bool)
+    landmarks = np.full((n, NUM_LANDMARKS, 2), np.nan, np.float32)
+    face_px = np.full(n, np.nan, np.float32)
+    num_faces = np.zeros(n, np.int32)
+    samples = iter_samples(sampled_frames(path, times, progress=progress, prefetch=prefetch),
+                           aligner)
+    for k, sample in enumerate(samples):
+        num_faces[k] = sample.num_faces
+        if sample.found:
+            crops[k], landmarks[k] = sample.crop, sample.landmarks
+            face_px[k] = sample.face_px
+            found[k] = True
+    return FaceTrack(times=times, crops=crops, found=found, landmarks=landmarks,
+                     face_px=face_px, num_faces=num_faces)
+
+
+@dataclasses.dataclass(frozen=True)
+class Sample:
+    """One sampled frame after face alignment (`iter_samples`).
+
+    Attributes:
+        time: the sample time, seconds.
+        crop: (size, size, 3) uint8 aligned face, zeros where no face was found.
+        landmarks: (68, 2) float32 landmarks in crop pixels, NaN without a face.
+        found: whether a face was found.
+        face_px: side of the chosen face's box in frame pixels, NaN without one.
+        num_faces: faces detected in the frame (see `FrameFace.num_faces`).
+    """
+
+    time: float
+    crop: np.ndarray
+    landmarks: np.ndarray
+    found: bool
+    face_px: float
+    num_faces: int
+
+
+def iter_samples(frames: Iterable[tuple[float, np.ndarray]],
+                 aligner: FaceAligner) -> Iterator[Sample]:
+    """Aligns the face of each `(time, RGB frame)` one at a time, so that a
+    caller can stream a video of any length (or a live source) without
+    holding its crops.
+
+    Resets `aligner` first: the face tracked in another video is not carried
+    over; the aligner's `face` rule picks the subject, which is then
+    followed.
+    """
+    aligner.reset()
+    blank = np.zeros((aligner.size, aligner.size, 3), np.uint8)
+    no_points = np.full((NUM_LANDMARKS, 2), np.nan, np.float32)
+    for t, frame in frames:
+        result = aligner.process(frame)
+        if result.crop is None:
+            yield Sample(float(t), blank, no_points, False, math.nan, int(result.num_faces))
+        else:
+            yield Sample(float(t), result.crop, np.asarray(result.landmarks, np.float32), True,
+                         _side(result.box), int(result.num_faces))
+
+
+def rotation_hint(path: str | os.PathLike, times: Sequence[float] | np.ndarray,
+                  aligner: FaceAligner, max_frames: int = 3) -> tuple[int, int, int] | None:
+    """A `rotate` setting under which faces appear, for a video in which
+    `aligner` found none: the advice of the no-face message.
+
+    Runs the detector on at most `max_frames` of the sample `times` (spread
+    over them), each turned by 90, 180 and 270 degrees more than
+    `aligner.rotate`: a few dozen milliseconds. Returns (the `rotate` value
+    to use, frames with a face under it, frames tried) for the turn with
+    the most faces, or None where no turn shows one.
+    """
+    times = np.asarray(times, np.float64).reshape(-1)
+    if not len(times) or max_frames < 1:
+        return None
+    picks = np.unique(np.linspace(0, len(times) - 1, min(max_frames, len(times)))
+                      .round().astype(int))
+    frames = [frame for _, frame in iter_frames_at(path, times[picks])]
+    best = None
+    for extra in (90, 180, 270):
+        turn = (aligner.rotate + extra) % 360
+        hits = sum(bool(aligner.detect(rotated(frame, turn))[0]) for frame in frames)
+        if hits and (best is None or hits > best[1]):
+            best = (turn, hits, len(frames))
+    return best
