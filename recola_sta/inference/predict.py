@@ -58,18 +58,32 @@ summary.json always describes complete outputs of one run.
 Exit codes (`recola_sta.cli`): 0 success, 2 bad input (missing/corrupt file,
 not a model, a full disk), 3 no face found anywhere in the video, 130
 interrupted.
+
+Many videos (`recola_sta.inference.batch`): --video a folder (its .mp4 .avi
+.mov .mkv .webm .m4v files), a glob ("clips/*.mp4", quoted) or a .txt list
+(one path a line, relative to the list; # comments) loads the model once
+and writes each video's outputs above into --out/<video stem>/ (a clash
+becomes <stem>_2, ... in input order), and --out/index.csv and index.html,
+one row per video (facts, each target's mean and std, status ok, skipped,
+failed or no_face, and the error), rewritten after each video. A bad or
+faceless video is recorded and the batch goes on; the exit code is then 2
+(3 where the only failures were videos without a face). A video whose
+folder holds its complete outputs (summary.json) is skipped on a re-run,
+unless --overwrite.
 """
 
 from __future__ import annotations
 
+import collections
 import os
 import pathlib
+import sys
 import time
 from typing import Any, Sequence
 
 from recola_sta import cli, io_utils
 from recola_sta.faces import settings as face_settings
-from recola_sta.inference import export
+from recola_sta.inference import batch, export
 from recola_sta.inference.loading import (ModelLoadError, ModelLoader, check_serving_shape,
                                           load_chains, make_aligner, run_model)
 from recola_sta.inference.outputs import Outputs
@@ -81,7 +95,8 @@ from recola_sta.inference.stream import frame_grid, no_face_message, open_input,
 # outputs (the files as one set); these names are kept here for the callers
 # of `predict` (tools/bench.py, the tests).
 __all__ = ["EXIT_BAD_INPUT", "EXIT_NO_FACE", "ModelLoadError", "NoFaceError", "define_flags",
-           "main", "make_aligner", "no_face_message", "predict_video", "run_model"]
+           "main", "make_aligner", "no_face_message", "predict_video", "predict_videos",
+           "run_model"]
 
 EXIT_BAD_INPUT = cli.EXIT_BAD_INPUT
 EXIT_NO_FACE = cli.EXIT_NO_FACE
@@ -195,13 +210,69 @@ def predict_video(
     return summary
 
 
+# predict_video's arguments that override the face aligner's recorded settings.
+_FACE_OVERRIDES = ("upsample", "detect_width", "face", "predictor_path", "redetect_every",
+                   "rotate")
+
+
+def predict_videos(model_dir: str | os.PathLike, videos: str | os.PathLike,
+                   out_dir: str | os.PathLike, *, overwrite: bool = False,
+                   progress: bool = True, **kwargs: Any) -> list[dict[str, Any]]:
+    """Predicts every video `videos` names (a folder, a glob or a .txt
+    list: `batch.resolve_videos`) with the model loaded once, each into
+    `out_dir`/<its name> as `predict_video` does, and writes
+    `out_dir`/index.csv and index.html (see `recola_sta.inference.batch`).
+    A video whose folder holds its complete outputs is skipped unless
+    `overwrite`; a bad or faceless one is recorded and the batch goes on.
+    `kwargs`: `predict_video`'s.
+
+    Returns the index rows (`batch.exit_code` turns them into the exit code).
+
+    Raises (before any video is predicted):
+        ValueError: nothing to predict or a listed file missing, the model's
+            recola_sta.json or a face flag invalid, `out_dir` not writable
+            or in use by another run (`io_utils.LockedError`).
+        ModelLoadError: the SavedModel cannot be loaded.
+    """
+    model_dir = pathlib.Path(model_dir)
+    out_dir = pathlib.Path(out_dir)
+    paths = batch.resolve_videos(videos)
+    meta = export.read_metadata(model_dir)
+    max_seconds = kwargs.get("max_seconds")
+    if max_seconds is not None and not max_seconds > 0:
+        raise ValueError(f"--max_seconds={max_seconds} must be positive.")
+    # Checked once here: an invalid face flag would otherwise fail every video.
+    make_aligner(meta, model_dir, {k: kwargs.get(k) for k in _FACE_OVERRIDES})
+    io_utils.check_writable_dir(out_dir, "--out")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with io_utils.exclusive_lock(out_dir / io_utils.LOCK_NAME, f"--out={out_dir}"):
+        jobs = batch.plan(paths, out_dir, overwrite)
+        model = None
+        if not all(job.done for job in jobs):
+            loader = ModelLoader(model_dir, meta)
+            try:
+                model = loader.result()
+            finally:
+                loader.join()  # Ctrl-C while TensorFlow loads: let the load end first
+
+        def predict_one(video: pathlib.Path, folder: pathlib.Path) -> dict[str, Any]:
+            return predict_video(model_dir, video, folder, model=model, progress=progress,
+                                 **kwargs)
+
+        return batch.run_batch(jobs, out_dir, predict_one, targets=list(meta["targets"]),
+                               progress=progress,
+                               title=f"Predictions of the {meta['variant']} model")
+
+
 def define_flags() -> None:
     from absl import flags
 
     flags.DEFINE_string("model", None, "Exported SavedModel folder (RUN_DIR/saved_model).")
-    flags.DEFINE_string("video", None, "Face video to analyse (any frame rate and size), or a "
-                        "live source: a camera index (0) or a stream URL (rtsp://...).")
-    flags.DEFINE_string("out", None, "Output folder.")
+    flags.DEFINE_string("video", None, "Face video to analyse (any frame rate and size), a "
+                        "live source: a camera index (0) or a stream URL (rtsp://...), or many "
+                        "videos: a folder, a glob (quoted) or a .txt file listing one a line.")
+    flags.DEFINE_string("out", None, "Output folder (many videos: one folder each inside, "
+                        "and index.csv, index.html).")
     flags.DEFINE_bool("postprocess", True, "Apply the post-processing chain fitted on dev.")
     flags.DEFINE_bool("attention_video", False, "Also write attention.mp4 (attention model only).")
     flags.DEFINE_integer("batch_size", 16, "Clips per model call.")
@@ -212,6 +283,8 @@ def define_flags() -> None:
                        "input: of wall-clock time); unset: to the end, or Ctrl-C.")
     flags.DEFINE_bool("realtime", False, "Read the --video file at its real pace as a live "
                       "source standing in for a camera (tests live mode).")
+    flags.DEFINE_bool("overwrite", False, "Many videos: predict again the videos whose "
+                      "outputs in --out are complete (by default they are skipped).")
     flags.DEFINE_bool("progress", True, "Show a progress bar.")
     for name in ("model", "video", "out"):
         flags.mark_flag_as_required(name)
@@ -223,26 +296,33 @@ def main(argv: Sequence[str]) -> int:
 
     FLAGS = flags.FLAGS
     logging.set_verbosity(logging.WARNING)  # TensorFlow's INFO lines hide the progress bars
+    if batch.is_batch(FLAGS.video):
+        interrupted = ("the videos finished so far are in --out and its index.csv; run the "
+                       "same command to go on (finished videos are skipped)")
+    else:
+        interrupted = ("no output was written (they are renamed into --out together at the "
+                       "end); run the same command to predict again")
     return cli.run("predict", lambda: _predict(argv, FLAGS), output=FLAGS.out,
-                   interrupted="no output was written (they are renamed into --out "
-                               "together at the end); run the same command to predict "
-                               "again")
+                   interrupted=interrupted)
 
 
-def _predict(argv: Sequence[str], FLAGS) -> None:
-    """main()'s work: predict the video, then print what was written."""
+def _predict(argv: Sequence[str], FLAGS) -> int:
+    """main()'s work: predict the video (or videos), then print what was
+    written."""
     if len(argv) > 1:
         raise ValueError(f"unexpected arguments {argv[1:]}")
     if FLAGS.batch_size <= 0:
         raise ValueError(f"--batch_size={FLAGS.batch_size} must be positive.")
-    summary = predict_video(
-        FLAGS.model, FLAGS.video, FLAGS.out, apply_postprocess=FLAGS.postprocess,
-        attention_video=FLAGS.attention_video, batch_size=FLAGS.batch_size,
-        upsample=FLAGS.upsample, detect_width=FLAGS.detect_width, face=FLAGS.face,
-        predictor_path=FLAGS.predictor_path, redetect_every=FLAGS.redetect_every,
-        rotate=FLAGS.rotate, progress=FLAGS.progress, max_seconds=FLAGS.max_seconds,
-        realtime=FLAGS.realtime,
+    kwargs = dict(
+        apply_postprocess=FLAGS.postprocess, attention_video=FLAGS.attention_video,
+        batch_size=FLAGS.batch_size, upsample=FLAGS.upsample, detect_width=FLAGS.detect_width,
+        face=FLAGS.face, predictor_path=FLAGS.predictor_path,
+        redetect_every=FLAGS.redetect_every, rotate=FLAGS.rotate, progress=FLAGS.progress,
+        max_seconds=FLAGS.max_seconds, realtime=FLAGS.realtime,
     )
+    if batch.is_batch(FLAGS.video):
+        return _predict_many(FLAGS, kwargs)
+    summary = predict_video(FLAGS.model, FLAGS.video, FLAGS.out, **kwargs)
     smallest = summary["smallest_face_px"]
     stopped = f"; stopped: {summary['stopped']}" if "stopped" in summary else ""
     print(
@@ -253,3 +333,24 @@ def _predict(argv: Sequence[str], FLAGS) -> None:
         f"Wrote {', '.join(summary['files'])} to {FLAGS.out}"
     )
     return 0
+
+
+def _predict_many(FLAGS, kwargs: dict[str, Any]) -> int:
+    """Batch mode: predict every video, print the count of each status and
+    return the batch's exit code (`batch.exit_code`)."""
+    rows = predict_videos(FLAGS.model, FLAGS.video, FLAGS.out, overwrite=FLAGS.overwrite,
+                          **kwargs)
+    counts = collections.Counter(row["status"] for row in rows)
+
+    def told(statuses: Sequence[str]) -> str:
+        return ", ".join(f"{counts[s]} {s}" for s in statuses if counts[s])
+
+    index = pathlib.Path(FLAGS.out) / batch.INDEX_CSV
+    print(f"{len(rows)} videos: {told((batch.OK, batch.SKIPPED, batch.FAILED, batch.NO_FACE))}."
+          f" Wrote {index} and {batch.INDEX_HTML} beside it.")
+    code = batch.exit_code(rows)
+    if code != cli.EXIT_DONE:
+        failed = counts[batch.FAILED] + counts[batch.NO_FACE]
+        print(f"predict: {failed} of {len(rows)} videos were not predicted "
+              f"({told((batch.FAILED, batch.NO_FACE))}); see {index}.", file=sys.stderr)
+    return code
