@@ -21,7 +21,7 @@ import pytest
 from recola_sta import faces
 from recola_sta.cache import preprocess
 from recola_sta.data import synthetic
-from recola_sta.inference import export, predict
+from recola_sta.inference import export, loading, predict
 from recola_sta.training import train
 from recola_sta.faces.settings import FaceSettings
 
@@ -133,7 +133,7 @@ def _broken_copy(model_dir: pathlib.Path, tmp_path: pathlib.Path, case: str) -> 
 def test_a_broken_saved_model_is_named(model_dir, video, tmp_path, case, names):
     broken = _broken_copy(model_dir, tmp_path, case)
     out = tmp_path / "out"
-    with pytest.raises(predict.ModelLoadError) as caught:
+    with pytest.raises(loading.ModelLoadError) as caught:
         predict.predict_video(broken, video, out, progress=False)
     message = str(caught.value)
     assert str(broken / names) in message and "\n" not in message

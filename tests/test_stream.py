@@ -18,7 +18,7 @@ import pytest
 
 from recola_sta import faces
 from recola_sta.analysis import attention_analysis
-from recola_sta.inference import export, predict
+from recola_sta.inference import export, loading, predict, results
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 _spec = importlib.util.spec_from_file_location("bench", ROOT / "tools" / "bench.py")
@@ -61,15 +61,15 @@ def test_streamed_csv_is_byte_identical_to_the_whole_video_path(model_dir, model
     summary = predict.predict_video(model_dir, video, out, batch_size=1, progress=False,
                                     model=model, attention_video=True)
     meta = export.read_metadata(model_dir)
-    aligner = predict.make_aligner(meta, model_dir)
+    aligner = loading.make_aligner(meta, model_dir)
     info = faces.probe_video(video)
     times = faces.sample_times(info.duration, end=info.duration - 1 / info.fps)
     track = faces.track_video(video, times, aligner)
-    values, attention = predict.run_model(model.serve, track.crops, FRAMES, 1)
+    values, attention = loading.run_model(model.serve, track.crops, FRAMES, 1)
     frame_times = np.arange(info.frame_count) / info.fps
-    columns, frame_found, _ = predict.csv_columns(track.times, values.reshape(-1, 1),
+    columns, frame_found, _ = results.csv_columns(track.times, values.reshape(-1, 1),
                                                   track.found, frame_times, ["valence"], {})
-    predict.write_csv(tmp_path / "whole.csv", frame_times, ["valence"], columns, frame_found,
+    results.write_csv(tmp_path / "whole.csv", frame_times, ["valence"], columns, frame_found,
                       rows_per_write=7)
     assert (out / "valence.csv").read_bytes() == (tmp_path / "whole.csv").read_bytes()
     assert summary["samples"] == len(times) == 24

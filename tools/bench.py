@@ -35,6 +35,7 @@ machine shared with other jobs are inflated: compare figures measured in
 the same run.
 
     python tools/bench.py --out results/bench.json
+    python tools/bench.py batch_memory --videos=200   # batch predict's peak RSS, flat?
     python tools/bench.py --only=train --sizes=64,96 --batch=16 --variants=3d_cnn,3d_cnn_sta
     KERAS_BACKEND=jax python tools/bench.py --only=train --mixed_precision --jit_compile
 """
@@ -513,6 +514,114 @@ def bench_model_augmentation(*, size: int, batch: int, frames: int = 16, repeats
 
 
 # --------------------------------------------------------------------------
+# Batch predict's memory (`python tools/bench.py batch_memory --videos=200`).
+
+
+def _rss_bytes(pid: int) -> int | None:
+    """Resident set size of process `pid` (Linux /proc), None once it is gone."""
+    try:
+        with open(f"/proc/{pid}/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError):
+        return None
+    return None
+
+
+def _index_rows(path: pathlib.Path) -> int:
+    """Rows of a batch's index.csv so far (it is rewritten atomically)."""
+    try:
+        return max(0, len(path.read_text(encoding="utf-8").splitlines()) - 1)
+    except OSError:
+        return 0
+
+
+def bench_batch_memory(workdir: pathlib.Path, *, videos: int = 200, seconds: float = 2.0,
+                       size: int = 32, early: int = 20, interval: float = 0.2
+                       ) -> dict[str, Any]:
+    """Peak RSS of one batch predict (`--video` a folder of `videos` copies of
+    a `seconds` long synthetic face video, an untrained 3d_cnn_sta at `size`
+    px) run in a child process, sampled every `interval` s with the number
+    of videos finished so far (index.csv's rows): the peak up to `early`
+    videos against the peak over all of them. Flat memory: the two agree
+    to within noise."""
+    import shutil
+
+    folder = workdir / "videos"
+    folder.mkdir(parents=True, exist_ok=True)
+    first = make_face_video(workdir / "face.mp4", seconds, width=320, height=240)
+    for k in range(videos):
+        shutil.copyfile(first, folder / f"v{k:04d}.mp4")
+    model_dir = export_untrained_model(workdir / "saved_model", size)
+    out = workdir / "out"
+    root = str(pathlib.Path(__file__).resolve().parents[1])
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3",
+           "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))}
+    start = time.perf_counter()
+    proc = subprocess.Popen([sys.executable, "-m", "recola_sta.predict",
+                             f"--model={model_dir}", f"--video={folder}", f"--out={out}",
+                             "--noprogress"], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    samples = []  # (seconds, rss bytes, videos done)
+    while proc.poll() is None:
+        rss = _rss_bytes(proc.pid)
+        if rss is not None:
+            samples.append((time.perf_counter() - start, rss, _index_rows(out / "index.csv")))
+        time.sleep(interval)
+    stdout, stderr = proc.communicate()
+    if proc.returncode != 0:
+        raise RuntimeError(f"batch predict exited {proc.returncode}: {stderr[-2000:]}")
+    total = time.perf_counter() - start
+    mib = 2.0 ** 20
+    upto = [rss for _, rss, done in samples if done <= early]
+    after = [(t, rss) for t, rss, done in samples if done >= early]
+    peak_early, peak_all = max(upto) / mib, max(rss for _, rss, _ in samples) / mib
+    return {
+        "videos": videos, "video_seconds": seconds, "size": size, "wall_s": total,
+        "s_per_video": (after[-1][0] - after[0][0]) / (videos - early) if len(after) > 1
+        else None,
+        "rss_samples": len(samples), "early": early,
+        "peak_rss_mib_first": peak_early, "peak_rss_mib_all": peak_all,
+        "growth_mib_per_100_videos": (peak_all - peak_early) / (videos - early) * 100
+        if videos > early else None,
+        "printed": stdout.strip().splitlines()[-1:],
+    }
+
+
+def batch_memory_main(argv: list[str]) -> int:
+    """`python tools/bench.py batch_memory [--videos=200] [--seconds=2] ...`"""
+    parser = argparse.ArgumentParser(prog="bench.py batch_memory",
+                                     description=bench_batch_memory.__doc__.splitlines()[0])
+    parser.add_argument("--videos", type=int, default=200)
+    parser.add_argument("--seconds", type=float, default=2.0)
+    parser.add_argument("--size", type=int, default=32)
+    parser.add_argument("--early", type=int, default=20)
+    parser.add_argument("--workdir", default=None, help="Scratch folder (default: temporary).")
+    parser.add_argument("--out", default=None, help="JSON file for the results (atomic).")
+    args = parser.parse_args(argv)
+    if args.videos <= args.early or args.early < 1:
+        parser.error("--videos must exceed --early, which must be positive")
+    with tempfile.TemporaryDirectory() as tmp:
+        root = pathlib.Path(args.workdir or tmp)
+        r = bench_batch_memory(root, videos=args.videos, seconds=args.seconds, size=args.size,
+                               early=args.early)
+    r = {"machine": machine_record(), "batch_memory": r}
+    b = r["batch_memory"]
+    print(f"batch_memory {b['videos']} videos of {b['video_seconds']:g} s: peak RSS "
+          f"{b['peak_rss_mib_first']:.0f} MiB after {b['early']} videos, "
+          f"{b['peak_rss_mib_all']:.0f} MiB after {b['videos']} "
+          f"({b['growth_mib_per_100_videos']:+.1f} MiB per 100 videos); "
+          f"{b['wall_s']:.0f} s in all, {b['s_per_video']:.2f} s per video", flush=True)
+    if args.out:
+        from recola_sta import io_utils
+
+        io_utils.atomic_write_text(args.out, json.dumps(r, indent=2) + "\n")
+        print(f"wrote {args.out}")
+    return 0
+
+
+# --------------------------------------------------------------------------
 # Command line.
 
 
@@ -653,6 +762,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["batch_memory"]:
+        return batch_memory_main(argv[1:])
     args = parse_args(argv)
     result = run(args)
     if args.out:
