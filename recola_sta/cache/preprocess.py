@@ -103,7 +103,7 @@ def preprocess_corpus(
     _check_args(workers, partitions, min_found_rate, corpus_kind, runner)
     root = pathlib.Path(corpus_dir)
     recordings, selected = _select_recordings(root, corpus_kind, partitions)
-    face.aligner()  # fails early, in this process, on a bad setting or predictor path
+    faces.FaceAligner.from_settings(face)  # fails early, here, on a bad setting or predictor
     aligner_kwargs = face.aligner_kwargs()
     cache_dir = pathlib.Path(cache_dir)
     with _cache_writer(cache_dir):

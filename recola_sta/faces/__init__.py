@@ -12,11 +12,12 @@ models, key points, the similarity fit, boxes), `alignment` (`FaceAligner`),
 """
 
 from recola_sta.faces.alignment import (
-    DEFAULT_REDETECT_EVERY, DEFAULT_TEMPLATE, FACE_RULES, MAX_UPSAMPLE, MIN_DETECT_FACE_PX, ROTATIONS,
-    TYPICAL_FACE_SHARE, FaceAligner, FrameFace, rotated)
+    MIN_DETECT_FACE_PX, TYPICAL_FACE_SHARE, FaceAligner, FrameFace, rotated)
 from recola_sta.faces.detection import (
     LEFT_EYE, NOSE_TIP, NUM_LANDMARKS, RIGHT_EYE, default_predictor_path, key_points,
     similarity_transform)
+from recola_sta.faces.settings import (
+    DEFAULT_REDETECT_EVERY, DEFAULT_TEMPLATE, FACE_RULES, MAX_UPSAMPLE, ROTATIONS, FaceSettings)
 from recola_sta.faces.live import LiveSource, is_live_source, live_frames
 from recola_sta.faces.tracking import FaceTrack, Sample, iter_samples, rotation_hint, track_video
 from recola_sta.faces.video import (
@@ -24,9 +25,9 @@ from recola_sta.faces.video import (
     sample_times, sampled_frames)
 
 __all__ = [
-    "DEFAULT_REDETECT_EVERY", "DEFAULT_TEMPLATE", "FACE_RULES", "LEFT_EYE", "MAX_UPSAMPLE", "MIN_DETECT_FACE_PX",
-    "NOSE_TIP", "NUM_LANDMARKS", "RIGHT_EYE", "ROTATIONS", "TYPICAL_FACE_SHARE", "FaceAligner",
-    "FaceTrack", "FrameFace", "LiveSource", "Sample", "TruncatedVideoError", "VideoError",
+    "DEFAULT_REDETECT_EVERY", "DEFAULT_TEMPLATE", "FACE_RULES", "LEFT_EYE", "MAX_UPSAMPLE",
+    "MIN_DETECT_FACE_PX", "NOSE_TIP", "NUM_LANDMARKS", "RIGHT_EYE", "ROTATIONS", "TYPICAL_FACE_SHARE", "FaceAligner",
+    "FaceSettings", "FaceTrack", "FrameFace", "LiveSource", "Sample", "TruncatedVideoError", "VideoError",
     "VideoInfo", "default_predictor_path", "is_live_source", "iter_frames_at", "iter_samples",
     "key_points", "live_frames", "prefetched", "probe_video", "rotated", "rotation_hint",
     "sample_times", "sampled_frames", "similarity_transform", "track_video"]

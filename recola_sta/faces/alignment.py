@@ -30,25 +30,12 @@ import cv2
 import dlib
 import numpy as np
 
+from recola_sta.faces.settings import DEFAULT_REDETECT_EVERY, DEFAULT_TEMPLATE, FaceSettings
 from recola_sta.faces.detection import (
     _area, _centre, _inside_share, _iou, _jump, _load_detector, _load_predictor, _side,
     default_predictor_path, key_points, similarity_transform)
 
 
-# Template positions of (image-left eye centre, image-right eye centre, nose
-# tip) as fractions of the crop side, in continuous pixel coordinates (pixel i
-# spans [i, i+1)). Inter-ocular distance 0.30 of the crop; nose tip 0.60
-# inter-ocular distances below the eye line, the ratio of dlib's mean face
-# shape (0.595), so the least-squares residual is small for typical faces.
-# In units of the inter-ocular distance d, dlib's mean shape spans about
-# +-1.17 d horizontally (jaw) and -0.38 d (brows) to +1.92 d (chin) around the
-# eye midpoint: with d = 0.30 and eyes at 0.36 the whole face, brows to chin,
-# lies inside the crop (x 0.15-0.85, y 0.25-0.94).
-DEFAULT_TEMPLATE: tuple[tuple[float, float], ...] = (
-    (0.35, 0.36),
-    (0.65, 0.36),
-    (0.50, 0.54),
-)
 
 # Detection scale. dlib's HOG detector scans an 80 px window: on the
 # astronaut photo the smallest box it reports is 73 px and faces whose box
@@ -57,16 +44,6 @@ DEFAULT_TEMPLATE: tuple[tuple[float, float], ...] = (
 # MIN_DETECT_FACE_PX at the scale the detector sees (FaceAligner.detection_scale).
 MIN_DETECT_FACE_PX = 80
 TYPICAL_FACE_SHARE = 3
-# Each upsampling step doubles the image the detector scans (4x time and
-# memory); --upsample=9 took 19 GB. Above 2 the smallest detectable face is
-# far below what the landmark model can fit.
-MAX_UPSAMPLE = 2
-# Rules for which face of a frame is the subject (FaceAligner, --face).
-FACE_RULES = ("largest", "left", "right", "center")
-# Clockwise turns of each frame before any face work (FaceAligner, --rotate):
-# dlib's detector finds upright faces only, and a phone clip filmed sideways
-# without a rotation tag stores its faces lying on their side.
-ROTATIONS = (0, 90, 180, 270)
 _CV2_ROTATE = {90: cv2.ROTATE_90_CLOCKWISE, 180: cv2.ROTATE_180,
                270: cv2.ROTATE_90_COUNTERCLOCKWISE}
 
@@ -84,15 +61,6 @@ _BYSTANDER_MEMORY = 8
 # detection's score are ignored (see FaceAligner._choose).
 _MIN_RELATIVE_SCORE = 0.5
 
-# Tracking between detections (FaceAligner(redetect_every=k)): the detector
-# (about 11 ms of CPU per 640x480 sample here, against 5 ms per landmark fit)
-# runs on every k-th sample; the samples between fit the landmarks twice in
-# boxes derived from landmarks instead. With 4 (a detection per second at
-# 4 fps) the key points stay within 0.3 px on average of full detection's,
-# the crops within 1.4-2 grey levels, and alignment costs 1.48x less CPU
-# (BUILD_NOTES, "Tracking between detections"). The default is 1: the paper
-# detects the face in each frame; 4 is the speed option.
-DEFAULT_REDETECT_EVERY = 1
 # A tracked fit is rejected (and the detector run on that sample) where the
 # box derived from the new landmarks moved more than this many box sides
 # from the box the fit started in, or its side differs by more than this
@@ -194,8 +162,17 @@ class FaceAligner:
         redetect_every: int = DEFAULT_REDETECT_EVERY,
         rotate: int = 0,
     ):
-        _check_arguments(size, upsample, detect_width, face, redetect_every, rotate)
-        template = _checked_template(template)
+        try:
+            template = tuple(tuple(float(v) for v in point) for point in template)
+        except (TypeError, ValueError):
+            raise ValueError(f"template must be three (x, y) fractions. Received: "
+                             f"template={template!r}") from None
+        # The one check of each setting (FaceSettings), whoever builds the aligner.
+        FaceSettings(size=size, upsample=upsample, detect_width=detect_width or 0,
+                     predictor_path=None if predictor_path is None else str(predictor_path),
+                     face=face, redetect_every=redetect_every, rotate=rotate,
+                     template=template).check()
+        template = np.asarray(template, np.float64)
         self.size = int(size)
         self.upsample = int(upsample)
         self.detect_width = int(detect_width or 0)
@@ -210,6 +187,11 @@ class FaceAligner:
         # Other faces seen recently: [box, frames since seen].
         self._bystanders: list[tuple[np.ndarray, int]] = []
         self._reset_tracking()
+
+    @classmethod
+    def from_settings(cls, settings: FaceSettings) -> FaceAligner:
+        """An aligner with these face settings."""
+        return cls(**dataclasses.asdict(settings))
 
     def _reset_tracking(self) -> None:
         # Landmarks (frame pixels) of the previous sample's face; None where
@@ -519,56 +501,6 @@ def rotated(rgb: np.ndarray, degrees: int) -> np.ndarray:
     """`rgb` turned `degrees` (one of `ROTATIONS`) clockwise."""
     degrees %= 360
     return rgb if degrees == 0 else cv2.rotate(rgb, _CV2_ROTATE[degrees])
-
-
-def _check_arguments(size: int, upsample: int, detect_width: int | None, face: str,
-                     redetect_every: int, rotate: int) -> None:
-    """Raises ValueError, naming the flag, for a bad `FaceAligner` argument."""
-    if int(size) != size or size < 16:
-        raise ValueError(f"size must be an integer >= 16. Received: size={size!r}")
-    if int(upsample) != upsample or not 0 <= upsample <= MAX_UPSAMPLE:
-        raise ValueError(
-            f"upsample (--upsample) must be an integer from 0 to {MAX_UPSAMPLE}: each "
-            "step doubles the image the detector scans (4x time and memory), and "
-            "small frames are already enlarged for detection. "
-            f"Received: upsample={upsample!r}"
-        )
-    if face not in FACE_RULES:
-        raise ValueError(
-            f"face (--face) must be one of {', '.join(FACE_RULES)}. Received: face={face!r}"
-        )
-    if detect_width is not None and (int(detect_width) != detect_width or
-                                     (detect_width != 0 and detect_width < 80)):
-        raise ValueError(
-            "detect_width must be 0/None (no downscaling) or an integer >= 80. "
-            f"Received: detect_width={detect_width!r}"
-        )
-    if isinstance(redetect_every, bool) or int(redetect_every) != redetect_every \
-            or redetect_every < 1:
-        raise ValueError(
-            "redetect_every (--redetect_every) must be an integer >= 1 (1: detect "
-            f"on every sample). Received: redetect_every={redetect_every!r}"
-        )
-    if isinstance(rotate, bool) or rotate not in ROTATIONS:
-        raise ValueError(
-            f"rotate (--rotate) must be one of {', '.join(map(str, ROTATIONS))} (degrees "
-            f"clockwise). Received: rotate={rotate!r}"
-        )
-
-
-def _checked_template(template: Sequence[Sequence[float]]) -> np.ndarray:
-    """`template` as a (3, 2) float64 array; raises ValueError unless it is
-    three (x, y) fractions in (0, 1) with the image-left eye left of the
-    image-right eye."""
-    template = np.asarray(template, np.float64)
-    if (template.shape != (3, 2) or not np.all((template > 0) & (template < 1))
-            or template[0, 0] >= template[1, 0]):
-        raise ValueError(
-            "template must be three (x, y) fractions in (0, 1): image-left eye "
-            "centre, image-right eye centre (further right), nose tip. "
-            f"Received: template={template.tolist()}"
-        )
-    return template
 
 
 def _check_rgb(rgb: np.ndarray) -> np.ndarray:

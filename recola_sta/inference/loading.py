@@ -42,7 +42,7 @@ def make_aligner(meta: dict[str, Any], model_dir: pathlib.Path,
     recorded = meta["face"]
     given = {k: v for k, v in (overrides or {}).items() if v is not None}
     try:
-        return dataclasses.replace(recorded, **given).aligner()
+        return faces.FaceAligner.from_settings(dataclasses.replace(recorded, **given))
     except ValueError as e:
         raise ValueError(
             f"Cannot build the face aligner from {model_dir / export.METADATA_NAME} "
