@@ -33,6 +33,7 @@ _FLAG_TYPES = {  # annotation (a string under `from __future__ import annotation
     "str | None": "DEFINE_string",
     "int": "DEFINE_integer",
     "float": "DEFINE_float",
+    "float | None": "DEFINE_float",
     "bool": "DEFINE_bool",
     "tuple[str, ...]": "DEFINE_list",
 }

@@ -19,6 +19,7 @@ import pytest
 
 from recola_sta import cli
 from recola_sta.inference import batch, export, predict
+from recola_sta.faces.settings import FaceSettings
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 _spec = importlib.util.spec_from_file_location("bench", ROOT / "tools" / "bench.py")
@@ -267,8 +268,8 @@ def model_dir(tmp_path_factory) -> pathlib.Path:
 
     keras.utils.set_random_seed(0)
     model = networks.build_model("2d_cnn", frames=FRAMES, size=SIZE, fc_units=8)
-    meta = export.export_metadata(variant="2d_cnn", targets=["valence"], frames=FRAMES,
-                                  size=SIZE, fps=4.0, face_aligner={})
+    meta = export.export_metadata(variant="2d_cnn", targets=["valence"], fps=4.0,
+                                  face=FaceSettings(size=SIZE))
     return export.export_saved_model(model, tmp_path_factory.mktemp("model") / "saved_model",
                                      meta)
 

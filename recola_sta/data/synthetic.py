@@ -48,6 +48,7 @@ Usage::
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import json
 import os
@@ -60,11 +61,15 @@ from typing import Any, Iterator, Sequence
 import cv2
 import numpy as np
 
-from recola_sta import cli, io_utils, pools
+from recola_sta import cli, io_utils, pools, settings
 from recola_sta.data import corpora
-from recola_sta.data.face_animation import MOUTH_SHIFT_PX, RECOLA_LIKE_MOUTH_SHIFT_PX, FaceAnimator, RecolaLikeAnimator, astronaut_landmarks
-from recola_sta.data.synthetic_plans import PRESETS, RecolaLikePlan, RecordingPlan, check_preset, plan_recording
+from recola_sta.data.face_animation import (MOUTH_SHIFT_PX, RECOLA_LIKE_MOUTH_SHIFT_PX,
+                                            FaceAnimator, RecolaLikeAnimator,
+                                            astronaut_landmarks)
+from recola_sta.data.synthetic_plans import (PRESETS, RecolaLikePlan, RecordingPlan,
+                                             check_preset, plan_recording)
 from recola_sta.data.synthetic_scenes import render_frames, render_frames_recola_like
+from recola_sta.settings import setting
 
 MARKER_NAME = "synthetic.json"
 # The corpus folder's lock: held by the one run that writes the folder.
@@ -211,22 +216,49 @@ def _corpus_writer(out_dir: pathlib.Path) -> Iterator[None]:
         yield
 
 
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class SyntheticConfig:
+    """The synthetic CLI's settings (each field is its flag); `ensure_corpus`
+    takes its defaults from here."""
+
+    out: str = setting(help="Folder of the corpus (RECOLA layout).")
+    num_train: int = setting(20, help="Training recordings.")
+    num_dev: int = setting(5, help="Development recordings.")
+    num_test: int = setting(5, help="Test recordings (videos only, as in RECOLA).")
+    duration_s: float = setting(60.0, help="Length of each recording in seconds.")
+    width: int = setting(320, help="Frame width in pixels.")
+    height: int = setting(240, help="Frame height in pixels.")
+    fps: float = setting(25.0, help="Video frame rate.")
+    seed: int = setting(0, help="Random seed; the corpus is a deterministic function of it.")
+    annotation_delay_s: float = setting(0.0, help="Labels lag the face by this many seconds.")
+    workers: int = setting(2, help="Processes rendering recordings in parallel.")
+    preset: str = setting("default", choices=PRESETS,
+                          help="Corpus preset: 'default', or 'recola_like' (speech, subtle slow "
+                               "valence, identities, head turns, occlusions, lighting and JPEG "
+                               "noise).")
+    overwrite: bool = setting(False, help="Regenerate everything, replacing an existing "
+                                          "synthetic corpus in --out.")
+
+
+_D = SyntheticConfig  # the defaults of `ensure_corpus`
+
+
 def ensure_corpus(
     out_dir: str | os.PathLike,
     *,
-    num_train: int = 20,
-    num_dev: int = 5,
-    num_test: int = 5,
-    duration_s: float = 60.0,
-    width: int = 320,
-    height: int = 240,
-    fps: float = 25.0,
-    seed: int = 0,
-    annotation_delay_s: float = 0.0,
-    workers: int = 2,
+    num_train: int = _D.num_train,
+    num_dev: int = _D.num_dev,
+    num_test: int = _D.num_test,
+    duration_s: float = _D.duration_s,
+    width: int = _D.width,
+    height: int = _D.height,
+    fps: float = _D.fps,
+    seed: int = _D.seed,
+    annotation_delay_s: float = _D.annotation_delay_s,
+    workers: int = _D.workers,
     progress: bool = False,
-    overwrite: bool = False,
-    preset: str = "default",
+    overwrite: bool = _D.overwrite,
+    preset: str = _D.preset,
 ) -> pathlib.Path:
     """Generates the recordings of a synthetic corpus that are not there yet.
 
@@ -361,35 +393,18 @@ def _write_corpus(out_dir: pathlib.Path, params: dict[str, Any], overwrite: bool
 
 
 def define_flags() -> None:
-    from absl import flags
-
-    flags.DEFINE_string("out", None, "Folder of the corpus (RECOLA layout).", required=True)
-    flags.DEFINE_integer("num_train", 20, "Training recordings.")
-    flags.DEFINE_integer("num_dev", 5, "Development recordings.")
-    flags.DEFINE_integer("num_test", 5, "Test recordings (videos only, as in RECOLA).")
-    flags.DEFINE_float("duration_s", 60.0, "Length of each recording in seconds.")
-    flags.DEFINE_integer("width", 320, "Frame width in pixels.")
-    flags.DEFINE_integer("height", 240, "Frame height in pixels.")
-    flags.DEFINE_float("fps", 25.0, "Video frame rate.")
-    flags.DEFINE_integer("seed", 0, "Random seed; the corpus is a deterministic function of it.")
-    flags.DEFINE_float("annotation_delay_s", 0.0, "Labels lag the face by this many seconds.")
-    flags.DEFINE_integer("workers", 2, "Processes rendering recordings in parallel.")
-    flags.DEFINE_enum("preset", "default", list(PRESETS),
-                      "Corpus preset: 'default', or 'recola_like' (speech, subtle slow valence, "
-                      "identities, head turns, occlusions, lighting and JPEG noise).")
-    flags.DEFINE_bool("overwrite", False, "Regenerate everything, replacing an existing "
-                      "synthetic corpus in --out.")
+    settings.define_flags(SyntheticConfig)
 
 
 def main(argv: Sequence[str]) -> int:
     from absl import flags
 
     del argv
-    f = flags.FLAGS
-    return cli.run("synthetic", lambda: _synthesize(f), output=f.out)
+    config = settings.from_flags(SyntheticConfig, flags.FLAGS)
+    return cli.run("synthetic", lambda: _synthesize(config), output=config.out)
 
 
-def _synthesize(f) -> None:
+def _synthesize(f: SyntheticConfig) -> None:
     """main()'s work: generate (or complete) the corpus, then print its size."""
     start = time.perf_counter()
     try:

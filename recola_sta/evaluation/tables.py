@@ -31,7 +31,8 @@ import pathlib
 import statistics
 from typing import Sequence
 
-from recola_sta import cli, io_utils
+from recola_sta import cli, io_utils, settings
+from recola_sta.settings import setting
 
 # (label, paper RMSE, CC, CCC, our run name or None when only cited)
 Row = tuple[str, float | None, float | None, float | None, str | None]
@@ -352,11 +353,11 @@ def write_tables(results_dir: str | os.PathLike, corpus_names: dict[str, str],
 def main(argv: Sequence[str]) -> int:
     from absl import flags
 
-    FLAGS = flags.FLAGS
-    return cli.run("tables", lambda: _tables(argv, FLAGS), output=FLAGS.results_dir)
+    config = settings.from_flags(TablesConfig, flags.FLAGS)
+    return cli.run("tables", lambda: _tables(argv, config), output=config.results_dir)
 
 
-def _tables(argv: Sequence[str], FLAGS) -> None:
+def _tables(argv: Sequence[str], FLAGS: TablesConfig) -> None:
     """main()'s work: write results/tables.md and print it."""
     if len(argv) > 1:
         raise ValueError(f"unexpected arguments {argv[1:]}")
@@ -377,14 +378,19 @@ def _tables(argv: Sequence[str], FLAGS) -> None:
     print(f"Wrote {path}")
 
 
-def define_flags() -> None:
-    from absl import flags
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class TablesConfig:
+    """The tables CLI's settings (each field is its flag)."""
 
-    flags.DEFINE_string("results_dir", "results", "Folder holding runs/<corpus>_<variant>/.")
-    flags.DEFINE_list("corpora", ["recola=recola", "avec2017=avec2017"],
-                      "Which corpus fills each table, e.g. recola=synthetic; empty: "
-                      "no Tables 1-3 (with --seed_runs).")
-    flags.DEFINE_string("seed_runs", "",
-                        "Run prefix of the seed runs <prefix>_<variant>_seed<N> to aggregate "
-                        "(e.g. synthetic_recola_like); empty: none.")
-    flags.DEFINE_list("seeds", ["0", "1", "2"], "Seeds of --seed_runs.")
+    results_dir: str = setting("results", help="Folder holding runs/<corpus>_<variant>/.")
+    corpora: tuple[str, ...] = setting(
+        ("recola=recola", "avec2017=avec2017"),
+        help="Which corpus fills each table, e.g. recola=synthetic; empty: no Tables 1-3 (with "
+             "--seed_runs).")
+    seed_runs: str = setting("", help="Run prefix of the seed runs <prefix>_<variant>_seed<N> to "
+                                      "aggregate (e.g. synthetic_recola_like); empty: none.")
+    seeds: tuple[str, ...] = setting(("0", "1", "2"), help="Seeds of --seed_runs.")
+
+
+def define_flags() -> None:
+    settings.define_flags(TablesConfig)

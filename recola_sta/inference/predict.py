@@ -75,13 +75,14 @@ unless --overwrite.
 from __future__ import annotations
 
 import collections
+import dataclasses
 import os
 import pathlib
 import sys
 import time
 from typing import Any, Sequence
 
-from recola_sta import cli, io_utils
+from recola_sta import cli, io_utils, settings
 from recola_sta.faces import settings as face_settings
 from recola_sta.inference import batch, export
 from recola_sta.inference.loading import (ModelLoadError, ModelLoader, check_serving_shape,
@@ -89,6 +90,7 @@ from recola_sta.inference.loading import (ModelLoadError, ModelLoader, check_ser
 from recola_sta.inference.outputs import Outputs
 from recola_sta.inference.results import summarize, write_outputs
 from recola_sta.inference.stream import frame_grid, no_face_message, open_input, run_stream
+from recola_sta.settings import setting
 
 # The steps live in loading (the aligner, the SavedModel), stream (the input
 # and the model run over it), results (the CSV, figures, report, summary) and
@@ -264,30 +266,37 @@ def predict_videos(model_dir: str | os.PathLike, videos: str | os.PathLike,
                                title=f"Predictions of the {meta['variant']} model")
 
 
-def define_flags() -> None:
-    from absl import flags
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class PredictConfig:
+    """The predict CLI's settings (each field is its flag) besides the face
+    flags, which override the model's recorded `FaceSettings` when set."""
 
-    flags.DEFINE_string("model", None, "Exported SavedModel folder (RUN_DIR/saved_model).")
-    flags.DEFINE_string("video", None, "Face video to analyse (any frame rate and size), a "
-                        "live source: a camera index (0) or a stream URL (rtsp://...), or many "
-                        "videos: a folder, a glob (quoted) or a .txt file listing one a line.")
-    flags.DEFINE_string("out", None, "Output folder (many videos: one folder each inside, "
-                        "and index.csv, index.html).")
-    flags.DEFINE_bool("postprocess", True, "Apply the post-processing chain fitted on dev.")
-    flags.DEFINE_bool("attention_video", False, "Also write attention.mp4 (attention model only).")
-    flags.DEFINE_integer("batch_size", 16, "Clips per model call.")
+    model: str = setting(help="Exported SavedModel folder (RUN_DIR/saved_model).")
+    video: str = setting(help="Face video to analyse (any frame rate and size), a live source: "
+                              "a camera index (0) or a stream URL (rtsp://...), or many videos: "
+                              "a folder, a glob (quoted) or a .txt file listing one a line.")
+    out: str = setting(help="Output folder (many videos: one folder each inside, and "
+                            "index.csv, index.html).")
+    postprocess: bool = setting(True, help="Apply the post-processing chain fitted on dev.")
+    attention_video: bool = setting(False, help="Also write attention.mp4 (attention model "
+                                                "only).")
+    batch_size: int = setting(16, help="Clips per model call.", check=lambda v: v > 0,
+                              expected="a positive number of clips")
+    max_seconds: float | None = setting(
+        None, help="Stop after this many seconds of video (live input: of wall-clock time); "
+                   "unset: to the end, or Ctrl-C.")
+    realtime: bool = setting(False, help="Read the --video file at its real pace as a live "
+                                         "source standing in for a camera (tests live mode).")
+    overwrite: bool = setting(False, help="Many videos: predict again the videos whose outputs "
+                                          "in --out are complete (by default they are skipped).")
+    progress: bool = setting(True, help="Show a progress bar.")
+
+
+def define_flags() -> None:
+    settings.define_flags(PredictConfig)
     # Unset: as recorded with the model (recola_sta.json).
     face_settings.define_flags({"upsample": None, "detect_width": None, "face": None,
                                 "redetect_every": None, "rotate": None}, skip=("size",))
-    flags.DEFINE_float("max_seconds", None, "Stop after this many seconds of video (live "
-                       "input: of wall-clock time); unset: to the end, or Ctrl-C.")
-    flags.DEFINE_bool("realtime", False, "Read the --video file at its real pace as a live "
-                      "source standing in for a camera (tests live mode).")
-    flags.DEFINE_bool("overwrite", False, "Many videos: predict again the videos whose "
-                      "outputs in --out are complete (by default they are skipped).")
-    flags.DEFINE_bool("progress", True, "Show a progress bar.")
-    for name in ("model", "video", "out"):
-        flags.mark_flag_as_required(name)
 
 
 def main(argv: Sequence[str]) -> int:
@@ -311,18 +320,17 @@ def _predict(argv: Sequence[str], FLAGS) -> int:
     written."""
     if len(argv) > 1:
         raise ValueError(f"unexpected arguments {argv[1:]}")
-    if FLAGS.batch_size <= 0:
-        raise ValueError(f"--batch_size={FLAGS.batch_size} must be positive.")
+    config = settings.from_flags(PredictConfig, FLAGS)
+    settings.check(config)
     kwargs = dict(
-        apply_postprocess=FLAGS.postprocess, attention_video=FLAGS.attention_video,
-        batch_size=FLAGS.batch_size, upsample=FLAGS.upsample, detect_width=FLAGS.detect_width,
-        face=FLAGS.face, predictor_path=FLAGS.predictor_path,
-        redetect_every=FLAGS.redetect_every, rotate=FLAGS.rotate, progress=FLAGS.progress,
-        max_seconds=FLAGS.max_seconds, realtime=FLAGS.realtime,
+        apply_postprocess=config.postprocess, attention_video=config.attention_video,
+        batch_size=config.batch_size, progress=config.progress,
+        max_seconds=config.max_seconds, realtime=config.realtime,
+        **{name: getattr(FLAGS, name) for name in _FACE_OVERRIDES},
     )
-    if batch.is_batch(FLAGS.video):
-        return _predict_many(FLAGS, kwargs)
-    summary = predict_video(FLAGS.model, FLAGS.video, FLAGS.out, **kwargs)
+    if batch.is_batch(config.video):
+        return _predict_many(config, kwargs)
+    summary = predict_video(config.model, config.video, config.out, **kwargs)
     smallest = summary["smallest_face_px"]
     stopped = f"; stopped: {summary['stopped']}" if "stopped" in summary else ""
     print(
@@ -330,22 +338,22 @@ def _predict(argv: Sequence[str], FLAGS) -> int:
         f"(smallest {smallest:.0f} px; {summary['samples_with_several_faces']} samples with "
         f"several faces, subject by --face={summary['face_aligner']['face']}); "
         f"{summary['wall_time_s']:.1f} s ({summary['real_time_factor']}x real time{stopped}). "
-        f"Wrote {', '.join(summary['files'])} to {FLAGS.out}"
+        f"Wrote {', '.join(summary['files'])} to {config.out}"
     )
     return 0
 
 
-def _predict_many(FLAGS, kwargs: dict[str, Any]) -> int:
+def _predict_many(config: PredictConfig, kwargs: dict[str, Any]) -> int:
     """Batch mode: predict every video, print the count of each status and
     return the batch's exit code (`batch.exit_code`)."""
-    rows = predict_videos(FLAGS.model, FLAGS.video, FLAGS.out, overwrite=FLAGS.overwrite,
+    rows = predict_videos(config.model, config.video, config.out, overwrite=config.overwrite,
                           **kwargs)
     counts = collections.Counter(row["status"] for row in rows)
 
     def told(statuses: Sequence[str]) -> str:
         return ", ".join(f"{counts[s]} {s}" for s in statuses if counts[s])
 
-    index = pathlib.Path(FLAGS.out) / batch.INDEX_CSV
+    index = pathlib.Path(config.out) / batch.INDEX_CSV
     print(f"{len(rows)} videos: {told((batch.OK, batch.SKIPPED, batch.FAILED, batch.NO_FACE))}."
           f" Wrote {index} and {batch.INDEX_HTML} beside it.")
     code = batch.exit_code(rows)
