@@ -478,3 +478,35 @@ def test_new_layer_errors():
         layers.CausalWindowLSTM(3, 2).build((None, 4, 4, 2))
     with pytest.raises(ValueError, match=r"static time.*input_shape=\(None, None, 2\)"):
         layers.CausalWindowLSTM(3, 2).build((None, None, 2))
+
+
+def _hand_written_z_score(x, axis, epsilon):
+    """The standardisation the layers computed before they used Keras'
+    LayerNormalization (kept here to check the replacement)."""
+    mean = keras.ops.mean(x, axis=axis, keepdims=True)
+    variance = keras.ops.var(x, axis=axis, keepdims=True)
+    return (x - mean) * keras.ops.rsqrt(variance + epsilon)
+
+
+@pytest.mark.parametrize("axis, epsilon, shape", [
+    ((1, 2, 3, 4), 1e-6, (3, 16, 32, 32, 3)),  # ClipStandardization, per clip
+    ((2, 3, 4), 1e-6, (3, 16, 32, 32, 3)),  # ClipStandardization, per frame
+    (-1, 1e-6, (2, 16, 12, 12, 8)),  # SpatialSoftmax(normalize_state=True)
+    (-1, 1e-8, (2, 16, 144)),  # SpatialSoftmax(scores="standardized")
+], ids=["per_clip", "per_frame", "state", "scores"])
+def test_layer_normalization_without_offset_and_scale_is_the_hand_written_z_score(
+        axis, epsilon, shape):
+    x = _rng(16).random(shape).astype("float32") * 0.5 + 0.2
+    x[0] = 0.25  # a constant sample (padding) maps to 0 either way
+    library = keras.layers.LayerNormalization(axis=list(axis) if isinstance(axis, tuple) else axis,
+                                              epsilon=epsilon, center=False, scale=False)
+    got = keras.ops.convert_to_numpy(library(x))
+    assert library.weights == []
+    want = keras.ops.convert_to_numpy(_hand_written_z_score(x, axis, epsilon))
+    # Equal up to float32 rounding of the moments (measured: 6e-6 at most on
+    # 16 x 96 x 96 x 3 clips, whose standardised values reach 1.7).
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+    np.testing.assert_array_equal(got[0], 0)
+    if len(shape) == 5 and axis != -1:  # the layer uses exactly that
+        layer = layers.ClipStandardization(per_frame=axis == (2, 3, 4))
+        np.testing.assert_array_equal(keras.ops.convert_to_numpy(layer(x)), got)

@@ -72,10 +72,3 @@ def unfold_time(x, frames: int):
     """(B*T, H, W, C) -> (B, T, H, W, C)."""
     _, h, w, c = x.shape
     return ops.reshape(x, (-1, frames, h, w, c))
-
-
-def z_score(x, axis, epsilon: float):
-    """(x - mean) / sqrt(variance + epsilon) over `axis` (kept for broadcasting)."""
-    mean = ops.mean(x, axis=axis, keepdims=True)
-    variance = ops.var(x, axis=axis, keepdims=True)
-    return (x - mean) * ops.rsqrt(variance + epsilon)

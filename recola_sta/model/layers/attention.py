@@ -6,7 +6,8 @@ from __future__ import annotations
 import keras
 from keras import initializers, ops
 
-from recola_sta.model.layers._shapes import PACKAGE, choice, sequence_shape, z_score
+from recola_sta.model.layers._shapes import PACKAGE, choice, sequence_shape
+from recola_sta.model.layers.standardization import z_score
 
 ATTENTION_SCALES = ("hw", "none")
 ATTENTION_SCORES = ("linear", "standardized")
@@ -110,9 +111,20 @@ class SpatialSoftmax(keras.layers.Layer):
         self.initial_temperature = float(initial_temperature)
         self.score_gain = float(score_gain)
         self.kernel_initializer = initializers.get(kernel_initializer)
+        # The optional standardisations (no weights): the state of every
+        # location over its channels, each frame's scores over its locations.
+        self.state_z_score = (z_score(-1, 1e-6, dtype=self.dtype_policy, name="state_z_score")
+                              if self.normalize_state else None)
+        self.score_z_score = (z_score(-1, 1e-8, dtype=self.dtype_policy, name="score_z_score")
+                              if self.scores == "standardized" else None)
 
     def build(self, input_shape):
-        _, _, height, width, channels = sequence_shape(input_shape, type(self).__name__)
+        batch, frames, height, width, channels = sequence_shape(input_shape,
+                                                                type(self).__name__)
+        if self.state_z_score is not None:
+            self.state_z_score.build(input_shape)
+        if self.score_z_score is not None:
+            self.score_z_score.build((batch, frames, height * width))
         gain = self.score_gain
         initializer = self.kernel_initializer
 
@@ -134,7 +146,7 @@ class SpatialSoftmax(keras.layers.Layer):
     def call(self, inputs):
         frames, height, width, channels = inputs.shape[1:5]
         if self.normalize_state:
-            inputs = z_score(inputs, -1, 1e-6)
+            inputs = self.state_z_score(inputs)
         if self.score_weights == "none":
             scores = ops.zeros_like(ops.reshape(inputs[..., 0], (-1, frames, height * width)))
         elif self.score_weights == "shared":
@@ -145,7 +157,7 @@ class SpatialSoftmax(keras.layers.Layer):
             # (HW, C) weights: location i's score is W_i . H_i.
             scores = ops.sum(state * ops.transpose(self.kernel), axis=-1)
         if self.scores == "standardized":
-            scores = self.temperature * z_score(scores, -1, 1e-8)
+            scores = self.temperature * self.score_z_score(scores)
         zero_state = ops.zeros_like(scores[:, :1])
         if self.location_bias:
             scores = scores + self.bias

@@ -1,11 +1,29 @@
-"""`ClipStandardization`: the networks' first layer, zero mean and unit
-variance per clip (or per frame)."""
+"""Standardisation to zero mean and unit variance: `z_score` (Keras'
+`LayerNormalization` without its learned scale and offset), and
+`ClipStandardization`, the networks' first layer, per clip or per frame."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import keras
 
-from recola_sta.model.layers._shapes import PACKAGE, z_score
+from recola_sta.model.layers._shapes import PACKAGE
+
+
+def z_score(axis: int | Sequence[int], epsilon: float, *, dtype=None,
+            name: str = "z_score") -> keras.layers.LayerNormalization:
+    """A layer computing (x - mean) / sqrt(variance + epsilon) over `axis`.
+
+    `keras.layers.LayerNormalization` with `center=False, scale=False` (no
+    learned offset or scale, so no weights) is exactly this standardisation;
+    it computes the moments in float32 whatever the dtype policy. It
+    replaced a hand-written copy (tests/test_layers.py keeps it and checks
+    the two agree to float32 rounding).
+    """
+    axis = list(axis) if isinstance(axis, Sequence) else axis
+    return keras.layers.LayerNormalization(axis=axis, epsilon=epsilon, center=False,
+                                           scale=False, dtype=dtype, name=name)
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
@@ -17,7 +35,8 @@ class ClipStandardization(keras.layers.Layer):
     vary with the recording, not with valence) are removed while the
     differences between its frames are kept. On a prototype this was what
     let the networks learn from [0, 1] frames (BUILD_NOTES.md, Model). A
-    constant clip (e.g. padding) maps to 0.
+    constant clip (e.g. padding) maps to 0. The standardisation is
+    `z_score` (Keras' LayerNormalization without weights) over those axes.
 
     With `per_frame=True` every frame (axis 1) gets its own mean and
     variance over its pixels and channels, so a frame's output does not
@@ -53,10 +72,13 @@ class ClipStandardization(keras.layers.Layer):
                 "ClipStandardization(per_frame=True) expects inputs of shape "
                 f"(batch, time, ...). Received: input_shape={tuple(input_shape)}"
             )
+        # The axes depend on the input's rank: every axis but the batch (and time).
+        axes = range(2 if self.per_frame else 1, len(input_shape))
+        self.z_score = z_score(axes, self.epsilon, dtype=self.dtype_policy)
+        self.z_score.build(input_shape)
 
     def call(self, inputs):
-        axes = tuple(range(2 if self.per_frame else 1, len(inputs.shape)))
-        return z_score(inputs, axes, self.epsilon)
+        return self.z_score(inputs)
 
     def compute_output_shape(self, input_shape):
         return tuple(input_shape)
