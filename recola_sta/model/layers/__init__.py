@@ -29,14 +29,15 @@ from recola_sta.model.layers.attention import (
 )
 from recola_sta.model.layers.augmentation import RGB_TO_YIQ, ClipAugmentation
 from recola_sta.model.layers.convlstm import (
-    PEEPHOLE_MODES, UPSAMPLING_MODES, FrameUpsampling2D, PeepholeConvLSTM2D, TemporalDecoder,
+    LEGACY_UPSAMPLING, PEEPHOLE_MODES, UPSAMPLING_MODES, FrameUpsampling2D, PeepholeConvLSTM2D,
+    TemporalDecoder,
 )
 from recola_sta.model.layers.recurrent import CausalWindowLSTM
 from recola_sta.model.layers.standardization import ClipStandardization
 
 __all__ = [
-    "ATTENTION_SCALES", "ATTENTION_SCORES", "ATTENTION_WEIGHTS", "PEEPHOLE_MODES",
-    "RGB_TO_YIQ", "UPSAMPLING_MODES",
+    "ATTENTION_SCALES", "ATTENTION_SCORES", "ATTENTION_WEIGHTS", "LEGACY_UPSAMPLING",
+    "PEEPHOLE_MODES", "RGB_TO_YIQ", "UPSAMPLING_MODES",
     "AttentionMultiply", "CausalWindowLSTM", "ClipAugmentation", "ClipStandardization",
     "FrameUpsampling2D", "PeepholeConvLSTM2D", "SpatialSoftmax", "TemporalDecoder",
 ]

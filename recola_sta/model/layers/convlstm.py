@@ -15,6 +15,12 @@ from recola_sta.model.layers._shapes import (
 
 PEEPHOLE_MODES = ("conv", "hadamard")
 UPSAMPLING_MODES = ("transposed", "bilinear", "nearest")
+# The error of a `.keras` archive saved before FrameUpsampling2D's weights
+# moved into a Keras convolution layer (Keras quotes it inside its own
+# "could not be loaded" message, so a caller can look for it).
+LEGACY_UPSAMPLING = ("the .keras archive was saved by an earlier recola_sta whose decoder "
+                     "enlargement kept its own kernel; this version cannot load it, "
+                     "train the model again")
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
@@ -220,6 +226,13 @@ class FrameUpsampling2D(keras.layers.Layer):
             al., 2016).
         `"bilinear"` / `"nearest"`: resize x2, then a 3x3 convolution.
 
+    The convolution is a Keras layer (`conv`) whose kernel is 1 frame deep,
+    so every frame is enlarged on its own: `Conv3DTranspose` with kernel
+    (1, 4, 4) and strides (1, 2, 2), or `Conv3D` with kernel (1, 3, 3).
+    Weights: its kernel, (1, 4, 4, filters, channels) or (1, 3, 3,
+    channels, filters), and bias. `.keras` archives saved before (kernel
+    and bias of this layer itself) are refused (`LEGACY_UPSAMPLING`).
+
     No activation: the enlargement stays a linear map of the ConvLSTM hidden
     state, so that the attention scores computed from it are still a learned
     linear map of the hidden state, as eq. (2) asks.
@@ -245,31 +258,36 @@ class FrameUpsampling2D(keras.layers.Layer):
         self.filters = positive_int(filters, "filters")
         self.mode = choice(mode, UPSAMPLING_MODES, "mode")
         self.kernel_initializer = initializers.get(kernel_initializer)
+        common = dict(padding="same", kernel_initializer=self.kernel_initializer,
+                      dtype=self.dtype_policy)
+        if self.mode == "transposed":
+            self.conv = keras.layers.Conv3DTranspose(
+                self.filters, (1, 4, 4), strides=(1, 2, 2), name="conv_transpose", **common)
+        else:
+            self.conv = keras.layers.Conv3D(self.filters, (1, 3, 3), name="conv", **common)
 
     def build(self, input_shape):
-        channels = sequence_shape(input_shape, type(self).__name__)[-1]
+        batch, frames, height, width, channels = sequence_shape(input_shape,
+                                                                type(self).__name__)
         if self.mode == "transposed":
-            shape = (4, 4, self.filters, channels)
+            self.conv.build((batch, frames, height, width, channels))
         else:
-            shape = (3, 3, channels, self.filters)
-        self.kernel = self.add_weight(
-            name="kernel", shape=shape, initializer=self.kernel_initializer
-        )
-        self.bias = self.add_weight(
-            name="bias", shape=(self.filters,), initializer="zeros"
-        )
+            self.conv.build((batch, frames, 2 * height, 2 * width, channels))
 
     def call(self, inputs):
-        frames, height, width = inputs.shape[1:4]
-        x = fold_time(inputs)
-        if self.mode == "transposed":
-            x = ops.conv_transpose(x, self.kernel, strides=2, padding="same")
-        else:
-            x = ops.image.resize(
-                x, (2 * height, 2 * width), interpolation=self.mode
-            )
-            x = ops.conv(x, self.kernel, padding="same")
-        return unfold_time(x + self.bias, frames)
+        x = inputs
+        if self.mode != "transposed":
+            frames, height, width = inputs.shape[1:4]
+            x = ops.image.resize(fold_time(x), (2 * height, 2 * width), interpolation=self.mode)
+            x = unfold_time(x, frames)
+        return self.conv(x)
+
+    def load_own_variables(self, store):
+        """Refuses an archive whose weights are this layer's own (saved before
+        they moved to `conv`) with `LEGACY_UPSAMPLING`, not Keras' count."""
+        if len(store.keys()):
+            raise ValueError(f"FrameUpsampling2D {self.name!r}: {LEGACY_UPSAMPLING}")
+        super().load_own_variables(store)
 
     def compute_output_shape(self, input_shape):
         batch, frames, height, width, _ = tuple(input_shape)
