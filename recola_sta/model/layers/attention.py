@@ -67,7 +67,9 @@ class SpatialSoftmax(keras.layers.Layer):
         use_previous_state: see above.
         scores: `"linear"` or `"standardized"`, see above.
         initial_temperature: start value of the temperature (standardized).
-        score_weights: `"shared"` or `"per_location"`, see above.
+        score_weights: `"per_location"` (default, as the networks use),
+            `"shared"` or `"none"`, see above. A config saved without it
+            (before the option existed) loads as `"shared"`.
         score_gain: positive constant g, see above (1: plain eq. 2).
         normalize_state: normalise H over channels first, see above.
         location_bias: learned per-location prior score, see above.
@@ -85,7 +87,7 @@ class SpatialSoftmax(keras.layers.Layer):
         *,
         scores: str = "linear",
         initial_temperature: float = 1.0,
-        score_weights: str = "shared",
+        score_weights: str = "per_location",
         score_gain: float = 1.0,
         normalize_state: bool = False,
         location_bias: bool = False,
@@ -172,6 +174,12 @@ class SpatialSoftmax(keras.layers.Layer):
 
     def compute_output_shape(self, input_shape):
         return tuple(input_shape)[:4]
+
+    @classmethod
+    def from_config(cls, config):
+        # `score_weights` came after the layer: configs saved before it were
+        # all "shared" (the default has since become eq. 2's per_location).
+        return super().from_config({"score_weights": "shared", **config})
 
     def get_config(self):
         return {
