@@ -15,7 +15,9 @@ for emotion recognition", ICASSP 2018, sections 2.2-2.3:
   al.), an LSTM over the last W frames of every frame.
 
 One module per family: `standardization`, `convlstm`, `attention`,
-`recurrent`, `augmentation`; this package re-exports every layer and constant.
+`recurrent`, `augmentation` (also `apply_augmentation`, the augmentation
+mapping the tf.data pipeline runs too); this package re-exports every
+layer, constant and that function.
 
 Every layer uses `keras.ops` only, so it runs on the TensorFlow and JAX
 backends, and is registered for `.keras` saving under the package name
@@ -27,7 +29,7 @@ Python loop over time).
 from recola_sta.model.layers.attention import (
     ATTENTION_SCALES, ATTENTION_SCORES, ATTENTION_WEIGHTS, AttentionMultiply, SpatialSoftmax,
 )
-from recola_sta.model.layers.augmentation import RGB_TO_YIQ, ClipAugmentation
+from recola_sta.model.layers.augmentation import RGB_TO_YIQ, ClipAugmentation, apply_augmentation
 from recola_sta.model.layers.convlstm import (
     LEGACY_UPSAMPLING, PEEPHOLE_MODES, UPSAMPLING_MODES, FrameUpsampling2D, PeepholeConvLSTM2D,
     TemporalDecoder,
@@ -40,4 +42,5 @@ __all__ = [
     "PEEPHOLE_MODES", "RGB_TO_YIQ", "UPSAMPLING_MODES",
     "AttentionMultiply", "CausalWindowLSTM", "ClipAugmentation", "ClipStandardization",
     "FrameUpsampling2D", "PeepholeConvLSTM2D", "SpatialSoftmax", "TemporalDecoder",
+    "apply_augmentation",
 ]
