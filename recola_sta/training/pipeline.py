@@ -34,9 +34,11 @@ import os
 import pathlib
 from typing import Sequence
 
+import numpy as np
 import tensorflow as tf
 
 from recola_sta import cache
+from recola_sta.clips import clip_frame_index
 from recola_sta.model import layers
 from recola_sta.cache import shards
 from recola_sta.data.corpora import PARTITIONS
@@ -467,6 +469,30 @@ def train_epochs(
     return _with_determinism(ds, deterministic)
 
 
+def _complete_clip_fn(frames: int, size: int, targets: tuple[str, ...]):
+    """The step of `eval_dataset` that turns the k <= `frames` samples of one
+    clip into a whole clip: images completed as `clip_frame_index` completes
+    a recording's last clip (the last frame repeated), labels 0 and weights 0
+    on the padding."""
+    # Row k - 1: the frames of a clip of k samples.
+    index = tf.constant(np.concatenate([clip_frame_index(k, frames) for k in range(1, frames + 1)]))
+
+    def pad(images: tf.Tensor, labels: tf.Tensor, found: tf.Tensor):
+        images, labels, weights = _to_clip(images, labels, found)
+        count = tf.shape(images)[0]
+        missing = frames - count
+        images = tf.gather(images, index[count - 1])
+        labels = tf.pad(labels, [[0, missing], [0, 0]])
+        weights = tf.pad(weights, [[0, missing]] + [[0, 0]] * (len(weights.shape) - 1))
+        return (
+            tf.ensure_shape(images, [frames, size, size, 3]),
+            tf.ensure_shape(labels, [frames, len(targets)]),
+            tf.ensure_shape(weights, _weights_shape(frames, targets)),
+        )
+
+    return pad
+
+
 def eval_dataset(
     cache_dir: str | os.PathLike,
     entry: cache.CacheEntry | str,
@@ -506,21 +532,8 @@ def eval_dataset(
     if entry.num_samples == 0:
         raise ValueError(f"Recording {entry.name!r} of the cache {cache_dir} has no samples.")
     path = _shard_file(cache_dir, entry)
-    size = manifest.size
     parse = _parse_fn(list(entry.targets), targets)
-
-    def pad(images: tf.Tensor, labels: tf.Tensor, found: tf.Tensor):
-        images, labels, weights = _to_clip(images, labels, found)
-        missing = frames - tf.shape(images)[0]
-        images = tf.concat([images, tf.repeat(images[-1:], missing, axis=0)], axis=0)
-        labels = tf.pad(labels, [[0, missing], [0, 0]])
-        weights = tf.pad(weights, [[0, missing]] + [[0, 0]] * (len(weights.shape) - 1))
-        return (
-            tf.ensure_shape(images, [frames, size, size, 3]),
-            tf.ensure_shape(labels, [frames, len(targets)]),
-            tf.ensure_shape(weights, _weights_shape(frames, targets)),
-        )
-
+    pad = _complete_clip_fn(frames, manifest.size, targets)
     ds = (
         tf.data.TFRecordDataset(path)
         .map(parse, num_parallel_calls=AUTOTUNE, deterministic=True)

@@ -63,7 +63,8 @@ def apply_augmentation(clips, flip, brightness, contrast, saturation, angle):
     x = ops.cast(clips, "float32")
     flip = ops.reshape(ops.convert_to_tensor(flip), (-1,))
     brightness, contrast, saturation, angle = (
-        ops.reshape(ops.cast(p, "float32"), (-1,)) for p in (brightness, contrast, saturation, angle))
+        ops.reshape(ops.cast(p, "float32"), (-1,))
+        for p in (brightness, contrast, saturation, angle))
     one_clip = len(x.shape) == 4
     if one_clip:
         # A branch, not a select: no second pass over the clip (in tf.data
