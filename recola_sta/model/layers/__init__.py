@@ -13,13 +13,15 @@ for emotion recognition", ICASSP 2018, sections 2.2-2.3:
 - `AttentionMultiply`: eq. (3), X'' = A (.) X', rescaled (see the class).
 - `CausalWindowLSTM`: the recurrent layer of the CNN+RNN rows (Khorrami et
   al.), an LSTM over the last W frames of every frame.
+- `ClipAugmentation`: the training's per-clip flip and colour change, as the
+  model's first layer (identity at inference).
 
 One module per family: `standardization`, `convlstm`, `attention`,
 `recurrent`, `augmentation` (also `apply_augmentation`, the augmentation
 mapping the tf.data pipeline runs too); this package re-exports every
 layer, constant and that function.
 
-Every layer uses `keras.ops` only, so it runs on the TensorFlow and JAX
+Every layer is made of `keras.ops` and Keras layers only, so it runs on the TensorFlow and JAX
 backends, and is registered for `.keras` saving under the package name
 "recola_sta". Sequences are channels-last, `(batch, time, height, width,
 channels)`; time, height and width must be static (the ConvLSTM unrolls a

@@ -18,8 +18,8 @@ def z_score(axis: int | Sequence[int], epsilon: float, *, dtype=None,
     `keras.layers.LayerNormalization` with `center=False, scale=False` (no
     learned offset or scale, so no weights) is exactly this standardisation;
     it computes the moments in float32 whatever the dtype policy. It
-    replaced a hand-written copy (tests/test_layers.py keeps it and checks
-    the two agree to float32 rounding).
+    replaced a hand-written copy (tests/test_layer_replacements.py keeps it
+    and checks the two agree to float32 rounding).
     """
     axis = list(axis) if isinstance(axis, Sequence) else axis
     return keras.layers.LayerNormalization(axis=axis, epsilon=epsilon, center=False,
