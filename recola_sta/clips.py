@@ -16,22 +16,33 @@ import numpy as np
 from recola_sta import resample
 
 
+def clip_frame_index(num_frames: int, clip_length: int) -> np.ndarray:
+    """The sample each frame of each clip shows: (ceil(N / T), T) int64.
+
+    Clip `i`, frame `j` is sample `i * T + j`; the last clip is completed by
+    repeating the last sample. The one padding rule of `split_into_clips`
+    (NumPy) and `pipeline.eval_dataset` (tf.data gathers with it).
+
+    Raises:
+        ValueError: `num_frames` is 0 or `clip_length` is not positive.
+    """
+    if clip_length <= 0:
+        raise ValueError(f"clip_length must be positive, got {clip_length}.")
+    if num_frames == 0:
+        raise ValueError("Cannot cut an empty recording into clips.")
+    num_clips = -(-num_frames // clip_length)
+    index = np.minimum(np.arange(num_clips * clip_length), num_frames - 1)
+    return index.reshape(num_clips, clip_length)
+
+
 def split_into_clips(frames: np.ndarray, clip_length: int) -> np.ndarray:
-    """Splits (N, ...) samples into (ceil(N / T), T, ...) clips, edge-padded.
+    """Splits (N, ...) samples into (ceil(N / T), T, ...) clips, edge-padded
+    (`clip_frame_index`).
 
     Raises:
         ValueError: `frames` is empty or `clip_length` is not positive.
     """
-    if clip_length <= 0:
-        raise ValueError(f"clip_length must be positive, got {clip_length}.")
-    n = frames.shape[0]
-    if n == 0:
-        raise ValueError("Cannot cut an empty recording into clips.")
-    num_clips = -(-n // clip_length)
-    pad = num_clips * clip_length - n
-    if pad:
-        frames = np.concatenate([frames, np.repeat(frames[-1:], pad, axis=0)])
-    return frames.reshape((num_clips, clip_length) + frames.shape[1:])
+    return frames[clip_frame_index(frames.shape[0], clip_length)]
 
 
 def predict_clips(

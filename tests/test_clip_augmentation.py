@@ -21,20 +21,67 @@ def _clips(n=3, seed=0):
     return np.random.default_rng(seed).uniform(0.1, 0.9, (n, FRAMES, 6, 6, 3)).astype("float32")
 
 
-def test_same_mapping_as_the_pipeline_for_the_same_draws():
+def _tf_data_mapping_before(clip, *, flip, brightness, contrast, saturation, angle):
+    """The tf.data pipeline's own copy of the mapping (`pipeline.apply_augmentation`)
+    before the pipeline and the layer shared `layers.apply_augmentation`,
+    kept here as the reference: one clip, float32 or uint8 (T, H, W, 3)."""
+    scale = 1.0 / 255.0 if clip.dtype == tf.uint8 else 1.0
+    clip = tf.cast(clip, tf.float32)
+    clip = tf.cond(flip, lambda: tf.reverse(clip, axis=[2]), lambda: clip)
+    yiq = tf.constant(layers.RGB_TO_YIQ, tf.float32)
+    cos, sin = saturation * tf.cos(angle), saturation * tf.sin(angle)
+    chroma = tf.stack([tf.stack([1.0, 0.0, 0.0]), tf.stack([0.0, cos, -sin]),
+                       tf.stack([0.0, sin, cos])])
+    color = tf.linalg.inv(yiq) @ chroma @ yiq
+    mean = tf.reduce_mean(clip, axis=[0, 1, 2]) * scale + brightness
+    offset = tf.linalg.matvec(color, (1.0 - contrast) * mean + contrast * brightness)
+    clip = tf.einsum("thwc,dc->thwd", clip, (contrast * scale) * color) + offset
+    return tf.clip_by_value(clip, 0.0, 1.0)
+
+
+DRAWS = dict(flip=np.array([True, False, True]),
+             brightness=np.array([0.05, -0.08, 0.0], "float32"),
+             contrast=np.array([0.85, 1.2, 1.0], "float32"),
+             saturation=np.array([1.1, 0.0, 0.9], "float32"),
+             angle=np.array([0.1, -0.15, 0.0], "float32"))
+
+
+def _draw(k):
+    return {name: tf.constant(values[k]) for name, values in DRAWS.items()}
+
+
+def test_batch_and_single_clips_map_as_the_tf_data_mapping_did():
     clips = _clips()
-    flip = np.array([True, False, True])
-    brightness = np.array([0.05, -0.08, 0.0], "float32")
-    contrast = np.array([0.85, 1.2, 1.0], "float32")
-    saturation = np.array([1.1, 0.0, 0.9], "float32")
-    angle = np.array([0.1, -0.15, 0.0], "float32")
-    batch = keras.ops.convert_to_numpy(layers.ClipAugmentation.apply(
-        clips, flip, brightness, contrast, saturation, angle))
+    batch = keras.ops.convert_to_numpy(layers.apply_augmentation(clips, **DRAWS))
     for k in range(len(clips)):
-        one = pipeline.apply_augmentation(
-            tf.constant(clips[k]), flip=tf.constant(flip[k]), brightness=brightness[k],
-            contrast=contrast[k], saturation=saturation[k], angle=angle[k])
-        np.testing.assert_allclose(batch[k], one.numpy(), atol=2e-5)
+        want = _tf_data_mapping_before(tf.constant(clips[k]), **_draw(k)).numpy()
+        np.testing.assert_allclose(batch[k], want, atol=2e-5)  # the layer's batched path
+        one = layers.apply_augmentation(tf.constant(clips[k]), **_draw(k))  # tf.data's path
+        np.testing.assert_allclose(one.numpy(), want, atol=2e-5)
+    assert not np.allclose(batch[0], clips[0], atol=1e-2)  # the draws do change the clips
+    np.testing.assert_allclose(batch[1], np.broadcast_to(batch[1][..., :1], batch[1].shape),
+                               atol=1e-6)  # saturation 0: grey
+
+
+def test_uint8_clips_fold_the_conversion_into_the_colour_matrix():
+    clip = (_clips(1)[0] * 255).round().astype("uint8")
+    for k in range(len(DRAWS["flip"])):
+        got = layers.apply_augmentation(tf.constant(clip), **_draw(k)).numpy()
+        want = _tf_data_mapping_before(tf.constant(clip), **_draw(k)).numpy()
+        np.testing.assert_allclose(got, want, atol=2e-5)
+        as_float = layers.apply_augmentation(tf.constant(clip / np.float32(255)), **_draw(k))
+        np.testing.assert_allclose(got, as_float.numpy(), atol=2e-5)
+
+
+def test_flip_mirrors_only_the_drawn_clips():
+    clips = _clips()
+    identity = dict(brightness=np.zeros(3, "float32"), contrast=np.ones(3, "float32"),
+                    saturation=np.ones(3, "float32"), angle=np.zeros(3, "float32"))
+    out = keras.ops.convert_to_numpy(
+        layers.apply_augmentation(clips, flip=DRAWS["flip"], **identity))
+    np.testing.assert_allclose(out[0], clips[0][:, :, ::-1], atol=1e-5)
+    np.testing.assert_allclose(out[1], clips[1], atol=1e-5)
+    np.testing.assert_allclose(out[2], clips[2][:, :, ::-1], atol=1e-5)
 
 
 def test_one_draw_per_clip_in_training_and_identity_at_inference():

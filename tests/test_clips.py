@@ -49,3 +49,26 @@ def test_samples_to_grid_interpolates_missed_faces_and_flags_the_nearest_sample(
     out, grid_found = clips.samples_to_grid(times, values, found, grid)
     np.testing.assert_allclose(out, [0.0, 0.4, 1.0, 1.6, 4.0])
     assert grid_found.tolist() == [True, True, False, True, True]
+
+
+def _split_before(frames, clip_length):
+    """split_into_clips as it was before it gathered with clip_frame_index."""
+    n = frames.shape[0]
+    num_clips = -(-n // clip_length)
+    pad = num_clips * clip_length - n
+    if pad:
+        frames = np.concatenate([frames, np.repeat(frames[-1:], pad, axis=0)])
+    return frames.reshape((num_clips, clip_length) + frames.shape[1:])
+
+
+@pytest.mark.parametrize("n", [1, 3, 4, 5, 8, 17])
+@pytest.mark.parametrize("clip_length", [1, 4, 16])
+def test_split_equals_the_concatenating_one(n, clip_length):
+    frames = np.random.default_rng(n).integers(0, 256, (n, 3, 2, 3), dtype=np.uint8)
+    out = clips.split_into_clips(frames, clip_length)
+    np.testing.assert_array_equal(out, _split_before(frames, clip_length))
+    assert out.dtype == frames.dtype
+    index = clips.clip_frame_index(n, clip_length)
+    assert index.shape == out.shape[:2]
+    np.testing.assert_array_equal(index.reshape(-1)[:n], np.arange(n))
+    assert (index.reshape(-1)[n:] == n - 1).all()

@@ -148,11 +148,13 @@ def test_convlstm_initialisation_and_training_step():
         ),
         layers.FrameUpsampling2D(2, "bilinear"),
         layers.TemporalDecoder((3, 2), "nearest", peepholes=False),
-        layers.SpatialSoftmax(use_previous_state=False),
-        layers.SpatialSoftmax(scores="standardized", initial_temperature=2.0),
+        layers.SpatialSoftmax(use_previous_state=False, score_weights="shared"),
+        layers.SpatialSoftmax(scores="standardized", initial_temperature=2.0,
+                              score_weights="shared"),
         layers.SpatialSoftmax(score_weights="per_location", score_gain=10.0,
                               normalize_state=True),
-        layers.SpatialSoftmax(location_bias=True, score_gain=5.0),
+        layers.SpatialSoftmax(location_bias=True, score_gain=5.0, score_weights="shared"),
+        layers.SpatialSoftmax(),  # per_location
     ],
     ids=lambda layer: type(layer).__name__,
 )
@@ -207,13 +209,13 @@ def test_temporal_decoder_restores_input_size():
     decoder = layers.TemporalDecoder((4, 3, 2))
     assert decoder(x).shape == (2, 3, 32, 32, 2)
     assert decoder.compute_output_shape((None, 3, 4, 4, 5)) == (None, 3, 32, 32, 2)
-    names = {w.path.split("/")[-2] for w in decoder.weights}
+    names = {w.path.split("/")[1] for w in decoder.weights}  # temporal_decoder/<stage>/...
     assert names == {f"{kind}_{k}" for kind in ("convlstm", "upsampling") for k in (1, 2, 3)}
 
 
 def test_spatial_softmax_sums_to_one_and_first_frame_is_uniform():
     x = _rng(9).normal(size=(2, 4, 3, 5, 6)).astype("float32")
-    previous = layers.SpatialSoftmax()  # use_previous_state=True
+    previous = layers.SpatialSoftmax(score_weights="shared")  # use_previous_state=True
     a = keras.ops.convert_to_numpy(previous(x))
     assert a.shape == (2, 4, 3, 5)
     assert (a >= 0).all()
@@ -222,7 +224,7 @@ def test_spatial_softmax_sums_to_one_and_first_frame_is_uniform():
     np.testing.assert_allclose(a[:, 0], 1 / 15, atol=1e-7)
     assert a[:, 1:].std(axis=(2, 3)).min() > 1e-3  # later frames are not
     # Frame t's map is what the own-state layer gives for frame t-1.
-    current = layers.SpatialSoftmax(use_previous_state=False)
+    current = layers.SpatialSoftmax(use_previous_state=False, score_weights="shared")
     current.build(x.shape)
     current.set_weights(previous.get_weights())
     a_current = keras.ops.convert_to_numpy(current(x))
@@ -236,7 +238,8 @@ def test_spatial_softmax_sums_to_one_and_first_frame_is_uniform():
 
 def test_standardized_scores_are_temperature_times_z_scores():
     x = _rng(11).normal(size=(2, 4, 3, 5, 6)).astype("float32") * 0.01  # a small state
-    layer = layers.SpatialSoftmax(scores="standardized", initial_temperature=1.5)
+    layer = layers.SpatialSoftmax(scores="standardized", initial_temperature=1.5,
+                                  score_weights="shared")
     a = keras.ops.convert_to_numpy(layer(x))
     np.testing.assert_allclose(a.sum(axis=(2, 3)), 1, atol=1e-6)
     np.testing.assert_allclose(a[:, 0], 1 / 15, atol=1e-7)  # frame 1: zero state
@@ -249,7 +252,7 @@ def test_standardized_scores_are_temperature_times_z_scores():
     np.testing.assert_allclose(a[:, 1:], want[:, :-1], rtol=1e-3, atol=1e-6)  # float32 z-scores
     # However small the state, the map is as sharp as the temperature says:
     # the linear scores of the same state leave it almost uniform.
-    linear = layers.SpatialSoftmax()
+    linear = layers.SpatialSoftmax(score_weights="shared")
     linear.build(x.shape)
     linear.set_weights([kernel])
     flat = keras.ops.convert_to_numpy(linear(x))
@@ -275,7 +278,7 @@ def test_per_location_weights_match_eq2_in_numpy():
     same = np.broadcast_to(x[:, :, :1, :1], x.shape).copy()
     b = keras.ops.convert_to_numpy(layer(same))
     assert b[:, 1:].std(axis=(2, 3)).min() > 1e-4
-    shared = keras.ops.convert_to_numpy(layers.SpatialSoftmax()(same))
+    shared = keras.ops.convert_to_numpy(layers.SpatialSoftmax(score_weights="shared")(same))
     np.testing.assert_allclose(shared, 1 / 15, atol=1e-6)
 
 
@@ -296,8 +299,8 @@ def test_normalized_state_is_z_scored_over_channels_before_eq2():
 
 def test_location_bias_is_a_prior_shared_by_every_frame_including_the_first():
     x = _rng(15).normal(size=(2, 3, 2, 2, 4)).astype("float32")
-    layer = layers.SpatialSoftmax(location_bias=True, score_gain=2.0)
-    plain = layers.SpatialSoftmax(score_gain=2.0)
+    layer = layers.SpatialSoftmax(location_bias=True, score_gain=2.0, score_weights="shared")
+    plain = layers.SpatialSoftmax(score_gain=2.0, score_weights="shared")
     plain(x)
     layer(x)
     layer.set_weights([plain.get_weights()[0], np.zeros(4, "float32")])
@@ -408,6 +411,19 @@ def test_clip_standardization_per_frame():
     per_clip = layers.ClipStandardization()
     assert not np.allclose(keras.ops.convert_to_numpy(per_clip(other))[0, 1:],
                            keras.ops.convert_to_numpy(per_clip(x))[0, 1:], atol=1e-3)
+
+
+def test_spatial_softmax_config_without_score_weights_loads_shared():
+    # The option came after the layer: every config saved before it was
+    # shared, whatever the default (per_location, as the networks use).
+    assert layers.SpatialSoftmax().score_weights == "per_location"
+    config = layers.SpatialSoftmax(score_weights="shared", name="attention").get_config()
+    del config["score_weights"]
+    assert layers.SpatialSoftmax.from_config(config).score_weights == "shared"
+    serialized = keras.saving.serialize_keras_object(layers.SpatialSoftmax())
+    del serialized["config"]["score_weights"]
+    revived = keras.saving.deserialize_keras_object(serialized)
+    assert isinstance(revived, layers.SpatialSoftmax) and revived.score_weights == "shared"
 
 
 def test_clip_standardization_config_without_per_frame_loads_per_clip():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import inspect
 import os
 import subprocess
 import sys
@@ -12,7 +13,7 @@ import keras
 import numpy as np
 import pytest
 
-from recola_sta.model import networks
+from recola_sta.model import layers, networks
 
 FRAMES, SIZE = 4, 16
 TINY = {"fc_units": 16}
@@ -281,3 +282,37 @@ def test_sta_runs_under_jax_backend_with_the_same_outputs(tmp_path):
     )
     assert result.returncode == 0, result.stderr[-3000:]
     np.testing.assert_allclose(np.load(tmp_path / "y.npy"), _predict(model, x), atol=1e-4)
+
+
+def _network_default(option: str):
+    """The value `build_model` uses for `option` when it is not given."""
+    return networks.DEFAULT_OPTIONS[option]
+
+
+# (layer, its argument, the network option that sets it)
+LAYER_DEFAULTS = [
+    ("SpatialSoftmax", "use_previous_state", "use_previous_state"),
+    ("SpatialSoftmax", "scores", "attention_scores"),
+    ("SpatialSoftmax", "initial_temperature", "attention_temperature"),
+    ("SpatialSoftmax", "score_weights", "attention_weights"),
+    ("SpatialSoftmax", "score_gain", "attention_score_gain"),
+    ("SpatialSoftmax", "normalize_state", "attention_normalize_state"),
+    ("SpatialSoftmax", "location_bias", "attention_location_bias"),
+    ("AttentionMultiply", "scale", "attention_scale"),
+    ("TemporalDecoder", "filters", "decoder_filters"),
+    ("TemporalDecoder", "upsampling", "upsampling"),
+    ("TemporalDecoder", "peepholes", "peepholes"),
+    ("TemporalDecoder", "peephole_mode", "peephole_mode"),
+    ("TemporalDecoder", "unit_forget_bias", "unit_forget_bias"),
+    ("PeepholeConvLSTM2D", "peepholes", "peepholes"),
+    ("PeepholeConvLSTM2D", "peephole_mode", "peephole_mode"),
+    ("PeepholeConvLSTM2D", "unit_forget_bias", "unit_forget_bias"),
+    ("FrameUpsampling2D", "mode", "upsampling"),
+]
+
+
+@pytest.mark.parametrize("layer, argument, option", LAYER_DEFAULTS,
+                         ids=[f"{layer}.{argument}" for layer, argument, _ in LAYER_DEFAULTS])
+def test_layer_defaults_are_the_network_defaults(layer, argument, option):
+    default = inspect.signature(getattr(layers, layer)).parameters[argument].default
+    assert default == _network_default(option)

@@ -283,3 +283,27 @@ def test_default_training_pipeline_covers_the_epoch(cache_dir):
     assert np.isfinite(x).all() and np.isfinite(y).all() and 0.0 <= x.min() and x.max() <= 1.0
     # No face at train_1 samples 3 and 17, NaN label at 20 (dev_1 sample 12 is dropped).
     assert w.sum() == 8 * 8 - 3
+
+
+def _complete_clip_before(images, labels, weights, frames):
+    """eval_dataset's padding before it gathered with clips.clip_frame_index."""
+    missing = frames - tf.shape(images)[0]
+    images = tf.concat([images, tf.repeat(images[-1:], missing, axis=0)], axis=0)
+    labels = tf.pad(labels, [[0, missing], [0, 0]])
+    weights = tf.pad(weights, [[0, missing]] + [[0, 0]] * (len(weights.shape) - 1))
+    return images, labels, weights
+
+
+@pytest.mark.parametrize("targets", [("valence",), ("valence", "arousal")])
+def test_eval_clips_are_completed_as_before(targets):
+    frames = 5
+    complete = tf.function(pipeline._complete_clip_fn(frames, S, targets))
+    rng = np.random.default_rng(0)
+    for count in range(1, frames + 1):
+        images = tf.constant(rng.integers(0, 256, (count, S, S, 3), dtype=np.uint8))
+        labels = tf.constant(rng.normal(size=(count, len(targets))).astype(np.float32))
+        found = tf.constant(rng.random(count) < 0.8)
+        got = complete(images, labels, found)
+        want = _complete_clip_before(*pipeline._to_clip(images, labels, found), frames)
+        for a, b in zip(got, want):
+            np.testing.assert_array_equal(a.numpy(), b.numpy())

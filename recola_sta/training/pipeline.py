@@ -34,9 +34,11 @@ import os
 import pathlib
 from typing import Sequence
 
+import numpy as np
 import tensorflow as tf
 
 from recola_sta import cache
+from recola_sta.clips import clip_frame_index
 from recola_sta.model import layers
 from recola_sta.cache import shards
 from recola_sta.data.corpora import PARTITIONS
@@ -87,11 +89,9 @@ class Augmentation:
 def augment_clip(clip: tf.Tensor, seed: tf.Tensor, params: Augmentation = Augmentation()) -> tf.Tensor:
     """Applies one random flip and colour change to every frame of a clip.
 
-    The colour change (brightness offset, contrast about the clip's mean
-    colour, saturation and hue about the luma axis) is affine in RGB, so it
-    is composed into one 3x3 matrix and offset per clip and applied in one
-    pass: the same pixel-value mapping for every frame, and ~2.5x cheaper than
-    `tf.image.adjust_saturation` / `adjust_hue`, which go through HSV.
+    Draws the parameters from `seed` and applies `layers.apply_augmentation`
+    (the mapping `layers.ClipAugmentation` applies inside the model): the
+    same pixel-value mapping for every frame.
 
     Args:
         clip: float32 (T, H, W, 3) in [0, 1], or uint8 (T, H, W, 3) (the
@@ -107,7 +107,7 @@ def augment_clip(clip: tf.Tensor, seed: tf.Tensor, params: Augmentation = Augmen
     def uniform(k: int, lo: float, hi: float) -> tf.Tensor:
         return tf.random.stateless_uniform([], seeds[k], lo, hi)
 
-    return apply_augmentation(
+    return layers.apply_augmentation(
         clip,
         flip=uniform(0, 0.0, 1.0) < params.flip_probability,
         brightness=uniform(1, -params.max_brightness, params.max_brightness),
@@ -115,33 +115,6 @@ def augment_clip(clip: tf.Tensor, seed: tf.Tensor, params: Augmentation = Augmen
         saturation=uniform(3, *params.saturation),
         angle=2.0 * math.pi * uniform(4, -params.max_hue, params.max_hue),
     )
-
-
-def apply_augmentation(clip: tf.Tensor, *, flip: tf.Tensor, brightness: tf.Tensor,
-                       contrast: tf.Tensor, saturation: tf.Tensor, angle: tf.Tensor
-                       ) -> tf.Tensor:
-    """`augment_clip` with its draws given: one flip and colour change for
-    every frame of a clip (float32 or uint8 (T, H, W, 3)); `angle` is the
-    hue rotation in radians. `layers.ClipAugmentation` computes the same
-    mapping for a batch of clips inside the model (tested to agree)."""
-    scale = 1.0 / 255.0 if clip.dtype == tf.uint8 else 1.0
-    clip = tf.cast(clip, tf.float32)
-    clip = tf.cond(flip, lambda: tf.reverse(clip, axis=[2]), lambda: clip)
-
-    # x -> contrast * (x + brightness - m) + m, m = the clip's mean colour after
-    # the brightness offset; then chroma scaled by `saturation`, rotated by `angle`.
-    yiq = tf.constant(layers.RGB_TO_YIQ, tf.float32)
-    cos, sin = saturation * tf.cos(angle), saturation * tf.sin(angle)
-    chroma = tf.stack([
-        tf.stack([1.0, 0.0, 0.0]),
-        tf.stack([0.0, cos, -sin]),
-        tf.stack([0.0, sin, cos]),
-    ])
-    color = tf.linalg.inv(yiq) @ chroma @ yiq  # acts on column vectors
-    mean = tf.reduce_mean(clip, axis=[0, 1, 2]) * scale + brightness
-    offset = tf.linalg.matvec(color, (1.0 - contrast) * mean + contrast * brightness)
-    clip = tf.einsum("thwc,dc->thwd", clip, (contrast * scale) * color) + offset
-    return tf.clip_by_value(clip, 0.0, 1.0)
 
 
 def _select_entries(
@@ -496,6 +469,30 @@ def train_epochs(
     return _with_determinism(ds, deterministic)
 
 
+def _complete_clip_fn(frames: int, size: int, targets: tuple[str, ...]):
+    """The step of `eval_dataset` that turns the k <= `frames` samples of one
+    clip into a whole clip: images completed as `clip_frame_index` completes
+    a recording's last clip (the last frame repeated), labels 0 and weights 0
+    on the padding."""
+    # Row k - 1: the frames of a clip of k samples.
+    index = tf.constant(np.concatenate([clip_frame_index(k, frames) for k in range(1, frames + 1)]))
+
+    def pad(images: tf.Tensor, labels: tf.Tensor, found: tf.Tensor):
+        images, labels, weights = _to_clip(images, labels, found)
+        count = tf.shape(images)[0]
+        missing = frames - count
+        images = tf.gather(images, index[count - 1])
+        labels = tf.pad(labels, [[0, missing], [0, 0]])
+        weights = tf.pad(weights, [[0, missing]] + [[0, 0]] * (len(weights.shape) - 1))
+        return (
+            tf.ensure_shape(images, [frames, size, size, 3]),
+            tf.ensure_shape(labels, [frames, len(targets)]),
+            tf.ensure_shape(weights, _weights_shape(frames, targets)),
+        )
+
+    return pad
+
+
 def eval_dataset(
     cache_dir: str | os.PathLike,
     entry: cache.CacheEntry | str,
@@ -535,21 +532,8 @@ def eval_dataset(
     if entry.num_samples == 0:
         raise ValueError(f"Recording {entry.name!r} of the cache {cache_dir} has no samples.")
     path = _shard_file(cache_dir, entry)
-    size = manifest.face.size
     parse = _parse_fn(list(entry.targets), targets)
-
-    def pad(images: tf.Tensor, labels: tf.Tensor, found: tf.Tensor):
-        images, labels, weights = _to_clip(images, labels, found)
-        missing = frames - tf.shape(images)[0]
-        images = tf.concat([images, tf.repeat(images[-1:], missing, axis=0)], axis=0)
-        labels = tf.pad(labels, [[0, missing], [0, 0]])
-        weights = tf.pad(weights, [[0, missing]] + [[0, 0]] * (len(weights.shape) - 1))
-        return (
-            tf.ensure_shape(images, [frames, size, size, 3]),
-            tf.ensure_shape(labels, [frames, len(targets)]),
-            tf.ensure_shape(weights, _weights_shape(frames, targets)),
-        )
-
+    pad = _complete_clip_fn(frames, manifest.face.size, targets)
     ds = (
         tf.data.TFRecordDataset(path)
         .map(parse, num_parallel_calls=AUTOTUNE, deterministic=True)
