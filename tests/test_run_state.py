@@ -271,3 +271,23 @@ def test_a_run_folder_of_an_earlier_version_still_resumes_and_evaluates(tmp_path
     assert run_state.read_state(run)["best"] is None
     run_state.settle(run)
     assert not (run / "best.keras").exists()
+
+
+def test_an_archive_of_the_older_decoder_is_refused_in_one_line(tmp_path, monkeypatch):
+    """Keras quotes the layer's refusal inside a message of several lines;
+    the run's loader gives the one line, naming the file and what to do."""
+    from recola_sta.model import layers
+
+    path = tmp_path / "best.keras"
+    _model().save(path)
+
+    def old_archive(*args, **kwargs):
+        raise ValueError(f"A total of 1 objects could not be loaded.\n"
+                         f"Exception: {layers.LEGACY_UPSAMPLING}\nList of objects: ...")
+
+    monkeypatch.setattr(keras.models, "load_model", old_archive)
+    with pytest.raises(run_state.RunFileError) as raised:
+        run_state.load_model(path, "unused")
+    message = str(raised.value)
+    assert "\n" not in message and str(path) in message
+    assert "train the model again" in message and "python -m recola_sta.train" in message

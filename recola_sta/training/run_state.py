@@ -220,6 +220,13 @@ def load_model(path: pathlib.Path, hint: str, **kwargs):
         return keras.models.load_model(path, **kwargs)
     except (zipfile.BadZipFile, EOFError) as e:
         raise RunFileError(f"{path} is corrupt ({e}); {hint}.") from None
+    except ValueError as e:
+        from recola_sta.model import layers
+
+        if layers.LEGACY_UPSAMPLING in str(e):  # Keras quotes it in several lines of its own
+            raise RunFileError(f"{path}: {layers.LEGACY_UPSAMPLING} in a new --run_dir "
+                               "(python -m recola_sta.train).") from None
+        raise
 
 
 def best_model_path(run_dir: pathlib.Path) -> pathlib.Path:
