@@ -413,23 +413,10 @@ def test_clip_standardization_per_frame():
                            keras.ops.convert_to_numpy(per_clip(x))[0, 1:], atol=1e-3)
 
 
-def test_spatial_softmax_config_without_score_weights_loads_shared():
-    # The option came after the layer: every config saved before it was
-    # shared, whatever the default (per_location, as the networks use).
-    assert layers.SpatialSoftmax().score_weights == "per_location"
-    config = layers.SpatialSoftmax(score_weights="shared", name="attention").get_config()
-    del config["score_weights"]
-    assert layers.SpatialSoftmax.from_config(config).score_weights == "shared"
-    serialized = keras.saving.serialize_keras_object(layers.SpatialSoftmax())
-    del serialized["config"]["score_weights"]
-    revived = keras.saving.deserialize_keras_object(serialized)
-    assert isinstance(revived, layers.SpatialSoftmax) and revived.score_weights == "shared"
-
-
 def test_clip_standardization_config_without_per_frame_loads_per_clip():
     config = layers.ClipStandardization(per_frame=True, name="standardize").get_config()
     assert config["per_frame"] is True
-    del config["per_frame"]  # as saved before the option existed
+    del config["per_frame"]  # a config that leaves it out: the default, per clip
     assert layers.ClipStandardization.from_config(config).per_frame is False
     serialized = keras.saving.serialize_keras_object(layers.ClipStandardization(per_frame=True))
     del serialized["config"]["per_frame"]
@@ -494,3 +481,14 @@ def test_new_layer_errors():
         layers.CausalWindowLSTM(3, 2).build((None, 4, 4, 2))
     with pytest.raises(ValueError, match=r"static time.*input_shape=\(None, None, 2\)"):
         layers.CausalWindowLSTM(3, 2).build((None, None, 2))
+
+
+def test_a_spatial_softmax_config_without_its_score_weights_is_refused():
+    """Saved before `score_weights` existed, such a config meant "shared",
+    no longer the default: refused, never read as another network."""
+    assert layers.SpatialSoftmax().score_weights == "per_location"  # the networks' default
+    config = layers.SpatialSoftmax(score_weights="shared").get_config()
+    assert layers.SpatialSoftmax.from_config(config).score_weights == "shared"
+    del config["score_weights"]
+    with pytest.raises(ValueError, match="earlier recola_sta.*train the model again"):
+        layers.SpatialSoftmax.from_config(config)

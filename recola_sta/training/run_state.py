@@ -223,9 +223,10 @@ def load_model(path: pathlib.Path, hint: str, **kwargs):
     except ValueError as e:
         from recola_sta.model import layers
 
-        if layers.LEGACY_UPSAMPLING in str(e):  # Keras quotes it in several lines of its own
-            raise RunFileError(f"{path}: {layers.LEGACY_UPSAMPLING} in a new --run_dir "
-                               "(python -m recola_sta.train).") from None
+        for legacy in (layers.LEGACY_UPSAMPLING, layers.LEGACY_SCORE_WEIGHTS):
+            if legacy in str(e):  # Keras quotes it in several lines of its own
+                raise RunFileError(f"{path}: {legacy} in a new --run_dir "
+                                   "(python -m recola_sta.train).") from None
         raise
 
 

@@ -29,7 +29,8 @@ Python loop over time).
 """
 
 from recola_sta.model.layers.attention import (
-    ATTENTION_SCALES, ATTENTION_SCORES, ATTENTION_WEIGHTS, AttentionMultiply, SpatialSoftmax,
+    ATTENTION_SCALES, ATTENTION_SCORES, ATTENTION_WEIGHTS, LEGACY_SCORE_WEIGHTS, AttentionMultiply,
+    SpatialSoftmax,
 )
 from recola_sta.model.layers.augmentation import RGB_TO_YIQ, ClipAugmentation, apply_augmentation
 from recola_sta.model.layers.convlstm import (
@@ -40,7 +41,8 @@ from recola_sta.model.layers.recurrent import CausalWindowLSTM
 from recola_sta.model.layers.standardization import ClipStandardization
 
 __all__ = [
-    "ATTENTION_SCALES", "ATTENTION_SCORES", "ATTENTION_WEIGHTS", "LEGACY_UPSAMPLING",
+    "ATTENTION_SCALES", "ATTENTION_SCORES", "ATTENTION_WEIGHTS", "LEGACY_SCORE_WEIGHTS",
+    "LEGACY_UPSAMPLING",
     "PEEPHOLE_MODES", "RGB_TO_YIQ", "UPSAMPLING_MODES",
     "AttentionMultiply", "CausalWindowLSTM", "ClipAugmentation", "ClipStandardization",
     "FrameUpsampling2D", "PeepholeConvLSTM2D", "SpatialSoftmax", "TemporalDecoder",

@@ -13,6 +13,13 @@ ATTENTION_SCALES = ("hw", "none")
 ATTENTION_SCORES = ("linear", "standardized")
 ATTENTION_WEIGHTS = ("shared", "per_location", "none")
 
+# The error of a `.keras` archive whose SpatialSoftmax config predates
+# `score_weights` (Keras quotes it inside its own message; `run_state.load_model`
+# turns it into one line).
+LEGACY_SCORE_WEIGHTS = ("the .keras archive was saved by an earlier recola_sta whose "
+                        "attention layer did not record its score weights; this version "
+                        "cannot load it, train the model again")
+
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
 class SpatialSoftmax(keras.layers.Layer):
@@ -69,7 +76,8 @@ class SpatialSoftmax(keras.layers.Layer):
         initial_temperature: start value of the temperature (standardized).
         score_weights: `"per_location"` (default, as the networks use),
             `"shared"` or `"none"`, see above. A config saved without it
-            (before the option existed) loads as `"shared"`.
+            (saved before the option existed) is refused
+            (`LEGACY_SCORE_WEIGHTS`).
         score_gain: positive constant g, see above (1: plain eq. 2).
         normalize_state: normalise H over channels first, see above.
         location_bias: learned per-location prior score, see above.
@@ -177,9 +185,11 @@ class SpatialSoftmax(keras.layers.Layer):
 
     @classmethod
     def from_config(cls, config):
-        # `score_weights` came after the layer: configs saved before it were
-        # all "shared" (the default has since become eq. 2's per_location).
-        return super().from_config({"score_weights": "shared", **config})
+        # Configs saved before `score_weights` existed meant "shared", no
+        # longer the default: refused rather than read as another network.
+        if "score_weights" not in config:
+            raise ValueError(LEGACY_SCORE_WEIGHTS)
+        return super().from_config(config)
 
     def get_config(self):
         return {

@@ -42,7 +42,6 @@ class ClipStandardization(keras.layers.Layer):
     variance over its pixels and channels, so a frame's output does not
     depend on the other frames of the clip: what a strictly per-frame
     network (the 2D-CNN, and the CNN trunk of the CNN+RNN rows) needs.
-    Configs saved before the option existed load as per clip.
 
     Args:
         epsilon: added to the variance before the square root.
