@@ -9,13 +9,11 @@ Layout of a cache folder::
 
 Each shard holds one `tf.train.Example` per 4 fps sample, in time order, with
 the features `image` (PNG bytes of the aligned face crop), `time` (seconds),
-`found` (1 if a face was found), `index` (sample number), `landmarks` (the
-face's 68 dlib landmarks in crop pixels, x0 y0 x1 y1 ..., NaN without a face)
-and `target/<name>` (the label at that time, NaN where the recording is
-unlabeled). Nothing reads `index` (a sample's number is its position in the
-shard) and `parse_example` no longer parses it; it is still written, so that
-shards stay byte-identical to those of earlier versions. Shards written before landmarks were stored lack the feature;
-their manifest entries say so (`landmarks: false`) and they still load. PNG keeps the
+`found` (1 if a face was found), `landmarks` (the face's 68 dlib landmarks
+in crop pixels, x0 y0 x1 y1 ..., NaN without a face; left out for a track
+without landmarks, whose manifest entry then says `landmarks: false`) and
+`target/<name>` (the label at that time, NaN where the recording is
+unlabeled). A sample's number is its position in the shard. PNG keeps the
 crops lossless: the synthetic valence signal is a few pixels of mouth motion.
 
 The preprocess CLI writes this cache; the tf.data pipeline, evaluation and
@@ -71,20 +69,17 @@ def serialize_sample(
     image: np.ndarray,
     time: float,
     found: bool,
-    index: int,
     targets: dict[str, float],
     landmarks: np.ndarray | None = None,
 ) -> bytes:
     """Serializes one 4 fps sample as a `tf.train.Example`.
 
-    `landmarks`, (68, 2) in crop pixels, is stored when given. `index` (the
-    sample number) is written for compatibility only; nothing reads it.
+    `landmarks`, (68, 2) in crop pixels, is stored when given.
     """
     feature = {
         "image": _bytes_feature(encode_png(image)),
         "time": _float_feature(time),
         "found": _int_feature(bool(found)),
-        "index": _int_feature(index),
     }
     if landmarks is not None:
         feature["landmarks"] = _floats_feature(np.asarray(landmarks, np.float32))
@@ -126,15 +121,13 @@ def write_shard(
     try:
         with io_utils.atomic_path(path) as tmp:
             with tf.io.TFRecordWriter(str(tmp)) as writer:
-                # Track-like objects without landmarks (older callers) store none.
-                landmarks = getattr(track, "landmarks", None)
+                landmarks = getattr(track, "landmarks", None)  # None: a track without them
                 for k in range(n):
                     writer.write(
                         serialize_sample(
                             track.crops[k],
                             track.times[k],
                             track.found[k],
-                            k,
                             {name: values[k] for name, values in targets.items()},
                             None if landmarks is None else landmarks[k],
                         )
