@@ -247,6 +247,7 @@ class FaceAligner:
         """
         if width <= 0 or height <= 0:
             raise ValueError(f"Frame size must be positive. Received: {width}x{height}")
+        # The rule and its numbers are explained once: docs/faces.md#detection-scale.
         scale = min(1.0, self.detect_width / width) if self.detect_width else 1.0
         return max(scale, MIN_DETECT_FACE_PX * TYPICAL_FACE_SHARE / height)
 
