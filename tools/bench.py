@@ -36,6 +36,7 @@ the same run.
 
     python tools/bench.py --out results/bench.json
     python tools/bench.py batch_memory --videos=200   # batch predict's peak RSS, flat?
+    python tools/bench.py onnx   # predict on ONNX Runtime against the SavedModel
     python tools/bench.py --only=train --sizes=64,96 --batch=16 --variants=3d_cnn,3d_cnn_sta
     KERAS_BACKEND=jax python tools/bench.py --only=train --mixed_precision --jit_compile
 """
@@ -622,6 +623,115 @@ def batch_memory_main(argv: list[str]) -> int:
 
 
 # --------------------------------------------------------------------------
+# ONNX Runtime against the SavedModel (`python tools/bench.py onnx`).
+
+
+def _export_both(folder: pathlib.Path, size: int) -> pathlib.Path:
+    """An untrained 3d_cnn_sta (16 frames) exported as SavedModel and model.onnx."""
+    import keras
+
+    from recola_sta.faces.settings import FaceSettings
+    from recola_sta.inference import export
+    from recola_sta.model import networks
+
+    keras.utils.set_random_seed(0)
+    model = networks.build_model("3d_cnn_sta", frames=16, size=size)
+    meta = export.export_metadata(variant="3d_cnn_sta", targets=["valence"], fps=4.0,
+                                  face=FaceSettings(size=size))
+    export.export_saved_model(model, folder, meta)
+    export.export_onnx(model, folder, meta)
+    return folder
+
+
+def _first_output_seconds(model: pathlib.Path, video: pathlib.Path, out: pathlib.Path) -> float:
+    """Wall time of a fresh `python -m recola_sta.predict` until it has
+    written its outputs (imports, model load, a short video)."""
+    root = str(pathlib.Path(__file__).resolve().parents[1])
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3",
+           "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))}
+    start = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "recola_sta.predict", f"--model={model}",
+                    f"--video={video}", f"--out={out}", "--noprogress"],
+                   capture_output=True, env=env, check=True)
+    return time.perf_counter() - start
+
+
+def bench_onnx(workdir: pathlib.Path, *, seconds: float = 20.0, repeats: int = 3,
+               sizes: tuple[int, ...] = (32, 96), batch: int = 16) -> dict[str, Any]:
+    """predict on ONNX Runtime against the SavedModel (TensorFlow): start-up
+    to the first output in a fresh process (a 2 s video), model clips/s per
+    crop size (`batch` clips a call), and predict's work with the model
+    loaded on a `seconds` 640x480 video at the first size. Medians."""
+    import tensorflow as tf
+
+    from recola_sta.inference import export, onnx_model, predict
+
+    rng = np.random.default_rng(0)
+    result: dict[str, Any] = {"model": "3d_cnn_sta untrained, 16 frames", "batch": batch,
+                              "clips_per_s": {}}
+    loaded = {}
+    for size in sizes:
+        folder = _export_both(workdir / f"model_{size}", size)
+        models = {"tensorflow": tf.saved_model.load(str(folder)),
+                  "onnxruntime": onnx_model.load(folder / export.ONNX_NAME)}
+        clips = rng.random((batch, 16, size, size, 3), dtype=np.float32)
+        result["clips_per_s"][size] = {
+            name: batch / _median_seconds(lambda m=m: m.serve(clips), repeats)[0]
+            for name, m in models.items()}
+        loaded[size] = (folder, models)
+    folder, models = loaded[sizes[0]]
+    short = make_face_video(workdir / "short.mp4", 2.0)
+    result["first_output_s"] = {
+        name: statistics.median(_first_output_seconds(model, short, workdir / f"first_{name}")
+                                for _ in range(repeats))
+        for name, model in (("tensorflow", folder), ("onnxruntime", folder / export.ONNX_NAME))}
+    video = make_face_video(workdir / "face.mp4", seconds)
+    result["predict"] = {"video_s": seconds, "size": sizes[0]}
+    for name, model in models.items():
+        path = folder if name == "tensorflow" else folder / export.ONNX_NAME
+
+        def work(path=path, model=model):
+            predict.predict_video(path, video, workdir / f"out_{name}", progress=False,
+                                  model=model)
+
+        work_s = _median_seconds(work, repeats)[0]
+        result["predict"][name] = {"work_s": work_s, "real_time_factor": seconds / work_s}
+    return result
+
+
+def onnx_main(argv: list[str]) -> int:
+    """`python tools/bench.py onnx [--seconds=20] [--repeats=3] [--out=FILE]`"""
+    parser = argparse.ArgumentParser(prog="bench.py onnx",
+                                     description=bench_onnx.__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--workdir", default=None, help="Scratch folder (default: temporary).")
+    parser.add_argument("--out", default=None, help="JSON file for the results (atomic).")
+    args = parser.parse_args(argv)
+    with tempfile.TemporaryDirectory() as tmp:
+        root = pathlib.Path(args.workdir or tmp)
+        root.mkdir(parents=True, exist_ok=True)
+        r = {"machine": machine_record(),
+             "onnx": bench_onnx(root, seconds=args.seconds, repeats=args.repeats)}
+    cpu, o = r["machine"]["cpu"], r["onnx"]
+    print(f"{cpu['model']} (avx512f={cpu['avx512f']}, {cpu['usable_cores']} usable cores)")
+    for size, rates in o["clips_per_s"].items():
+        print(f"model {size:>3} px: " + ", ".join(f"{k} {v:.1f} clips/s" for k, v in rates.items()))
+    print("first output (fresh process, 2 s video): " + ", ".join(
+        f"{k} {v:.1f} s" for k, v in o["first_output_s"].items()))
+    p = o["predict"]
+    print(f"predict {p['video_s']:g} s 640x480 video at {p['size']} px, model loaded: " + ", ".join(
+        f"{k} {p[k]['work_s']:.2f} s ({p[k]['real_time_factor']:.1f}x real time)"
+        for k in ("tensorflow", "onnxruntime")))
+    if args.out:
+        from recola_sta import io_utils
+
+        io_utils.atomic_write_text(args.out, json.dumps(r, indent=2) + "\n")
+        print(f"wrote {args.out}")
+    return 0
+
+
+# --------------------------------------------------------------------------
 # Command line.
 
 
@@ -765,6 +875,8 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["batch_memory"]:
         return batch_memory_main(argv[1:])
+    if argv[:1] == ["onnx"]:
+        return onnx_main(argv[1:])
     args = parse_args(argv)
     result = run(args)
     if args.out:

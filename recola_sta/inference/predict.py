@@ -4,7 +4,9 @@
         --video=face.mp4 --out=out/face
 
 Only the SavedModel is loaded (`tf.saved_model.load`): no training code and
-no Keras custom objects. The video may have any frame rate and size. Frames
+no Keras custom objects. --model naming a .onnx file (`export --format=onnx`),
+or a folder holding model.onnx and no SavedModel, runs it on ONNX Runtime
+instead, without importing TensorFlow (`inference.onnx_model`). The video may have any frame rate and size. Frames
 are sampled at the model's rate (4 fps) by timestamp, faces are detected and
 aligned exactly as in training (the face aligner is built from the settings
 in the model's recola_sta.json; --upsample, --detect_width, --face,
@@ -84,7 +86,7 @@ from typing import Any, Sequence
 
 from recola_sta import cli, io_utils, settings
 from recola_sta.faces import settings as face_settings
-from recola_sta.inference import batch, export
+from recola_sta.inference import batch, export, onnx_model
 from recola_sta.inference.loading import (ModelLoadError, ModelLoader, check_serving_shape,
                                           load_chains, make_aligner, run_model)
 from recola_sta.inference.outputs import Outputs
@@ -136,8 +138,9 @@ def predict_video(
     and `rotate` override the face aligner's settings recorded with the
     model; None keeps them. Where no face is found, a few sampled frames are
     turned by 90, 180 and 270 degrees and the message suggests the `rotate`
-    (--rotate) under which a face appears. `model`: the
-    SavedModel of `model_dir` already loaded (`tf.saved_model.load`), to
+    (--rotate) under which a face appears. `model_dir`: the export
+    folder, or its .onnx file to run on ONNX Runtime (`onnx_model.locate`).
+    `model`: the model already loaded (`tf.saved_model.load`, `onnx_model.load`), to
     predict several videos without loading it again; None loads it.
     `prefetch`: sampled frames decoded ahead of the face aligner by a
     background thread (`faces.sampled_frames`); 0 decodes in line.
@@ -167,7 +170,8 @@ def predict_video(
         NoFaceError: no face in any sampled frame.
     """
     start = time.time()
-    model_dir = pathlib.Path(model_dir)
+    given = pathlib.Path(model_dir)
+    model_dir, onnx_file = onnx_model.locate(given)
     out_dir = pathlib.Path(out_dir)
     meta = export.read_metadata(model_dir)
     if max_seconds is not None and not max_seconds > 0:
@@ -184,7 +188,7 @@ def predict_video(
     # while the first frames are decoded and aligned.
     loading = None
     if model is None:
-        loading = ModelLoader(model_dir, meta)
+        loading = ModelLoader(model_dir, meta, onnx_file)
         serve_fn = lambda: loading.result().serve  # noqa: E731
     else:
         check_serving_shape(model, model_dir, meta)
@@ -197,7 +201,7 @@ def predict_video(
         grid = frame_grid(source, track.times, float(meta["fps"]), max_seconds)
         written, kept, regions_report = write_outputs(outputs, source, track, grid, meta,
                                                       chains, attention_columns)
-        summary = summarize(source, track, grid, meta, model_dir, aligner, written, kept,
+        summary = summarize(source, track, grid, meta, given, aligner, written, kept,
                             regions_report, seconds=time.time() - start,
                             limited=max_seconds is not None)
         outputs.commit(summary)
@@ -236,7 +240,8 @@ def predict_videos(model_dir: str | os.PathLike, videos: str | os.PathLike,
             or in use by another run (`io_utils.LockedError`).
         ModelLoadError: the SavedModel cannot be loaded.
     """
-    model_dir = pathlib.Path(model_dir)
+    given = pathlib.Path(model_dir)
+    model_dir, onnx_file = onnx_model.locate(given)
     out_dir = pathlib.Path(out_dir)
     paths = batch.resolve_videos(videos)
     meta = export.read_metadata(model_dir)
@@ -251,14 +256,14 @@ def predict_videos(model_dir: str | os.PathLike, videos: str | os.PathLike,
         jobs = batch.plan(paths, out_dir, overwrite)
         model = None
         if not all(job.done for job in jobs):
-            loader = ModelLoader(model_dir, meta)
+            loader = ModelLoader(model_dir, meta, onnx_file)
             try:
                 model = loader.result()
             finally:
                 loader.join()  # Ctrl-C while TensorFlow loads: let the load end first
 
         def predict_one(video: pathlib.Path, folder: pathlib.Path) -> dict[str, Any]:
-            return predict_video(model_dir, video, folder, model=model, progress=progress,
+            return predict_video(given, video, folder, model=model, progress=progress,
                                  **kwargs)
 
         return batch.run_batch(jobs, out_dir, predict_one, targets=list(meta["targets"]),
@@ -271,7 +276,9 @@ class PredictConfig:
     """The predict CLI's settings (each field is its flag) besides the face
     flags, which override the model's recorded `FaceSettings` when set."""
 
-    model: str = setting(help="Exported SavedModel folder (RUN_DIR/saved_model).")
+    model: str = setting(help="Exported SavedModel folder (RUN_DIR/saved_model), or its "
+                              "model.onnx to run on ONNX Runtime without TensorFlow (also a "
+                              "folder holding model.onnx and no SavedModel).")
     video: str = setting(help="Face video to analyse (any frame rate and size), a live source: "
                               "a camera index (0) or a stream URL (rtsp://...), or many videos: "
                               "a folder, a glob (quoted) or a .txt file listing one a line.")
