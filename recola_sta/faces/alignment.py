@@ -251,6 +251,12 @@ class FaceAligner:
             "rotate": self.rotate,
         }
 
+    def kwargs(self) -> dict:
+        """The constructor's arguments that rebuild this aligner (a worker
+        process builds its own from them: `tracking.iter_samples_chunked`)."""
+        return {**self.settings(), "predictor_path": self.predictor_path,
+                "window": self.window}
+
     def upright(self, rgb: np.ndarray) -> np.ndarray:
         """`rgb` turned by `rotate` degrees clockwise (itself for 0)."""
         return rotated(rgb, self.rotate)
