@@ -703,34 +703,35 @@ print(json.dumps({"runs_s": [work() for _ in range(int(runs))], "module": predic
 
 
 def _tree_runs(tree: pathlib.Path, code: str, *args: Any) -> dict[str, Any]:
-    """Runs `code` in a fresh interpreter importing recola_sta from `tree`."""
+    """Runs `code` in a fresh interpreter importing recola_sta from `tree`
+    (its working folder: `-c` puts that first on the path)."""
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": str(tree)}
     proc = subprocess.run([sys.executable, "-c", code, *map(str, args)], capture_output=True,
-                          text=True, env=env, check=True)
+                          text=True, env=env, check=True, cwd=tree)
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 def predict_side_by_side(workdir: pathlib.Path, base: pathlib.Path, *, seconds: float,
                          size: int, rounds: int, runs: int, workers: int) -> dict[str, Any]:
     """predict_video's marginal time (model loaded, warmed up) on one
-    640x480 face video: the tree at `base` and this tree, in alternating
-    fresh processes, `rounds` x `runs` timed runs each."""
+    640x480 face video: the tree at `base`, and this tree with one worker
+    (the window alone) and with `workers`, in fresh processes taking turns
+    (the order reversed every round), `rounds` x `runs` timed runs each."""
     here = pathlib.Path(__file__).resolve().parents[1]
     video = make_face_video(workdir / "face.mp4", seconds)
     model_dir = export_untrained_model(workdir / "saved_model", size)
-    times: dict[str, list[float]] = {"base": [], "new": []}
+    arms = [("base", base, 1), ("new_1", here, 1), ("new", here, workers)]
+    times: dict[str, list[float]] = {name: [] for name, _, _ in arms}
     for r in range(rounds):
-        order = [("base", base), ("new", here)][::1 if r % 2 == 0 else -1]
-        for name, tree in order:
+        for name, tree, w in (arms if r % 2 == 0 else arms[::-1]):
             got = _tree_runs(tree, _PREDICT_RUNS, model_dir, video, workdir / f"out_{name}",
-                             workers, runs)
+                             w, runs)
             assert got["module"].startswith(str(tree)), got["module"]
             times[name] += got["runs_s"]
-    base_s, new_s = (statistics.median(times[k]) for k in ("base", "new"))
-    return {"video_s": seconds, "workers": workers, "base_runs_s": times["base"],
-            "new_runs_s": times["new"], "base_s": base_s, "new_s": new_s,
-            "base_real_time": seconds / base_s, "new_real_time": seconds / new_s,
-            "speedup": base_s / new_s}
+    med = {name: statistics.median(t) for name, t in times.items()}
+    return {"video_s": seconds, "workers": workers, "runs_s": times, "median_s": med,
+            "real_time": {name: seconds / t for name, t in med.items()},
+            "speedup": med["base"] / med["new"], "speedup_1": med["base"] / med["new_1"]}
 
 
 _BATCH_RUN = """
@@ -810,11 +811,17 @@ def speed_main(argv: list[str]) -> int:
             r = result["predict"] = predict_side_by_side(
                 root, pathlib.Path(args.base), seconds=args.seconds, size=args.size,
                 rounds=args.rounds, runs=args.runs, workers=args.workers)
-            print(f"predict   base {r['base_s']:.2f} s ({r['base_real_time']:.1f}x real time), "
-                  f"new {r['new_s']:.2f} s ({r['new_real_time']:.1f}x) with "
-                  f"--workers={r['workers']}: {r['speedup']:.2f}x", flush=True)
-            st = result["stages_s"] = predict_breakdown(
-                root / "saved_model", bench_video, _loaded(root / "saved_model"))
+            m, rt = r["median_s"], r["real_time"]
+            print(f"predict   base {m['base']:.2f} s ({rt['base']:.1f}x real time); new, "
+                  f"--workers=1 {m['new_1']:.2f} s ({rt['new_1']:.1f}x, {r['speedup_1']:.2f}x); "
+                  f"--workers={r['workers']} {m['new']:.2f} s ({rt['new']:.1f}x, "
+                  f"{r['speedup']:.2f}x)", flush=True)
+            model = _loaded(root / "saved_model")
+            st = result["stages_s"] = predict_breakdown(root / "saved_model", bench_video,
+                                                        model.serve)
+            # predict_breakdown times whole-frame detection; the aligner's
+            # own time per pass, with and without the window:
+            st.update(_process_seconds(bench_video, args.size))
             print("stages   ", json.dumps(st), flush=True)
         if "batch" not in skip:
             r = result["batch"] = batch_throughput(root, videos=args.batch_videos,
@@ -831,10 +838,26 @@ def speed_main(argv: list[str]) -> int:
     return 0
 
 
+def _process_seconds(video: pathlib.Path, size: int) -> dict[str, float]:
+    """Seconds of `FaceAligner(size).process` over the video's samples, one
+    pass each with the window and without."""
+    from recola_sta import faces
+
+    frames = _sampled(video)
+    out = {}
+    for name, window in (("process_window_s", True), ("process_whole_frame_s", False)):
+        aligner = faces.FaceAligner(size, window=window)
+        start = time.perf_counter()
+        for frame in frames:
+            aligner.process(frame)
+        out[name] = time.perf_counter() - start
+    return out
+
+
 def _loaded(model_dir: pathlib.Path):
     import tensorflow as tf
 
-    return tf.saved_model.load(str(model_dir)).serve
+    return tf.saved_model.load(str(model_dir))
 
 
 # --------------------------------------------------------------------------
