@@ -177,10 +177,14 @@ def iter_samples_chunked(frames: Iterable[tuple[float, np.ndarray]], aligner: Fa
     alignment) and yields the samples in order.
 
     The samples are the same whatever `workers` is, 1 included (the chunks
-    aligned in this process, in order); they equal `iter_samples`' where
-    every chunk's first sample picks the subject `iter_samples` follows there
-    (one face in view, or `redetect_every` 1 and the `face` rule choosing the
-    same face again). Up to `workers` + 1 chunks of frames are in flight. The
+    aligned in this process, in order). They differ from `iter_samples`'
+    only where a chunk's first sample (and the detections after it) find
+    the face differently: another subject by the `face` rule, a detection
+    instead of tracking (`redetect_every` > 1), or a whole-frame scan where
+    `iter_samples` scanned the window (the same faces within the
+    documented tolerance; with one face and detection on every sample, as
+    on the bench video, the samples are equal). Up to `workers` + 1 chunks
+    of frames are in flight. The
     pool of `workers` processes is started once and kept for later calls.
 
     Raises:
