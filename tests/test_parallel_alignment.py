@@ -147,7 +147,9 @@ def test_chunks_aligned_by_two_workers_equal_one_worker(tmp_path, head):
 
 def test_chunks_equal_one_pass_where_every_sample_is_detected(tmp_path, head):
     """With one face and detection on every sample (the default), the
-    chunked samples are those of one pass in this process."""
+    chunked samples are those of one pass in this process (here the
+    window's boxes are the whole frame's, so a chunk's first sample, which
+    scans the whole frame, finds what the window found)."""
     path = tmp_path / "face.mp4"
     _write_video(path, _moving(head, 12), fps=4.0)
     times = faces.sample_times(3.0, 4.0, end=2.75)
