@@ -196,3 +196,21 @@ def test_max_seconds_limits_a_file(model_dir, model, video, tmp_path):
     assert len(rows) == 51 and float(rows[-1]["time"]) == 2.0  # 25 fps, 0 .. 2 s
     assert summary["samples"] == 9 and summary["stopped"] == "--max_seconds=2"
     assert not summary["live"]
+
+
+def test_two_workers_write_the_outputs_of_one(model_dir, model, tmp_path):
+    """A 10 s video (40 samples: two chunks) aligned by 2 worker processes
+    gives the CSV and summary facts of one process: one face, detected in
+    every sample, so the restart at the chunk boundary picks it again."""
+    video = bench.make_face_video(tmp_path / "face10.mp4", 10.0, width=320, height=240)
+    runs = {}
+    for workers in (1, 2):
+        out = tmp_path / f"out{workers}"
+        runs[workers] = predict.predict_video(model_dir, video, out, progress=False,
+                                              model=model, workers=workers)
+    assert runs[1]["samples"] == 40 > faces.tracking.CHUNK_SAMPLES
+    assert (tmp_path / "out1" / "valence.csv").read_bytes() == \
+        (tmp_path / "out2" / "valence.csv").read_bytes()
+    for key in ("face_found_rate", "smallest_face_px", "samples_with_several_faces",
+                "attention_regions"):
+        assert runs[1][key] == runs[2][key]

@@ -37,6 +37,7 @@ the same run.
     python tools/bench.py --out results/bench.json
     python tools/bench.py batch_memory --videos=200   # batch predict's peak RSS, flat?
     python tools/bench.py onnx   # predict on ONNX Runtime against the SavedModel
+    python tools/bench.py speed --base=/tmp/base      # alignment: window, workers
     python tools/bench.py --only=train --sizes=64,96 --batch=16 --variants=3d_cnn,3d_cnn_sta
     KERAS_BACKEND=jax python tools/bench.py --only=train --mixed_precision --jit_compile
 """
@@ -732,6 +733,244 @@ def onnx_main(argv: list[str]) -> int:
 
 
 # --------------------------------------------------------------------------
+# Faster face alignment (issue 22): the window's accuracy, predict's marginal
+# speed against an earlier tree, batch throughput over worker processes.
+# `python tools/bench.py speed --base=/tmp/base --videos=... --out=speed.json`
+
+
+def _sampled(path: pathlib.Path) -> list[np.ndarray]:
+    """The 4 fps sampled frames of a video, as predict samples them."""
+    from recola_sta import faces
+
+    info = faces.probe_video(path)
+    times = faces.sample_times(info.duration, 4.0, end=max(0.0, info.duration - 1 / info.fps))
+    return [frame for _, frame in faces.iter_frames_at(path, times)]
+
+
+def _aligned(frames: list[np.ndarray], **kwargs) -> tuple[list, float]:
+    """Frame landmarks and 96 px crop of each frame (None without a face),
+    and CPU ms per sample, with `FaceAligner(96, **kwargs)`."""
+    import cv2
+
+    from recola_sta import faces
+
+    aligner = faces.FaceAligner(96, **kwargs)
+    out = []
+    start = time.process_time()
+    for frame in frames:
+        pts = aligner.landmarks(frame)
+        out.append(None if pts is None else (pts, cv2.warpAffine(
+            frame, aligner.transform(pts), (96, 96), flags=cv2.INTER_LINEAR,
+            borderMode=cv2.BORDER_REPLICATE)))
+    return out, (time.process_time() - start) / max(1, len(frames)) * 1000
+
+
+def window_accuracy(path: pathlib.Path) -> dict[str, Any]:
+    """Windowed detection against whole-frame detection on one video, as the
+    tracking table of docs/benchmarks.md: faces found, mean absolute
+    difference of the 96 px crops (grey levels), key points' (eye centres,
+    nose tip) distance in frame pixels and as % of the inter-ocular distance."""
+    from recola_sta import faces
+
+    frames = _sampled(path)
+    whole, whole_ms = _aligned(frames, window=False)
+    window, window_ms = _aligned(frames, window=True)
+    both = [(a, b) for a, b in zip(whole, window) if a is not None and b is not None]
+    dist, rel, mad = [], [], []
+    for (pa, ca), (pb, cb) in both:
+        ka, kb = faces.key_points(pa), faces.key_points(pb)
+        d = np.linalg.norm(ka - kb, axis=1)
+        dist += d.tolist()
+        rel += (d / np.linalg.norm(ka[0] - ka[1])).tolist()
+        mad.append(float(np.abs(ca.astype(np.float64) - cb).mean()))
+    dist, rel = np.array(dist or [0.0]), np.array(rel or [0.0])
+    return {"video": path.name, "size": f"{frames[0].shape[1]}x{frames[0].shape[0]}",
+            "samples": len(frames), "found_whole": sum(a is not None for a in whole),
+            "found_window": sum(b is not None for b in window),
+            "crop_mean_abs_diff": float(np.mean(mad or [0.0])),
+            "crop_mean_abs_diff_max": float(np.max(mad or [0.0])),
+            "key_point_px_mean_p95_max": [float(dist.mean()), float(np.percentile(dist, 95)),
+                                          float(dist.max())],
+            "key_point_iod_pct_p95": float(100 * np.percentile(rel, 95)),
+            "cpu_ms_per_sample_whole": whole_ms, "cpu_ms_per_sample_window": window_ms}
+
+
+_PREDICT_RUNS = """
+import inspect, json, sys, time
+import tensorflow as tf
+from recola_sta.inference import predict
+model_dir, video, out, workers, runs = sys.argv[1:6]
+model = tf.saved_model.load(model_dir)
+kwargs = {"workers": int(workers)} if "workers" in inspect.signature(
+    predict.predict_video).parameters else {}
+def work():
+    start = time.perf_counter()
+    predict.predict_video(model_dir, video, out, progress=False, model=model, **kwargs)
+    return time.perf_counter() - start
+work()  # warm-up: the worker pool, fonts, caches
+print(json.dumps({"runs_s": [work() for _ in range(int(runs))], "module": predict.__file__}))
+"""
+
+
+def _tree_runs(tree: pathlib.Path, code: str, *args: Any) -> dict[str, Any]:
+    """Runs `code` in a fresh interpreter importing recola_sta from `tree`
+    (its working folder: `-c` puts that first on the path)."""
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": str(tree)}
+    proc = subprocess.run([sys.executable, "-c", code, *map(str, args)], capture_output=True,
+                          text=True, env=env, check=True, cwd=tree)
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def predict_side_by_side(workdir: pathlib.Path, base: pathlib.Path, *, seconds: float,
+                         size: int, rounds: int, runs: int, workers: int) -> dict[str, Any]:
+    """predict_video's marginal time (model loaded, warmed up) on one
+    640x480 face video: the tree at `base`, and this tree with one worker
+    (the window alone) and with `workers`, in fresh processes taking turns
+    (the order reversed every round), `rounds` x `runs` timed runs each."""
+    here = pathlib.Path(__file__).resolve().parents[1]
+    video = make_face_video(workdir / "face.mp4", seconds)
+    model_dir = export_untrained_model(workdir / "saved_model", size)
+    arms = [("base", base, 1), ("new_1", here, 1), ("new", here, workers)]
+    times: dict[str, list[float]] = {name: [] for name, _, _ in arms}
+    for r in range(rounds):
+        for name, tree, w in (arms if r % 2 == 0 else arms[::-1]):
+            got = _tree_runs(tree, _PREDICT_RUNS, model_dir, video, workdir / f"out_{name}",
+                             w, runs)
+            assert got["module"].startswith(str(tree)), got["module"]
+            times[name] += got["runs_s"]
+    med = {name: statistics.median(t) for name, t in times.items()}
+    return {"video_s": seconds, "workers": workers, "runs_s": times, "median_s": med,
+            "real_time": {name: seconds / t for name, t in med.items()},
+            "speedup": med["base"] / med["new"], "speedup_1": med["base"] / med["new_1"]}
+
+
+_BATCH_RUN = """
+import json, sys, time
+import tensorflow as tf
+from recola_sta.inference import predict
+model_dir, folder, out, workers = sys.argv[1:5]
+first = sorted(__import__("pathlib").Path(folder).glob("*.mp4"))[0]
+predict.predict_video(model_dir, first, out + "_warm", progress=False, workers=int(workers),
+                      model=tf.saved_model.load(model_dir))
+start = time.perf_counter()
+rows = predict.predict_videos(model_dir, folder, out, progress=False, overwrite=True,
+                              workers=int(workers))
+print(json.dumps({"s": time.perf_counter() - start, "ok": [r["status"] for r in rows]}))
+"""
+
+
+def batch_throughput(workdir: pathlib.Path, *, videos: int, seconds: float, size: int,
+                     rounds: int) -> dict[str, Any]:
+    """Wall time of predict_videos over `videos` face videos of `seconds`
+    with workers 1 and 2 (alternating fresh processes; the model load is
+    inside, the worker pool's start is not: a warm-up video starts it)."""
+    here = pathlib.Path(__file__).resolve().parents[1]
+    folder = workdir / "videos"
+    folder.mkdir(exist_ok=True)
+    for k in range(videos):
+        if not (folder / f"v{k}.mp4").exists():
+            make_face_video(folder / f"v{k}.mp4", seconds)
+    model_dir = workdir / "saved_model"
+    if not model_dir.exists():
+        export_untrained_model(model_dir, size)
+    times: dict[int, list[float]] = {1: [], 2: []}
+    for r in range(rounds):
+        for workers in ((1, 2) if r % 2 == 0 else (2, 1)):
+            got = _tree_runs(here, _BATCH_RUN, model_dir, folder, workdir / f"b{workers}",
+                             workers)
+            assert set(got["ok"]) == {"ok"}, got
+            times[workers].append(got["s"])
+    one, two = statistics.median(times[1]), statistics.median(times[2])
+    return {"videos": videos, "video_s": seconds, "workers_1_s": times[1],
+            "workers_2_s": times[2], "speedup": one / two,
+            "videos_per_min_1": 60 * videos / one, "videos_per_min_2": 60 * videos / two}
+
+
+def speed_main(argv: list[str]) -> int:
+    """`python tools/bench.py speed --base=TREE [--accuracy=V1,V2] ...`"""
+    parser = argparse.ArgumentParser(prog="bench.py speed")
+    parser.add_argument("--base", required=True, help="Tree of the commit to compare with.")
+    parser.add_argument("--accuracy", default="", help="Videos, comma-separated, on which to "
+                        "compare windowed and whole-frame detection (the bench video too).")
+    parser.add_argument("--seconds", type=float, default=60.0)
+    parser.add_argument("--size", type=int, default=32)
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--runs", type=int, default=2)
+    parser.add_argument("--workers", type=int, default=len(os.sched_getaffinity(0)))
+    parser.add_argument("--batch_videos", type=int, default=4)
+    parser.add_argument("--batch_seconds", type=float, default=60.0)
+    parser.add_argument("--skip", default="", help="Parts to skip: accuracy,predict,batch.")
+    parser.add_argument("--workdir", default=None)
+    parser.add_argument("--out", default=None)
+    args = parser.parse_args(argv)
+    skip = set(filter(None, args.skip.split(",")))
+    result: dict[str, Any] = {"machine": machine_record()}
+    cpu = result["machine"]["cpu"]
+    print(f"{cpu['model']} avx2={cpu['avx2']} avx512f={cpu['avx512f']}, load "
+          f"{result['machine']['load_average_1min']:.1f}", flush=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        root = pathlib.Path(args.workdir or tmp)
+        root.mkdir(parents=True, exist_ok=True)
+        bench_video = make_face_video(root / "face.mp4", args.seconds)
+        if "accuracy" not in skip:
+            rows = result["accuracy"] = []
+            for path in [bench_video] + [pathlib.Path(p) for p in args.accuracy.split(",") if p]:
+                rows.append(window_accuracy(path))
+                print("window   ", json.dumps(rows[-1]), flush=True)
+        if "predict" not in skip:
+            r = result["predict"] = predict_side_by_side(
+                root, pathlib.Path(args.base), seconds=args.seconds, size=args.size,
+                rounds=args.rounds, runs=args.runs, workers=args.workers)
+            m, rt = r["median_s"], r["real_time"]
+            print(f"predict   base {m['base']:.2f} s ({rt['base']:.1f}x real time); new, "
+                  f"--workers=1 {m['new_1']:.2f} s ({rt['new_1']:.1f}x, {r['speedup_1']:.2f}x); "
+                  f"--workers={r['workers']} {m['new']:.2f} s ({rt['new']:.1f}x, "
+                  f"{r['speedup']:.2f}x)", flush=True)
+            model = _loaded(root / "saved_model")
+            st = result["stages_s"] = predict_breakdown(root / "saved_model", bench_video,
+                                                        model.serve)
+            # predict_breakdown times whole-frame detection; the aligner's
+            # own time per pass, with and without the window:
+            st.update(_process_seconds(bench_video, args.size))
+            print("stages   ", json.dumps(st), flush=True)
+        if "batch" not in skip:
+            r = result["batch"] = batch_throughput(root, videos=args.batch_videos,
+                                                   seconds=args.batch_seconds,
+                                                   size=args.size, rounds=args.rounds)
+            print(f"batch     {r['videos']} x {r['video_s']:g} s: workers 1 "
+                  f"{statistics.median(r['workers_1_s']):.1f} s, 2 "
+                  f"{statistics.median(r['workers_2_s']):.1f} s: {r['speedup']:.2f}x",
+                  flush=True)
+    if args.out:
+        from recola_sta import io_utils
+
+        io_utils.atomic_write_text(args.out, json.dumps(result, indent=2) + "\n")
+    return 0
+
+
+def _process_seconds(video: pathlib.Path, size: int) -> dict[str, float]:
+    """Seconds of `FaceAligner(size).process` over the video's samples, one
+    pass each with the window and without."""
+    from recola_sta import faces
+
+    frames = _sampled(video)
+    out = {}
+    for name, window in (("process_window_s", True), ("process_whole_frame_s", False)):
+        aligner = faces.FaceAligner(size, window=window)
+        start = time.perf_counter()
+        for frame in frames:
+            aligner.process(frame)
+        out[name] = time.perf_counter() - start
+    return out
+
+
+def _loaded(model_dir: pathlib.Path):
+    import tensorflow as tf
+
+    return tf.saved_model.load(str(model_dir))
+
+
+# --------------------------------------------------------------------------
 # Command line.
 
 
@@ -877,6 +1116,8 @@ def main(argv: list[str] | None = None) -> int:
         return batch_memory_main(argv[1:])
     if argv[:1] == ["onnx"]:
         return onnx_main(argv[1:])
+    if argv[:1] == ["speed"]:
+        return speed_main(argv[1:])
     args = parse_args(argv)
     result = run(args)
     if args.out:

@@ -75,6 +75,22 @@ _MAX_REFIT_CHANGE = 0.05
 # ... or where less than this share of the derived box lies in the frame.
 _MIN_TRACK_INSIDE = 0.8
 
+# Windowed detection (FaceAligner(window=True)): where the previous sample's
+# subject is known, the detector scans only the region this many box sides
+# around its last box (at the detection scale, cut from the same rescaled
+# frame), and the whole frame where that region holds no box continuing the
+# subject. The whole frame is scanned anyway every `_FULL_SCAN_EVERY`-th
+# detection (faces that entered the frame are seen there, as bystanders)
+# and while the last whole-frame scan saw other faces than the subject.
+_WINDOW_MARGIN = 0.75
+_FULL_SCAN_EVERY = 8
+# The window's top-left corner lies on this grid of the rescaled frame: dlib's
+# HOG cells are 8 px and its pyramid scales each level by 5/6, so a corner on
+# a multiple of 48 gives the same cells as the whole frame on the first two
+# pyramid levels (faces up to ~1.4x the 80 px scanning window), and there
+# the same detections.
+_WINDOW_GRID = 48
+
 
 @dataclasses.dataclass(frozen=True)
 class FrameFace:
@@ -143,6 +159,16 @@ class FaceAligner:
             whose faces lie on their side without a rotation tag (a tagged
             clip is turned upright by OpenCV already). Boxes and sizes are
             then in the turned frame's pixels.
+        window: where the previous sample's subject is known and the last
+            whole-frame scan saw no other face, detect in a window
+            `_WINDOW_MARGIN` box sides around the subject's last box (the same
+            pixels at the same scale, so the same detections), falling back to
+            the whole frame where the window holds no box continuing the
+            subject; the whole frame is scanned anyway every
+            `_FULL_SCAN_EVERY`-th detection. `num_faces` of a windowed sample
+            counts the window's faces (faces that enter the frame are counted
+            at the next whole-frame scan, as with tracking). False: the whole
+            frame every time.
 
     Raises:
         ValueError: bad size, upsample, detect_width, template, face,
@@ -161,6 +187,7 @@ class FaceAligner:
         face: str = "largest",
         redetect_every: int = DEFAULT_REDETECT_EVERY,
         rotate: int = 0,
+        window: bool = True,
     ):
         try:
             template = tuple(tuple(float(v) for v in point) for point in template)
@@ -181,6 +208,7 @@ class FaceAligner:
         self.face = face
         self.redetect_every = int(redetect_every)
         self.rotate = int(rotate)
+        self.window = bool(window)
         self._predictor = _load_predictor(self.predictor_path)
         self._detector = _load_detector()
         self._last_box: np.ndarray | None = None
@@ -203,6 +231,10 @@ class FaceAligner:
         self._since_detection = 0
         self._detected_faces = 0
         self._detected_side = 1.0
+        # Windowed detection: detections since the last whole-frame scan, and
+        # the faces that scan saw.
+        self._since_full_scan = 0
+        self._full_scan_faces = 0
 
     def settings(self) -> dict:
         """The arguments that change which faces are found and how they are
@@ -218,6 +250,12 @@ class FaceAligner:
             "redetect_every": self.redetect_every,
             "rotate": self.rotate,
         }
+
+    def kwargs(self) -> dict:
+        """The constructor's arguments that rebuild this aligner (a worker
+        process builds its own from them: `tracking.iter_samples_chunked`)."""
+        return {**self.settings(), "predictor_path": self.predictor_path,
+                "window": self.window}
 
     def upright(self, rgb: np.ndarray) -> np.ndarray:
         """`rgb` turned by `rotate` degrees clockwise (itself for 0)."""
@@ -251,12 +289,16 @@ class FaceAligner:
         scale = min(1.0, self.detect_width / width) if self.detect_width else 1.0
         return max(scale, MIN_DETECT_FACE_PX * TYPICAL_FACE_SHARE / height)
 
-    def detect(self, rgb: np.ndarray, *, retry: bool = True) -> tuple[list[np.ndarray], list[float]]:
+    def detect(self, rgb: np.ndarray, *, retry: bool = True,
+               near: np.ndarray | None = None) -> tuple[list[np.ndarray], list[float]]:
         """All face boxes [left, top, right, bottom) in full-frame pixels, and
         the detector's confidence score of each.
 
         Detection runs at `detection_scale`; with `retry`, a frame without a
-        face there is scanned once more with one more upsampling step.
+        face there is scanned once more with one more upsampling step. With
+        `near` (a box in frame pixels), only the window `_WINDOW_MARGIN` box
+        sides around it is scanned, cut from the same rescaled frame (so a
+        face inside it gives the detection the whole frame would).
         """
         rgb = _check_rgb(rgb)
         h, w = rgb.shape[:2]
@@ -267,12 +309,17 @@ class FaceAligner:
             small = cv2.resize(rgb, size, interpolation=cv2.INTER_AREA if scale < 1
                                else cv2.INTER_LINEAR)
         sx, sy = small.shape[1] / w, small.shape[0] / h
+        x0 = y0 = 0
+        if near is not None:
+            x0, y0, x1, y1 = _window(near, _WINDOW_MARGIN, sx, sy, small.shape[1],
+                                     small.shape[0])
+            small = np.ascontiguousarray(small[y0:y1, x0:x1])
         rects, scores, _ = self._detector.run(small, self.upsample, 0.0)
         if not len(rects) and retry:
             rects, scores, _ = self._detector.run(small, self.upsample + 1, 0.0)
         boxes = [
-            np.array([r.left() / sx, r.top() / sy, (r.right() + 1) / sx,
-                      (r.bottom() + 1) / sy])
+            np.array([(r.left() + x0) / sx, (r.top() + y0) / sy, (r.right() + 1 + x0) / sx,
+                      (r.bottom() + 1 + y0) / sy])
             for r in rects
         ]
         return boxes, [float(s) for s in scores]
@@ -362,8 +409,21 @@ class FaceAligner:
         return np.array([(p.x, p.y) for p in shape.parts()], np.float64)
 
     def _locate(self, rgb: np.ndarray) -> tuple[np.ndarray | None, int]:
+        """The subject's box (or None) and the number of faces: in the window
+        around the subject's last box where `window` allows and it holds a
+        box continuing the subject, else in the whole frame."""
+        h, w = rgb.shape[:2]
+        if (self.window and self._last_box is not None and self._full_scan_faces <= 1
+                and not self._bystanders and self._since_full_scan + 1 < _FULL_SCAN_EVERY):
+            boxes, scores = self.detect(rgb, retry=False, near=self._last_box)
+            if any(self._owner(b) == 0 for b in boxes):
+                self._since_full_scan += 1
+                return self._choose(boxes, scores, w, h)
         boxes, scores = self.detect(rgb)
-        return self._choose(boxes, scores, rgb.shape[1], rgb.shape[0])
+        chosen, num_faces = self._choose(boxes, scores, w, h)
+        self._since_full_scan = 0
+        self._full_scan_faces = num_faces
+        return chosen, num_faces
 
     def landmarks(self, rgb: np.ndarray) -> np.ndarray | None:
         """68 landmarks (x, y) of the tracked face, or None without a face.
@@ -502,6 +562,20 @@ def rotated(rgb: np.ndarray, degrees: int) -> np.ndarray:
     """`rgb` turned `degrees` (one of `ROTATIONS`) clockwise."""
     degrees %= 360
     return rgb if degrees == 0 else cv2.rotate(rgb, _CV2_ROTATE[degrees])
+
+
+def _window(box: np.ndarray, margin: float, sx: float, sy: float, width: int,
+            height: int) -> tuple[int, int, int, int]:
+    """[x0, y0, x1, y1) in the rescaled frame (`width` x `height`, scaled by
+    `sx`, `sy` from the frame) of `box` grown by `margin` of its side on
+    every side, the top-left corner moved up-left onto `_WINDOW_GRID`,
+    clipped to the frame."""
+    grow = margin * _side(box)
+    x0 = max(0, int(np.floor((box[0] - grow) * sx)) // _WINDOW_GRID * _WINDOW_GRID)
+    y0 = max(0, int(np.floor((box[1] - grow) * sy)) // _WINDOW_GRID * _WINDOW_GRID)
+    x1 = min(width, int(np.ceil((box[2] + grow) * sx)))
+    y1 = min(height, int(np.ceil((box[3] + grow) * sy)))
+    return x0, y0, max(x1, x0 + 1), max(y1, y0 + 1)
 
 
 def _check_rgb(rgb: np.ndarray) -> np.ndarray:

@@ -127,6 +127,7 @@ def predict_video(
     prefetch: int = 4,
     max_seconds: float | None = None,
     realtime: bool = False,
+    workers: int = 1,
 ) -> dict[str, Any]:
     """Predicts valence (and attention) for one video; see the module doc.
 
@@ -144,6 +145,10 @@ def predict_video(
     predict several videos without loading it again; None loads it.
     `prefetch`: sampled frames decoded ahead of the face aligner by a
     background thread (`faces.sampled_frames`); 0 decodes in line.
+    `workers`: processes aligning the faces of a file, a chunk of
+    `faces.tracking.CHUNK_SAMPLES` samples each, tracking restarting at each
+    chunk (`stream.aligned_samples`); 1 aligns in this process, as does a
+    live source.
 
     Live input: `video` a camera index ("0") or a stream URL
     (`faces.is_live_source`), or with `realtime` a file read at its real
@@ -196,7 +201,8 @@ def predict_video(
     outputs = Outputs(out_dir)
     try:
         track = run_stream(source, aligner, serve_fn, meta, outputs, batch_size=batch_size,
-                           attention_video=attention_video, max_seconds=max_seconds)
+                           attention_video=attention_video, max_seconds=max_seconds,
+                           workers=workers)
         chains = load_chains(model_dir, meta["targets"]) if apply_postprocess else {}
         grid = frame_grid(source, track.times, float(meta["fps"]), max_seconds)
         written, kept, regions_report = write_outputs(outputs, source, track, grid, meta,
@@ -297,6 +303,13 @@ class PredictConfig:
     overwrite: bool = setting(False, help="Many videos: predict again the videos whose outputs "
                                           "in --out are complete (by default they are skipped).")
     progress: bool = setting(True, help="Show a progress bar.")
+    workers: int = setting(
+        len(os.sched_getaffinity(0)),
+        help="Processes aligning a video's faces, a chunk of 8 s each (face tracking restarts "
+             "at each chunk); default: the usable cores. The outputs are the same for every "
+             "value above 1; 1 aligns in the main process, as a live source does.",
+        lower_bound=1, check=lambda v: not isinstance(v, bool) and int(v) == v,
+        expected="at least 1 process")
 
 
 def define_flags() -> None:
@@ -332,7 +345,7 @@ def _predict(argv: Sequence[str], FLAGS) -> int:
     kwargs = dict(
         apply_postprocess=config.postprocess, attention_video=config.attention_video,
         batch_size=config.batch_size, progress=config.progress,
-        max_seconds=config.max_seconds, realtime=config.realtime,
+        max_seconds=config.max_seconds, realtime=config.realtime, workers=config.workers,
         **{name: getattr(FLAGS, name) for name in _FACE_OVERRIDES},
     )
     if batch.is_batch(config.video):

@@ -22,6 +22,7 @@ import numpy as np
 
 from recola_sta import cli, faces
 from recola_sta.analysis import attention_analysis
+from recola_sta.faces import tracking
 from recola_sta.inference.loading import run_model
 from recola_sta.inference.outputs import Outputs
 
@@ -268,10 +269,14 @@ class Track:
 
 def run_stream(source: Input, aligner: faces.FaceAligner, serve_fn: Callable[[], Any],
                meta: dict[str, Any], outputs: Outputs, *, batch_size: int,
-               attention_video: bool, max_seconds: float | None) -> Track:
+               attention_video: bool, max_seconds: float | None, workers: int = 1) -> Track:
     """Step 2: aligns every sample and runs the model clip by clip;
     attention.mp4 (to its temporary in `outputs`) and, for a live source,
     <targets>.live.csv are written as it goes.
+
+    A file of more than one chunk (`tracking.CHUNK_SAMPLES`) with `workers`
+    > 1 is aligned chunk by chunk in that many worker processes
+    (`aligned_samples`); a live source, and `workers` 1, in this process.
 
     Raises:
         NoFaceError: no sample had a face (the live log is removed).
@@ -292,7 +297,7 @@ def run_stream(source: Input, aligner: faces.FaceAligner, serve_fn: Callable[[],
         stream = _Stream(serve_fn, meta, 1 if source.live else batch_size, source.num_samples,
                          video_out=video_out, log=log)
         try:
-            for sample in faces.iter_samples(source.frames, aligner):
+            for sample in aligned_samples(source, aligner, workers):
                 stream.add(sample)
                 if (source.live and max_seconds is not None
                         and sample.time >= max_seconds - 1e-9):
@@ -319,6 +324,18 @@ def run_stream(source: Input, aligner: faces.FaceAligner, serve_fn: Callable[[],
             video_out.release()
             outputs.drop("attention.mp4")  # no attention: nothing to show
     return Track(stream, times, values, found, face_px, num_faces, stopped, wrote_video)
+
+
+def aligned_samples(source: Input, aligner: faces.FaceAligner,
+                    workers: int) -> Iterator[faces.Sample]:
+    """The aligned samples of `source`: over `workers` processes a chunk
+    each (`tracking.iter_samples_chunked`, the same samples whatever
+    `workers` > 1 is) for a file longer than one chunk, else in this
+    process (`faces.iter_samples`: a live source, one worker, a short file)."""
+    if (source.live or workers <= 1 or source.num_samples is None
+            or source.num_samples <= tracking.CHUNK_SAMPLES):
+        return faces.iter_samples(source.frames, aligner)
+    return tracking.iter_samples_chunked(source.frames, aligner, workers)
 
 
 def no_face_message(video: str | os.PathLike, info: faces.VideoInfo, times: np.ndarray,

@@ -1,0 +1,182 @@
+"""Faster face alignment: detection in a window around the subject's last
+box, and a video's samples aligned in chunks by worker processes.
+
+Videos are made in code from scikit-image's astronaut photo.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+from skimage import data
+
+from recola_sta import faces
+from recola_sta.faces import tracking
+from recola_sta.inference import predict
+
+
+@pytest.fixture(scope="module")
+def head() -> np.ndarray:
+    """The astronaut's head, 336 px square (its face box about 120 px)."""
+    return cv2.resize(data.astronaut()[20:260, 105:345], (336, 336),
+                      interpolation=cv2.INTER_CUBIC)
+
+
+def _frame(head: np.ndarray, cx: float, cy: float, angle: float = 0.0,
+           scale: float = 1.0) -> np.ndarray:
+    """A 640 x 480 frame with `head` centred at (cx, cy), turned and scaled."""
+    side = head.shape[0]
+    m = cv2.getRotationMatrix2D((side / 2, side / 2), angle, scale)
+    m[:, 2] += (cx - side / 2, cy - side / 2)
+    background = np.full((480, 640, 3), (70, 90, 110), np.uint8)
+    return cv2.warpAffine(head, m, (640, 480), dst=background,
+                          borderMode=cv2.BORDER_TRANSPARENT)
+
+
+def _moving(head: np.ndarray, n: int) -> list[np.ndarray]:
+    """n frames of the head drifting and turning a little (as the bench video)."""
+    return [_frame(head, 300 + 40 * np.sin(k / 3), 240 + 25 * np.cos(k / 4),
+                   angle=5 * np.sin(k / 2), scale=1 + 0.05 * np.sin(k / 5)) for k in range(n)]
+
+
+def _spy_on_detect(aligner: faces.FaceAligner) -> list[bool]:
+    """Records, for each detector call of `aligner`, whether it was windowed."""
+    calls: list[bool] = []
+    detect = aligner.detect
+
+    def spy(rgb, **kwargs):
+        calls.append(kwargs.get("near") is not None)
+        return detect(rgb, **kwargs)
+
+    aligner.detect = spy
+    return calls
+
+
+def _assert_within_tolerance(a: faces.FrameFace, b: faces.FrameFace) -> None:
+    """The documented tolerance of a cheaper path: crops within 2 grey
+    levels (mean absolute difference) and key points within 1 % of the
+    inter-ocular distance."""
+    assert a.crop is not None and b.crop is not None
+    assert np.abs(a.crop.astype(float) - b.crop.astype(float)).mean() < 2
+    ka, kb = faces.key_points(a.landmarks), faces.key_points(b.landmarks)
+    iod = np.linalg.norm(ka[0] - ka[1])
+    assert np.linalg.norm(ka - kb, axis=1).max() <= 0.01 * iod
+
+
+def test_windowed_detection_finds_the_faces_of_whole_frame_detection(head):
+    frames = _moving(head, 12)
+    whole = faces.FaceAligner(64, window=False)
+    windowed = faces.FaceAligner(64)
+    calls = _spy_on_detect(windowed)
+    a = [whole.process(f) for f in frames]
+    b = [windowed.process(f) for f in frames]
+    # The first sample scans the whole frame, the next ones the window,
+    # except the 8th detection (the periodic whole-frame scan).
+    assert calls == [False] + [True] * 7 + [False] + [True] * 3
+    for x, y in zip(a, b):
+        _assert_within_tolerance(x, y)
+        assert x.num_faces == y.num_faces == 1
+        np.testing.assert_allclose(x.box, y.box)
+
+
+def test_a_face_that_jumps_out_of_the_window_is_found_in_the_whole_frame(head):
+    frames = [_frame(head, 180, 240), _frame(head, 180, 240), _frame(head, 470, 240)]
+    whole = faces.FaceAligner(64, window=False)
+    windowed = faces.FaceAligner(64)
+    calls = _spy_on_detect(windowed)
+    a = [whole.process(f) for f in frames]
+    b = [windowed.process(f) for f in frames]
+    # The jump: the window finds nothing, the whole frame the face.
+    assert calls == [False, True, True, False]
+    assert b[2].box[0] > 320 and a[2].box[0] > 320
+    for x, y in zip(a, b):
+        _assert_within_tolerance(x, y)
+
+
+def test_another_face_in_view_keeps_whole_frame_detection(head):
+    """While the whole frame shows a second face, every detection scans it
+    (the bystanders and the face count stay those of whole-frame detection)."""
+    frame = _frame(head, 160, 240)
+    frame[:, 320:] = frame[:, :320]  # the same face twice, side by side
+    windowed = faces.FaceAligner(64)
+    calls = _spy_on_detect(windowed)
+    results = [windowed.process(frame) for _ in range(3)]
+    assert calls == [False, False, False]
+    assert [r.num_faces for r in results] == [2, 2, 2]
+
+
+def _write_video(path, frames, fps: float) -> None:
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (640, 480))
+    assert writer.isOpened()
+    for frame in frames:
+        writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+    writer.release()
+
+
+def _samples_equal(a: list[faces.Sample], b: list[faces.Sample]) -> None:
+    assert len(a) == len(b)
+    for x, y in zip(a, b):
+        assert (x.time, x.found, x.num_faces) == (y.time, y.found, y.num_faces)
+        np.testing.assert_array_equal(x.crop, y.crop)
+        np.testing.assert_array_equal(x.landmarks, y.landmarks)
+        np.testing.assert_equal(x.face_px, y.face_px)
+
+
+def test_chunks_aligned_by_two_workers_equal_one_worker(tmp_path, head):
+    """Tracking (redetect_every=3) restarts at each chunk of 5 samples:
+    the samples differ from one unchunked pass, but not with the number of
+    workers aligning the chunks."""
+    path = tmp_path / "face.mp4"
+    _write_video(path, _moving(head, 24), fps=4.0)
+    times = faces.sample_times(6.0, 4.0, end=5.75)
+    aligner = faces.FaceAligner(64, redetect_every=3)
+
+    def run(workers):
+        frames = faces.iter_frames_at(path, times)
+        return list(tracking.iter_samples_chunked(frames, aligner, workers, chunk=5))
+
+    one, two = run(1), run(2)
+    _samples_equal(one, two)
+    assert len(one) == 24 and all(s.found for s in one)
+    # The restart is real: with one unchunked pass the 6th sample (a
+    # chunk's first) is tracked, not detected, and its crop differs.
+    whole = list(faces.iter_samples(faces.iter_frames_at(path, times), aligner))
+    assert any(not np.array_equal(x.crop, y.crop) for x, y in zip(whole, one))
+
+
+def test_chunks_equal_one_pass_where_every_sample_is_detected(tmp_path, head):
+    """With one face and detection on every sample (the default), the
+    chunked samples are those of one pass in this process (here the
+    window's boxes are the whole frame's, so a chunk's first sample, which
+    scans the whole frame, finds what the window found)."""
+    path = tmp_path / "face.mp4"
+    _write_video(path, _moving(head, 12), fps=4.0)
+    times = faces.sample_times(3.0, 4.0, end=2.75)
+    aligner = faces.FaceAligner(64)
+    whole = list(faces.iter_samples(faces.iter_frames_at(path, times), aligner))
+    chunked = list(tracking.iter_samples_chunked(faces.iter_frames_at(path, times), aligner, 2,
+                                                 chunk=4))
+    _samples_equal(whole, chunked)
+
+
+@pytest.mark.parametrize("bad", [0, -2, 1.5, True])
+def test_bad_workers_are_refused_naming_the_flag(bad):
+    config = predict.PredictConfig(model="m", video="v.mp4", out="o", workers=bad)
+    with pytest.raises(ValueError, match="--workers"):
+        from recola_sta import settings
+
+        settings.check(config)
+
+
+def test_workers_default_to_the_usable_cores():
+    import os
+
+    assert predict.PredictConfig(model="m", video="v", out="o").workers == \
+        len(os.sched_getaffinity(0))
+
+
+def test_chunked_alignment_refuses_bad_arguments():
+    aligner = faces.FaceAligner(64)
+    with pytest.raises(ValueError, match="workers"):
+        list(tracking.iter_samples_chunked(iter([]), aligner, 0))
