@@ -24,6 +24,7 @@ import pytest
 
 from recola_sta import cache, faces, io_utils
 from recola_sta.cache import shards
+from recola_sta.faces.settings import FaceSettings
 from recola_sta.training import distributed
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -66,7 +67,7 @@ def _write_corpus_and_cache(root: pathlib.Path) -> tuple[pathlib.Path, pathlib.P
                                         num_samples=n, found_rate=1.0,
                                         video=str(video.resolve()), targets=["valence"]))
     cache.write_manifest(cache_dir, cache.Manifest(
-        corpus_root=str(corpus.resolve()), corpus_kind="csv", size=SIZE, fps=4.0,
+        corpus_root=str(corpus.resolve()), corpus_kind="csv", face=FaceSettings(size=SIZE), fps=4.0,
         entries=entries))
     return corpus, cache_dir
 
