@@ -203,7 +203,7 @@ def test_model_options_declare_build_models_defaults():
     peepholes, as train built it before (peepholes=False, the mode left at
     conv)."""
     defaults = dataclasses.asdict(networks.ModelOptions())
-    assert networks.DEFAULT_OPTIONS == defaults
+    assert {k: networks.DEFAULT_OPTIONS[k] for k in defaults} == defaults
     explicit = networks.build_model("3d_cnn_sta", frames=FRAMES, size=SIZE, **defaults)
     implicit = networks.build_model("3d_cnn_sta", frames=FRAMES, size=SIZE)
     assert ([layer.get_config() for layer in explicit.layers]

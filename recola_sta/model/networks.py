@@ -126,8 +126,11 @@ class ModelOptions:
         False, help="Add a learned per-location prior score to eq. 2 (not in the paper).")
 
 
-# The defaults of `build_model`'s options, by name.
-DEFAULT_OPTIONS: dict[str, Any] = dataclasses.asdict(ModelOptions())
+# The defaults of `build_model`'s options, by name: `ModelOptions`', and two
+# that only code sets: `peepholes` (False: none, as peephole_mode="none") and
+# `augmentation` (None, or `layers.ClipAugmentation`'s arguments).
+DEFAULT_OPTIONS: dict[str, Any] = {**dataclasses.asdict(ModelOptions()), "peepholes": True,
+                                   "augmentation": None}
 
 _POOL = (1, 2, 2)  # pool space only: one valence per frame needs T kept.
 
@@ -152,13 +155,12 @@ def _options(variant: str, frames: int, size: int, options: dict) -> dict:
     `peepholes` (whether the ConvLSTM has any) resolved."""
     if variant not in VARIANTS:
         raise ValueError(f"Unknown variant {variant!r}; expected one of {VARIANTS}.")
-    known = {*DEFAULT_OPTIONS, "peepholes", "augmentation"}
-    unknown = sorted(set(options) - known)
+    unknown = sorted(set(options) - set(DEFAULT_OPTIONS))
     if unknown:
         raise ValueError(
-            f"Unknown model option(s) {unknown}; known: {sorted(known)}."
+            f"Unknown model option(s) {unknown}; known: {sorted(DEFAULT_OPTIONS)}."
         )
-    opts = {**DEFAULT_OPTIONS, "peepholes": True, "augmentation": None, **options}
+    opts = {**DEFAULT_OPTIONS, **options}
     for name, value in (("frames", frames), ("size", size), ("fc_units", opts["fc_units"]),
                         ("rnn_units", opts["rnn_units"])):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -253,8 +255,8 @@ def build_model(
             output layer "valence"; K > 1 (e.g. valence and arousal) gives
             one linear layer "targets" of K units, in the order of the
             targets the model is trained on.
-        **options: overrides of the `ModelOptions` defaults (`DEFAULT_OPTIONS`),
-            and `peepholes`, `augmentation`:
+        **options: overrides of `DEFAULT_OPTIONS` (`ModelOptions`' and
+            `peepholes`, `augmentation`):
             fc_units: width of the first fully connected layer (128).
             dropout: dropout rate between the two FC layers (paper: 0.5).
             conv_filters: the four 3D convolutions (paper: 32, 64, 128, 256).
