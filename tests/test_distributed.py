@@ -24,6 +24,7 @@ import pytest
 
 from recola_sta import cache, faces, io_utils
 from recola_sta.cache import shards
+from recola_sta.faces.settings import FaceSettings
 from recola_sta.training import distributed
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -66,7 +67,7 @@ def _write_corpus_and_cache(root: pathlib.Path) -> tuple[pathlib.Path, pathlib.P
                                         num_samples=n, found_rate=1.0,
                                         video=str(video.resolve()), targets=["valence"]))
     cache.write_manifest(cache_dir, cache.Manifest(
-        corpus_root=str(corpus.resolve()), corpus_kind="csv", size=SIZE, fps=4.0,
+        corpus_root=str(corpus.resolve()), corpus_kind="csv", face=FaceSettings(size=SIZE), fps=4.0,
         entries=entries))
     return corpus, cache_dir
 
@@ -95,11 +96,15 @@ import tensorflow as tf
 cpu, = tf.config.list_physical_devices("CPU")
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
 from recola_sta.cache import preprocess
+from recola_sta.faces.settings import FaceSettings
+from recola_sta.model.networks import ModelOptions
 from recola_sta.training import train
 preprocess.preprocess_corpus = lambda *args, **kwargs: None  # the cache is hand-made
 args = json.loads(sys.argv[1])
+face, model = FaceSettings(**args.pop("face")), ModelOptions(**args.pop("model"))
 for distribution in ("none", "mirrored"):
-    config = train.TrainConfig(**args, run_dir=args["cache_dir"] + "_" + distribution,
+    config = train.TrainConfig(**args, face=face, model=model,
+                               run_dir=args["cache_dir"] + "_" + distribution,
                                distribution=distribution)
     train.run_training(config)
 """
@@ -109,8 +114,8 @@ for distribution in ("none", "mirrored"):
 def test_mirrored_on_two_devices_follows_the_single_device_loss_curve(data, tmp_path):
     corpus, cache_dir = data
     args = {"corpus_dir": str(corpus), "corpus_kind": "csv", "cache_dir": str(cache_dir),
-            "size": SIZE, "frames": FRAMES, "batch_size": 4, "variant": "3d_cnn",
-            "fc_units": 8, "dropout": 0.0, "augment": False, "progress": False,
+            "face": {"size": SIZE}, "frames": FRAMES, "batch_size": 4, "variant": "3d_cnn",
+            "model": {"fc_units": 8, "dropout": 0.0}, "augment": False, "progress": False,
             "export": False, "eval_partitions": ["dev"], "epochs": 2, "seed": 1}
     done = subprocess.run([sys.executable, "-c", _MIRRORED, json.dumps(args)],
                           capture_output=True, text=True, timeout=180, env=_env(), cwd=tmp_path)
@@ -170,7 +175,9 @@ def _finish(procs: list[subprocess.Popen], timeout: float) -> list[tuple[int, st
 def _digest_of(path: pathlib.Path) -> str:
     import keras
 
-    from recola_sta.model import networks  # noqa: F401  (registers the custom layers)
+    from recola_sta.model import networks  # registers the custom layers, for load_model
+
+    del networks  # needed for that alone
 
     return distributed.weights_digest(keras.models.load_model(path, compile=False))
 

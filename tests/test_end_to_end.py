@@ -19,7 +19,8 @@ import numpy as np
 import pytest
 
 from recola_sta import cache, faces
-from recola_sta.training import train
+from recola_sta.model.networks import ModelOptions
+from recola_sta.training import run_folder, train
 from recola_sta.faces.settings import FaceSettings
 
 FRAMES = 8
@@ -51,7 +52,7 @@ def trained(tmp_path_factory):
     config = train.TrainConfig(
         corpus_dir=str(corpus), corpus_kind="synthetic", run_dir=str(root / "run"),
         cache_dir=str(root / "cache"), variant="3d_cnn_sta", face=FaceSettings(size=SIZE), frames=FRAMES,
-        batch_size=2, epochs=1, max_steps_per_epoch=2, fc_units=8, workers=1,
+        batch_size=2, epochs=1, max_steps_per_epoch=2, model=ModelOptions(fc_units=8), workers=1,
         progress=False, eval_partitions=("dev",), synthetic_num_train=1,
         synthetic_num_dev=1, synthetic_num_test=0, synthetic_duration_s=6.0, synthetic_seed=3,
     )
@@ -246,11 +247,11 @@ def test_train_cli_errors_are_clear(tmp_path):
 
 def test_run_folder_refuses_another_network(tmp_path):
     first = train.TrainConfig(corpus_dir=str(tmp_path), run_dir=str(tmp_path / "run"))
-    train._write_config(first, tmp_path / "run")
-    train._write_config(first, tmp_path / "run")  # the same settings resume
+    run_folder.write_config(first, tmp_path / "run")
+    run_folder.write_config(first, tmp_path / "run")  # the same settings resume
     other = train.TrainConfig(**{**first.__dict__, "variant": "2d_cnn", "epochs": 50})
     with pytest.raises(ValueError, match=r"variant: '3d_cnn_sta' -> '2d_cnn'"):
-        train._write_config(other, tmp_path / "run")
+        run_folder.write_config(other, tmp_path / "run")
 
 
 def test_two_targets_in_one_model(trained, tmp_path):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import inspect
 import os
@@ -194,6 +195,26 @@ def test_sta_options(options):
     assert attention.location_bias == options.get("attention_location_bias", False)
     assert attention.score_gain == options.get("attention_score_gain", 1.0)
     assert attention.initial_temperature == options.get("attention_temperature", 1.0)
+
+
+def test_model_options_declare_build_models_defaults():
+    """`ModelOptions` holds build_model's defaults: a model built from them
+    is the default model. --peephole_mode=none builds the ConvLSTM without
+    peepholes, as train built it before (peepholes=False, the mode left at
+    conv)."""
+    defaults = dataclasses.asdict(networks.ModelOptions())
+    assert {k: networks.DEFAULT_OPTIONS[k] for k in defaults} == defaults
+    explicit = networks.build_model("3d_cnn_sta", frames=FRAMES, size=SIZE, **defaults)
+    implicit = networks.build_model("3d_cnn_sta", frames=FRAMES, size=SIZE)
+    assert ([layer.get_config() for layer in explicit.layers]
+            == [layer.get_config() for layer in implicit.layers])
+    configs = [networks.build_model("3d_cnn_sta", frames=FRAMES, size=SIZE, **TINY, **options)
+               .get_layer("temporal_decoder").get_config()
+               for options in ({"peephole_mode": "none"}, {"peepholes": False}, {})]
+    assert configs[0] == configs[1] != configs[2]
+    assert (configs[0]["peepholes"], configs[0]["peephole_mode"]) == (False, "conv")
+    with pytest.raises(ValueError, match="peephole_mode='diagonal'"):
+        networks.build_model("3d_cnn_sta", peephole_mode="diagonal")
 
 
 @pytest.mark.parametrize("readout", ["average", "max"])

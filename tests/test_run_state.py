@@ -16,7 +16,7 @@ import pytest
 
 from recola_sta import cli, io_utils
 from recola_sta.evaluation import evaluate
-from recola_sta.training import run_state, train
+from recola_sta.training import checkpoints, run_folder, run_state, train
 from recola_sta.faces.settings import FaceSettings
 
 
@@ -44,10 +44,10 @@ def _state(run: pathlib.Path) -> dict:
     return json.loads((run / "checkpoints" / "state.json").read_text())
 
 
-def _checkpoint(run: pathlib.Path) -> tuple[train.EpochCheckpoint, keras.Model]:
+def _checkpoint(run: pathlib.Path) -> tuple[checkpoints.EpochCheckpoint, keras.Model]:
     (run / "checkpoints").mkdir(parents=True, exist_ok=True)
     model = _model()
-    callback = train.EpochCheckpoint(run, "val_ccc", -np.inf, 0)
+    callback = checkpoints.EpochCheckpoint(run, "val_ccc", -np.inf, 0)
     callback.set_model(model)
     return callback, model
 
@@ -154,12 +154,12 @@ def test_a_non_finite_loss_stops_training_before_its_epoch_is_checkpointed(tmp_p
     callback, model = _checkpoint(run)
     x = np.ones((8, 2), np.float32)
     y = np.zeros((8, 1), np.float32)
-    callbacks = [train.StopOnNonFiniteLoss(1e-4, run), callback]
+    callbacks = [checkpoints.StopOnNonFiniteLoss(1e-4, run), callback]
     model.fit(x, y, validation_data=(x, y), batch_size=4, epochs=1, callbacks=callbacks,
               verbose=0)
     assert _state(run)["epoch"] == 1
     x[5, 0] = np.inf  # the second batch's loss is infinite, the weights then NaN
-    with pytest.raises(train.DivergedError) as info:
+    with pytest.raises(checkpoints.DivergedError) as info:
         model.fit(x, y, validation_data=(x, y), batch_size=4, epochs=3, initial_epoch=1,
                   callbacks=callbacks, verbose=0)
     message = str(info.value)
@@ -169,11 +169,11 @@ def test_a_non_finite_loss_stops_training_before_its_epoch_is_checkpointed(tmp_p
     assert _state(run)["epoch"] == 1  # the diverged epoch left no trace
     assert len((run / "history.csv").read_text().splitlines()) == 2  # header, epoch 1
     # distributed.fit reports epochs only: checked there too.
-    with pytest.raises(train.DivergedError, match="the loss became nan at epoch 4"):
+    with pytest.raises(checkpoints.DivergedError, match="the loss became nan at epoch 4"):
         callbacks[0].on_epoch_end(3, {"loss": float("nan")})
     # The epoch's last step can turn the weights NaN after its loss was
     # computed: the dev loss tells.
-    with pytest.raises(train.DivergedError,
+    with pytest.raises(checkpoints.DivergedError,
                        match=r"the dev loss \(val_loss\) became inf at epoch 4"):
         callbacks[0].on_epoch_end(3, {"loss": 0.1, "val_loss": float("inf")})
 
@@ -190,7 +190,7 @@ def _resumable_run(tmp_path: pathlib.Path) -> tuple[train.TrainConfig, pathlib.P
                                face=FaceSettings(size=16), frames=4, batch_size=2, epochs=2, progress=False)
     run = pathlib.Path(config.run_dir)
     run.mkdir()
-    train._write_config(config, run)
+    run_folder.write_config(config, run)
     callback, _ = _checkpoint(run)
     callback.on_epoch_end(0, {"loss": 0.5, "val_ccc": 0.1})
     return config, run

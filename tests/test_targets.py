@@ -15,7 +15,7 @@ from recola_sta import cache, metrics
 from recola_sta.evaluation import postprocess
 from recola_sta.inference import export
 from recola_sta.model import networks
-from recola_sta.training import pipeline, train
+from recola_sta.training import pipeline, run_folder, train
 from recola_sta.cache import shards
 from recola_sta.model import losses
 from recola_sta.targets import parse_targets
@@ -43,10 +43,10 @@ def test_target_flag_parses_one_name_or_a_list(tmp_path):
 
 def test_resume_with_another_target_is_refused(tmp_path):
     first = train.TrainConfig(corpus_dir=str(tmp_path), run_dir=str(tmp_path / "run"))
-    train._write_config(first, tmp_path / "run")
+    run_folder.write_config(first, tmp_path / "run")
     other = train.TrainConfig(**{**first.__dict__, "target": "valence,arousal"})
     with pytest.raises(ValueError, match=r"--target: 'valence' -> 'valence,arousal'"):
-        train._write_config(other, tmp_path / "run")
+        run_folder.write_config(other, tmp_path / "run")
 
 
 def _two_target_cache(root):
@@ -204,3 +204,101 @@ def test_export_metadata_names_the_targets(tmp_path):
             export.read_metadata(folder)
     assert export.serving_keys(["arousal"]) == ["arousal"]  # one target: a list of one
     assert export.serving_keys(["valence", "arousal"]) == ["valence", "arousal"]
+
+
+def _recordings(seed: int, video: bool = False) -> list:
+    from recola_sta.evaluation import evaluate
+
+    rng = np.random.default_rng(seed)
+    times = np.arange(120) * 0.04
+    results = []
+    for name, partition in (("dev_1", "dev"), ("dev_2", "dev"), ("test_1", "test")):
+        gold = np.sin(times + rng.uniform(0, 3))
+        results.append(evaluate.RecordingResult(name, partition, times, gold,
+                                                gold + rng.normal(0, 0.2, len(times)),
+                                                np.ones(len(times), bool)))
+    return results
+
+
+def _header(path) -> list[str]:
+    return path.read_text().splitlines()[0].split(",")
+
+
+def test_one_target_is_a_list_of_one_with_the_single_target_files(tmp_path):
+    """evaluate_targets is one path for any number of targets; a run of one
+    target keeps its files' single-target layout (evaluation.json without
+    `targets` and `mean_ccc`, unsuffixed CSV columns and plot names, one
+    chain in postprocess.json), which the report readers read back."""
+    from recola_sta.evaluation import evaluate
+
+    one, two = tmp_path / "one", tmp_path / "two"
+    report = evaluate.evaluate_targets({"arousal": _recordings(0)}, one, extra={"x": 1})
+    stored = json.loads((one / "evaluation.json").read_text())
+    assert list(stored) == ["convention", "tune_partition", "postprocess_kept", "postprocess",
+                            "raw", "post", "x"]
+    assert stored == json.loads(json.dumps(evaluate.evaluation_json(report)))
+    assert stored["post"] == report["post"]["arousal"]
+    assert isinstance(stored["postprocess_kept"], list)
+    assert _header(one / "predictions" / "dev" / "dev_1.csv") == [
+        "time", "gold", "raw", "post", "face_found"]
+    assert (one / "plots" / "test" / "test_1.png").is_file()
+    postprocess.PostProcessor.load(one / postprocess.FILE_NAME)  # one chain
+    # The list form is the target "valence", with the same files.
+    listed = evaluate.evaluate_predictions(_recordings(0), tmp_path / "listed", extra={"x": 1})
+    assert listed == stored
+    # Several targets: their own layout, from the same path.
+    report = evaluate.evaluate_targets({"valence": _recordings(1), "arousal": _recordings(2)},
+                                       two)
+    stored = json.loads((two / "evaluation.json").read_text())
+    assert list(stored) == ["convention", "tune_partition", "targets", "postprocess_kept",
+                            "postprocess", "raw", "post", "mean_ccc"]
+    assert stored["mean_ccc"]["post"]["dev"] == pytest.approx(np.mean(
+        [stored["post"][t]["dev"]["all"]["ccc"] for t in ("valence", "arousal")]))
+    assert _header(two / "predictions" / "dev" / "dev_1.csv")[1:4] == [
+        "gold_valence", "raw_valence", "post_valence"]
+    assert (two / "plots" / "test" / "test_1_arousal.png").is_file()
+    chains = postprocess.load_chains(two / postprocess.FILE_NAME, ["valence", "arousal"])
+    assert list(chains) == ["valence", "arousal"]
+    # format_report reads either layout on one path.
+    lines = evaluate.format_report(json.loads((one / "evaluation.json").read_text())).splitlines()
+    assert lines[0].startswith("post-processing kept: ") and "mean CCC" not in "".join(lines)
+    assert lines[1].startswith("  dev  raw: RMSE ") and len(lines) == 5
+    lines = evaluate.format_report(stored).splitlines()
+    assert lines[0].startswith("valence: post-processing kept: ")
+    mean = stored["mean_ccc"]
+    assert lines[-4:] == [f"{p:>5} {stage:>4}: mean CCC over targets {mean[stage][p]:.3f}"
+                          for stage in ("raw", "post") for p in ("dev", "test")]
+
+
+def test_results_json_and_the_printed_summary_of_one_and_of_several_targets():
+    from recola_sta.training import results as run_results
+
+    scores = {"rmse": 0.1, "cc": 0.8, "ccc": 0.7}
+    one = run_results.results_json({
+        "variant": "2d_cnn", "target": "arousal", "targets": ["arousal"], "best_epoch": 3,
+        "dev_raw": {"arousal": scores, "mean_ccc": 0.7},
+        "dev_post": {"arousal": {**scores, "ccc": 0.75}, "mean_ccc": 0.75},
+        "postprocess_kept": {"arousal": ["bias"]}, "wall_time_s": {}})
+    assert one == {"variant": "2d_cnn", "target": "arousal", "best_epoch": 3,
+                   "dev_raw": scores, "dev_post": {**scores, "ccc": 0.75},
+                   "postprocess_kept": ["bias"], "wall_time_s": {}}
+    assert run_results.summary_lines(one) == [
+        "Best epoch 3; post-processing kept: bias",
+        "dev raw : RMSE 0.100  CC 0.800  CCC 0.700",
+        "dev post: RMSE 0.100  CC 0.800  CCC 0.750",
+        "dev CCC: 0.750"]
+    assert run_results.summary_lines({**one, "dev_post": {}, "postprocess_kept": []}) == [
+        "Best epoch 3; post-processing kept: nothing"]
+    several = {"target": "valence,arousal", "targets": ["valence", "arousal"], "best_epoch": 2,
+               "dev_raw": {"valence": scores, "arousal": {}, "mean_ccc": None},
+               "dev_post": {"valence": scores, "arousal": {}, "mean_ccc": None},
+               "postprocess_kept": {"valence": [], "arousal": ["scale"]}}
+    assert run_results.results_json(several) is several
+    assert run_results.summary_lines(several) == [
+        "Best epoch 2 (by the mean dev CCC over targets).",
+        "valence: post-processing kept: nothing",
+        "valence dev raw : RMSE 0.100  CC 0.800  CCC 0.700",
+        "valence dev post: RMSE 0.100  CC 0.800  CCC 0.700",
+        "arousal: post-processing kept: scale"]
+    several["dev_post"]["mean_ccc"] = 0.5
+    assert run_results.summary_lines(several)[-1] == "dev CCC (mean over valence, arousal): 0.500"

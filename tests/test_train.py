@@ -17,10 +17,11 @@ import sys
 import numpy as np
 import pytest
 
-from recola_sta import cache, faces, io_utils
+from recola_sta import cache, faces, io_utils, settings
 from recola_sta.cache import preprocess
 from recola_sta.data import face_animation, synthetic
-from recola_sta.training import train
+from recola_sta.model.networks import ModelOptions
+from recola_sta.training import checkpoints, inputs, run_folder, train
 from recola_sta.cache import shards
 from recola_sta.faces.settings import FaceSettings
 
@@ -61,15 +62,19 @@ def no_preprocess(monkeypatch):
 
 
 def _config(tmp_path: pathlib.Path, **changes) -> train.TrainConfig:
-    """A small run's config; `changes` may name face settings too (size=...)."""
+    """A small run's config; `changes` may name face settings (size=...) and
+    the network's options (fc_units=...) too."""
     (tmp_path / "corpus").mkdir(exist_ok=True)
     face_names = {f.name for f in dataclasses.fields(FaceSettings)}
+    model_names = {f.name for f in dataclasses.fields(ModelOptions)}
     face = FaceSettings(**{"size": SIZE, **{k: v for k, v in changes.items() if k in face_names}})
+    model = ModelOptions(**{k: v for k, v in changes.items() if k in model_names})
     return train.TrainConfig(**{
         "corpus_dir": str(tmp_path / "corpus"), "corpus_kind": "csv",
         "run_dir": str(tmp_path / "run"), "cache_dir": str(tmp_path / "cache"),
-        "face": face, "frames": 4, "batch_size": 2, "epochs": 1, "progress": False,
-        **{k: v for k, v in changes.items() if k not in face_names}})
+        "face": face, "model": model, "frames": 4, "batch_size": 2, "epochs": 1,
+        "progress": False,
+        **{k: v for k, v in changes.items() if k not in face_names | model_names}})
 
 
 @pytest.mark.parametrize("cache_kwargs,changes,match", [
@@ -133,7 +138,7 @@ def test_resume_with_another_learning_rate_or_loss_is_refused(tmp_path, no_prepr
     config = _config(tmp_path)
     run = pathlib.Path(config.run_dir)
     run.mkdir()
-    train._write_config(config, run)
+    run_folder.write_config(config, run)
     # Not trained yet: nothing to resume, so the schedule may still change.
     train.check_run_folder(_config(tmp_path, **changes), run)
     (run / "checkpoints").mkdir()
@@ -144,6 +149,26 @@ def test_resume_with_another_learning_rate_or_loss_is_refused(tmp_path, no_prepr
         train.run_training(_config(tmp_path, **changes), flags_text="--x\n")
     assert (run / "config.json").read_text() == before
     assert not (run / "flags.cfg").exists() and not no_preprocess
+
+
+def test_the_networks_options_are_guarded_by_flag_name_wherever_config_json_holds_them(
+        tmp_path):
+    """Every flag of `ModelOptions` changes the network, so the guard refuses
+    a resume with another value; a config.json with the options at the top
+    level (as runs wrote it before they were grouped) is read the same way."""
+    assert settings.flag_names(ModelOptions) <= set(run_folder.ARCHITECTURE_KEYS)
+    config = _config(tmp_path, fc_units=8, peephole_mode="none")
+    run = pathlib.Path(config.run_dir)
+    run.mkdir()
+    run_folder.write_config(config, run)
+    stored = json.loads((run / "config.json").read_text())
+    assert stored["model"]["fc_units"] == 8 and "fc_units" not in stored
+    flat = {key: value for key, value in stored.items() if key != "model"}
+    flat.update(stored["model"])
+    (run / "config.json").write_text(json.dumps(flat))
+    run_folder.check_run_folder(config, run)
+    with pytest.raises(ValueError, match="--fc_units: 8 -> 16, --peephole_mode: 'none' -> 'conv'"):
+        run_folder.check_run_folder(_config(tmp_path, fc_units=16), run)
 
 
 def test_synthetic_corpus_mismatch_names_train_flags(tmp_path, no_preprocess):
@@ -188,7 +213,7 @@ def test_synthetic_preset_reaches_ensure_corpus_and_the_recorded_config(
     assert root == tmp_path / "synthetic" and kwargs["preset"] == preset
     run = tmp_path / "run"
     run.mkdir()
-    train._write_config(config, run)
+    run_folder.write_config(config, run)
     assert json.loads((run / "config.json").read_text())["synthetic_preset"] == preset
 
 
@@ -196,7 +221,7 @@ def test_synthetic_preset_mismatch_names_the_train_flag(tmp_path, no_preprocess)
     corpus = tmp_path / "synthetic"
     _default_preset_marker(corpus)
     # The same settings and preset are accepted (the corpus is complete: nothing is generated).
-    train.prepare_corpus(_config(tmp_path, corpus_dir=str(corpus), corpus_kind="synthetic",
+    inputs.prepare_corpus(_config(tmp_path, corpus_dir=str(corpus), corpus_kind="synthetic",
                                  workers=1))
     config = _config(tmp_path, corpus_dir=str(corpus), corpus_kind="synthetic",
                      synthetic_preset="recola_like", workers=1)
@@ -222,7 +247,7 @@ def test_synthetic_fps_reaches_ensure_corpus_and_a_mismatch_names_the_flag(
     calls = []
     monkeypatch.setattr(synthetic, "ensure_corpus",
                         lambda root, **kwargs: calls.append(kwargs))
-    train.prepare_corpus(config)
+    inputs.prepare_corpus(config)
     assert calls[0]["fps"] == 8.0
 
 
@@ -292,7 +317,7 @@ def test_a_run_folder_in_use_is_refused_and_a_killed_runs_leftovers_are_cleared(
     config = _config(tmp_path)
     run = tmp_path / "run"
     run.mkdir()
-    train._write_config(config, run)  # as a run killed during its first epoch left it
+    run_folder.write_config(config, run)  # as a run killed during its first epoch left it
     (run / "checkpoints").mkdir()
     # A holder (here another open of the lock file in this very process)
     # keeps a second run out, naming itself.
@@ -341,7 +366,7 @@ def test_a_folder_of_other_files_is_refused_as_run_dir_and_left_untouched(tmp_pa
     (run / "config.json").unlink()
     allowed = _config(tmp_path, allow_existing_dir=True)
     train.check_run_dir_is_ours(allowed, run)
-    train._write_config(allowed, run)
+    run_folder.write_config(allowed, run)
     assert json.loads((run / "config.json").read_text())["allow_existing_dir"] is True
     # Once the run is there, the folder is a run folder: resuming needs no flag.
     train.check_run_dir_is_ours(_config(tmp_path), run)
@@ -365,7 +390,7 @@ def test_history_keeps_each_finished_epoch_once_across_a_kill(tmp_path, monkeypa
     run = tmp_path / "run"
     (run / "checkpoints").mkdir(parents=True)
     model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
-    first = train.EpochCheckpoint(run, "val_ccc", -np.inf, 0)
+    first = checkpoints.EpochCheckpoint(run, "val_ccc", -np.inf, 0)
     first.set_model(model)
     first.on_epoch_end(0, {"loss": 0.5, "val_ccc": 0.1})
 
@@ -383,7 +408,7 @@ def test_history_keeps_each_finished_epoch_once_across_a_kill(tmp_path, monkeypa
     state = json.loads((run / "checkpoints" / "state.json").read_text())
     assert state["epoch"] == 1  # a resume restarts at the second epoch
 
-    resumed = train.EpochCheckpoint(run, "val_ccc", state["best"], state["best_epoch"])
+    resumed = checkpoints.EpochCheckpoint(run, "val_ccc", state["best"], state["best_epoch"])
     resumed.set_model(model)
     for epoch, logs in ((1, {"loss": 0.35, "val_ccc": 0.4}), (2, {"loss": 0.3, "val_ccc": 0.2})):
         resumed.on_epoch_end(epoch, logs)

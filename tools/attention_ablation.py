@@ -38,7 +38,10 @@ def main() -> None:
     from recola_sta import cache, io_utils
     from recola_sta.analysis import attention_ablation, attention_analysis
     from recola_sta.evaluation import evaluate
-    from recola_sta.model import layers  # noqa: F401  (registers the custom layers)
+    from recola_sta.model import layers  # registers the custom layers, for load_model
+    from recola_sta.targets import parse_targets
+
+    del layers  # needed for that alone
 
     run_dir = pathlib.Path(args.run_dir)
     config_path = run_dir / "config.json"
@@ -59,10 +62,12 @@ def main() -> None:
     rows = []
     for mode in attention_ablation.ABLATIONS:
         start = time.time()
-        results = evaluate.predict_recordings(
+        # Every target the model predicts; the first one is scored.
+        targets = parse_targets(config["target"])
+        results = evaluate.predict_targets(
             attention_ablation.ablated_predict_fn(front, back, mode, fixed_map),
-            config["cache_dir"], [args.partition], target=config["target"].split(",")[0],
-            frames=frames, batch_size=batch, progress=False)
+            config["cache_dir"], [args.partition], targets=targets,
+            frames=frames, batch_size=batch, progress=False)[targets[0]]
         score = evaluate.score_results(results, config["convention"], "raw")[args.partition]["all"]
         rows.append({"mode": mode, **{k: float(score[k]) for k in ("rmse", "cc", "ccc")},
                      "seconds": round(time.time() - start, 1)})

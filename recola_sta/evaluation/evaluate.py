@@ -38,13 +38,15 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from recola_sta import cache, cli, clips, io_utils, metrics
+from recola_sta import cache, cli, clips, io_utils, metrics, settings
 from recola_sta.analysis import plots
 from recola_sta.data import corpora
 from recola_sta.evaluation import postprocess
 from recola_sta.training import run_state
 from recola_sta.data.corpora import PARTITIONS
 from recola_sta.cache import shards
+from recola_sta.settings import setting
+from recola_sta.targets import parse_targets
 
 
 # The lock file of a run folder: one process at a time writes it (train, evaluate).
@@ -76,32 +78,6 @@ class RecordingResult:
     video: pathlib.Path | None = None  # the corpus recording's video
 
 
-def predict_recordings(
-    predict_fn: Callable[[np.ndarray], np.ndarray],
-    cache_dir: str | os.PathLike,
-    partitions: Sequence[str],
-    *,
-    target: str = "valence",
-    frames: int = 16,
-    batch_size: int = 16,
-    progress: bool = True,
-) -> list[RecordingResult]:
-    """Predicts every cached recording of `partitions` at its label rate.
-
-    Args:
-        predict_fn: float32 clips (B, T, S, S, 3) in [0, 1] -> (B, T[, 1]).
-        cache_dir: preprocess cache; its manifest names the corpus, whose
-            label grids and gold values are read again here.
-        partitions: partitions to predict.
-        target: label dimension compared with the predictions.
-        frames: clip length of the model.
-        batch_size: clips per model call.
-        progress: print a progress bar.
-    """
-    return predict_targets(predict_fn, cache_dir, partitions, targets=(target,), frames=frames,
-                           batch_size=batch_size, progress=progress)[target]
-
-
 def predict_targets(
     predict_fn: Callable[[np.ndarray], np.ndarray],
     cache_dir: str | os.PathLike,
@@ -112,14 +88,20 @@ def predict_targets(
     batch_size: int = 16,
     progress: bool = True,
 ) -> dict[str, list[RecordingResult]]:
-    """`predict_recordings` for a model of K targets: one list per target.
+    """Predicts every cached recording of `partitions` at its label rate,
+    for each of the model's K targets (one target: a list of one).
 
     Args:
         predict_fn: float32 clips (B, T, S, S, 3) in [0, 1] -> (B, T, K),
             the values of `targets` in that order ((B, T) for K = 1).
-        targets: the model's label dimensions, in its output order.
-        cache_dir, partitions, frames, batch_size, progress: as for
-            `predict_recordings`.
+        cache_dir: preprocess cache; its manifest names the corpus, whose
+            label grids and gold values are read again here.
+        partitions: partitions to predict.
+        targets: the model's label dimensions, in its output order; each is
+            compared with its own gold values.
+        frames: clip length of the model.
+        batch_size: clips per model call.
+        progress: print a progress bar.
 
     Returns:
         target -> its `RecordingResult`s, the recordings in the same order
@@ -172,8 +154,8 @@ def predict_targets(
 
 
 def _csv_text(columns: dict[str, RecordingResult]) -> str:
-    """One recording's CSV: time, then gold, raw, post per target (suffixed
-    `_<target>` unless the key is ""), then face_found."""
+    """One recording's CSV: time, then gold, raw, post per target (each name
+    followed by the target's key, its `_suffixes` entry), then face_found."""
     first = next(iter(columns.values()))
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
@@ -181,7 +163,7 @@ def _csv_text(columns: dict[str, RecordingResult]) -> str:
     values = [first.times]
     nan = np.full(len(first.times), np.nan)
     for suffix, result in columns.items():
-        header += [f"{kind}_{suffix}" if suffix else kind for kind in ("gold", "raw", "post")]
+        header += [f"{kind}{suffix}" for kind in ("gold", "raw", "post")]
         values += [result.gold if result.gold is not None else nan, result.raw,
                    result.post if result.post is not None else nan]
     writer.writerow(header + ["face_found"])
@@ -238,7 +220,8 @@ def _report(out_dir: pathlib.Path, per_target: dict[str, RecordingResult], conve
     """reports/<partition>/<name>.html: one recording's video beside each
     target's post-processed prediction and gold standard, with its CCC
     (raw and post-processed), the samples without a face shaded, and the
-    recording's attention-region table where `evaluation` has one."""
+    recording's attention-region table where `evaluation` (the per-target
+    report of `evaluate_targets`) has one."""
     from recola_sta.inference import report
 
     first = next(iter(per_target.values()))
@@ -253,8 +236,7 @@ def _report(out_dir: pathlib.Path, per_target: dict[str, RecordingResult], conve
                                   f"RMSE {post['rmse']:.3f} post-processed; CCC "
                                   f"{raw['ccc']:.3f} raw"))
         curves.append(report.Curve(target, r.times, r.post, r.gold, score))
-    kept = evaluation["postprocess_kept"]
-    kept = kept if isinstance(kept, list) else kept[next(iter(per_target))]
+    kept = evaluation["postprocess_kept"][next(iter(per_target))]
     facts.append(("post-processing", ", ".join(kept) or "nothing"))
     attention = evaluation.get("attention_regions") or {}
     own = (attention.get("per_recording") or {}).get(first.name) or {}
@@ -284,73 +266,54 @@ def evaluate_predictions(
     write_plots: bool = True,
     extra: dict | None = None,
 ) -> dict:
-    """Post-processes, scores and writes everything for a set of predictions.
+    """`evaluate_targets`, returning the `evaluation.json` content.
 
-    The chain is fitted on `tune_partition` (dev, as in the challenges) and
-    applied unchanged to every recording. Without labels there, predictions
-    are reported raw and the chain is skipped. `extra` entries (e.g. the
-    attention analysis) are added to the report.
+    `results` is `predict_targets`' target -> list, or one list (the
+    target "valence").
+    """
+    if not isinstance(results, dict):
+        results = {"valence": results}
+    return evaluation_json(evaluate_targets(
+        results, out_dir, convention=convention, tune_partition=tune_partition,
+        time_shift=time_shift, write_plots=write_plots, extra=extra))
 
-    `results` is one target's list, or `predict_targets`' target -> list:
-    one target gives the same report as its list, several the report of
-    `_evaluate_targets`.
+
+def evaluate_targets(
+    results: dict[str, list[RecordingResult]],
+    out_dir: str | os.PathLike,
+    *,
+    convention: str = metrics.DEFAULT_CONVENTION,
+    tune_partition: str = "dev",
+    time_shift: bool = False,
+    write_plots: bool = True,
+    extra: dict | None = None,
+) -> dict:
+    """Post-processes, scores and writes everything for the predictions of
+    one or several targets (`predict_targets`).
+
+    Each target gets its own post-processing chain, fitted on its own
+    `tune_partition` labels (dev, as in the challenges) and applied
+    unchanged to every recording; without labels there, its predictions are
+    reported raw and the chain is skipped. Each target gets its own metrics,
+    and a partition scored for every target the mean of their CCCs (the
+    challenge's ranking). `extra` entries (e.g. the attention analysis) are
+    added to the report.
+
+    Writes postprocess.json, predictions/<partition>/<name>.csv (gold, raw,
+    post per target), plots/<partition>/<name>[_<target>].png, the reports
+    of the `tune_partition` recordings and evaluation.json (in the layout of
+    `evaluation_json`).
 
     Returns:
-        The `evaluation.json` content.
+        The report: `convention`, `tune_partition`, `targets`; per target
+        `postprocess_kept`, `postprocess`, `raw`, `post` (each {target:
+        ...}); `mean_ccc` {"raw"|"post": {partition: mean CCC}}; `extra`.
     """
     out_dir = pathlib.Path(out_dir)
-    if isinstance(results, dict):
-        if len(results) > 1:
-            return _evaluate_targets(results, out_dir, convention, tune_partition, time_shift,
-                                     write_plots, extra)
-        results = next(iter(results.values()))
-    chain = _postprocess(results, convention=convention, tune_partition=tune_partition,
-                         time_shift=time_shift)
-    if chain is not None:
-        chain.save(out_dir / postprocess.FILE_NAME)
-    report = {
-        "convention": convention,
-        "tune_partition": tune_partition,
-        "postprocess_kept": chain.kept_steps if chain is not None else [],
-        "postprocess": chain.describe() if chain is not None else "not fitted (no labeled dev)",
-        "raw": score_results(results, convention, "raw"),
-        "post": score_results(results, convention, "post"),
-        **(extra or {}),
-    }
-    for r in results:
-        io_utils.atomic_write_text(out_dir / "predictions" / r.partition / f"{r.name}.csv",
-                                   _csv_text({"": r}))
-        if write_plots:
-            _plot(out_dir / "plots" / r.partition / f"{r.name}.png", r, convention, "valence")
-            if r.partition == tune_partition:
-                _report(out_dir, {"valence": r}, convention, report)
-    io_utils.atomic_write_text(out_dir / "evaluation.json", json.dumps(report, indent=2) + "\n")
-    return report
-
-
-def _evaluate_targets(results: dict[str, list[RecordingResult]], out_dir: pathlib.Path,
-                      convention: str, tune_partition: str, time_shift: bool,
-                      write_plots: bool, extra: dict | None) -> dict:
-    """`evaluate_predictions` for a model of several targets (`predict_targets`).
-
-    Each target gets its own post-processing chain, fitted on its own dev
-    labels (all saved in one `postprocess.json`, `postprocess.save_chains`),
-    and its own metrics; a partition scored for every target also gets the
-    mean of their CCCs (the challenge's ranking). Each recording's CSV holds
-    gold_<t>, raw_<t>, post_<t> for every target t; plots are
-    `plots/<partition>/<name>_<t>.png`.
-
-    Returns:
-        The `evaluation.json` content: `targets`; per target
-        `postprocess_kept`, `postprocess`, `raw`, `post` (each
-        {target: ...}); `mean_ccc` {"raw"|"post": {partition: mean CCC}}.
-    """
     targets = list(results)
     chains = {t: _postprocess(results[t], convention=convention, tune_partition=tune_partition,
                               time_shift=time_shift) for t in targets}
-    fitted = {t: chain for t, chain in chains.items() if chain is not None}
-    if fitted:
-        postprocess.save_chains(fitted, out_dir / postprocess.FILE_NAME)
+    _save_chains(chains, out_dir / postprocess.FILE_NAME)
     report = {
         "convention": convention,
         "tune_partition": tune_partition,
@@ -367,18 +330,71 @@ def _evaluate_targets(results: dict[str, list[RecordingResult]], out_dir: pathli
         for stage in ("raw", "post")
     }
     report.update(extra or {})
+    suffixes = _suffixes(targets)
     for per_target in zip(*(results[t] for t in targets)):
         r = per_target[0]
         io_utils.atomic_write_text(out_dir / "predictions" / r.partition / f"{r.name}.csv",
-                                   _csv_text(dict(zip(targets, per_target))))
+                                   _csv_text({suffixes[t]: x for t, x in zip(targets, per_target)}))
         if write_plots:
             for target, result in zip(targets, per_target):
-                _plot(out_dir / "plots" / r.partition / f"{r.name}_{target}.png", result,
+                _plot(out_dir / "plots" / r.partition / f"{r.name}{suffixes[target]}.png", result,
                       convention, target)
             if r.partition == tune_partition:
                 _report(out_dir, dict(zip(targets, per_target)), convention, report)
-    io_utils.atomic_write_text(out_dir / "evaluation.json", json.dumps(report, indent=2) + "\n")
+    io_utils.atomic_write_text(out_dir / "evaluation.json",
+                               json.dumps(evaluation_json(report), indent=2) + "\n")
     return report
+
+
+# Where a run of one target writes otherwise than a run of several: the
+# layouts its files had before models of several targets existed, kept so
+# that its files read as before. Everything above is one path for any number
+# of targets; these functions give its results their one-target form.
+
+# The report entries that hold one value per target.
+PER_TARGET_KEYS = ("postprocess_kept", "postprocess", "raw", "post")
+
+
+def evaluation_json(report: dict) -> dict:
+    """evaluation.json's content from `evaluate_targets`' report: that report
+    for several targets; for one, the report without `targets` and
+    `mean_ccc`, each `PER_TARGET_KEYS` entry that target's value."""
+    if len(report["targets"]) > 1:
+        return report
+    (target,) = report["targets"]
+    return {key: value[target] if key in PER_TARGET_KEYS else value
+            for key, value in report.items() if key not in ("targets", "mean_ccc")}
+
+
+def report_by_target(report: dict) -> dict:
+    """`evaluate_targets`' form of an evaluation.json of either layout (the
+    inverse of `evaluation_json`; one target's name is not in its file,
+    and is "" here)."""
+    if "targets" in report:
+        return report
+    return {**{key: {"": value} if key in PER_TARGET_KEYS else value
+               for key, value in report.items()},
+            "targets": [""], "mean_ccc": {"raw": {}, "post": {}}}
+
+
+def _suffixes(targets: Sequence[str]) -> dict[str, str]:
+    """Each target's suffix of a recording's CSV columns and plot file name:
+    none for one target, `_<target>` for several."""
+    return {t: "" if len(targets) == 1 else f"_{t}" for t in targets}
+
+
+def _save_chains(chains: dict[str, postprocess.PostProcessor | None],
+                 path: pathlib.Path) -> None:
+    """Writes the fitted chains (none: no file): one target's as a single
+    chain (`PostProcessor.save`), several targets' in one file
+    (`postprocess.save_chains`); `postprocess.load_chains` reads both."""
+    fitted = {t: chain for t, chain in chains.items() if chain is not None}
+    if not fitted:
+        return
+    if len(chains) == 1:
+        next(iter(fitted.values())).save(path)
+    else:
+        postprocess.save_chains(fitted, path)
 
 
 def attention_regions(
@@ -458,7 +474,9 @@ def _evaluate_locked(run_dir: pathlib.Path, config: dict, *, partitions: Sequenc
                      model_file: str | None, convention: str | None, write_plots: bool,
                      progress: bool) -> dict:
     """`evaluate_run`'s work, with the run folder locked."""
-    from recola_sta.model import layers  # noqa: F401  (registers the custom layers)
+    from recola_sta.model import layers  # registers the custom layers, for load_model
+
+    del layers  # needed for that alone
 
     if model_file is None:
         model_path = run_state.best_model_path(run_dir)
@@ -473,8 +491,6 @@ def _evaluate_locked(run_dir: pathlib.Path, config: dict, *, partitions: Sequenc
         hint = f"evaluate the last epoch instead with --model_file={run_state.LAST_NAME}, or {hint}"
     model = run_state.load_model(model_path, hint, compile=False)
     wanted = list(dict.fromkeys(["dev", *partitions]))
-    from recola_sta.targets import parse_targets# here: train imports this module
-
     targets = list(parse_targets(config["target"]))
     results = predict_targets(
         keras_predict_fn(model), config["cache_dir"], wanted,
@@ -503,24 +519,38 @@ def _score_lines(stages: dict) -> list[str]:
 
 
 def format_report(report: dict) -> str:
-    """A few human-readable lines of an `evaluation.json`."""
-    if "targets" in report:
-        lines = []
-        for target in report["targets"]:
-            kept = ", ".join(report["postprocess_kept"][target]) or "nothing"
-            lines.append(f"{target}: post-processing kept: {kept}")
-            lines += _score_lines({stage: report[stage][target] for stage in ("raw", "post")})
-        for stage in ("raw", "post"):
-            for partition, value in report["mean_ccc"][stage].items():
-                lines.append(f"{partition:>5} {stage:>4}: mean CCC over targets {value:.3f}")
-    else:
-        lines = [f"post-processing kept: {', '.join(report['postprocess_kept']) or 'nothing'}"]
-        lines += _score_lines(report)
+    """A few human-readable lines of an `evaluation.json` (either layout)."""
+    report = report_by_target(report)
+    lines = []
+    for target in report["targets"]:
+        kept = ", ".join(report["postprocess_kept"][target]) or "nothing"
+        lines.append(f"{target + ': ' if target else ''}post-processing kept: {kept}")
+        lines += _score_lines({stage: report[stage][target] for stage in ("raw", "post")})
+    for stage in ("raw", "post"):
+        for partition, value in report["mean_ccc"][stage].items():
+            lines.append(f"{partition:>5} {stage:>4}: mean CCC over targets {value:.3f}")
     if "attention_regions" in report:
         from recola_sta.analysis import attention_analysis
 
         lines.append(attention_analysis.format_summary(report["attention_regions"]))
     return "\n".join(lines)
+
+
+@dataclasses.dataclass(frozen=True)
+class EvaluateConfig:
+    """The settings of `python -m recola_sta.evaluate`, each also its flag
+    (`recola_sta.settings`)."""
+
+    run_dir: str = setting(help="Training run folder (written by recola_sta.train).")
+    partitions: tuple[str, ...] = setting(
+        ("dev", "test"), help="Partitions to predict (dev is always included).")
+    model_file: str | None = setting(
+        None, help="Model file inside --run_dir; default: the best dev epoch's, named by "
+                   "checkpoints/state.json (best.keras is its copy).")
+    convention: str | None = setting(None, choices=metrics.CONVENTIONS,
+                                     help="CCC convention; default: the run's.")
+    plots: bool = setting(True, help="Write a valence plot per recording, and a playable "
+                                     "report (reports/dev/<name>.html) per dev recording.")
 
 
 def main(argv: Sequence[str]) -> int:
@@ -535,26 +565,24 @@ def _evaluate(argv: Sequence[str], FLAGS) -> None:
     """main()'s work: evaluate the run, then print the report."""
     if len(argv) > 1:
         raise ValueError(f"unexpected arguments {argv[1:]}")
-    partitions = [p.strip() for p in FLAGS.partitions if p.strip()]
+    config = settings.from_flags(EvaluateConfig, FLAGS)
+    settings.check(config)
+    partitions = [p.strip() for p in config.partitions if p.strip()]
     start = time.time()
     report = evaluate_run(
-        FLAGS.run_dir, partitions=partitions, model_file=FLAGS.model_file,
-        convention=FLAGS.convention, write_plots=FLAGS.plots,
+        config.run_dir, partitions=partitions, model_file=config.model_file,
+        convention=config.convention, write_plots=config.plots,
     )
     print(format_report(report))
-    print(f"Wrote evaluation.json, predictions/ and plots/ under {FLAGS.run_dir} "
+    print(f"Wrote evaluation.json, predictions/ and plots/ under {config.run_dir} "
           f"in {time.time() - start:.0f} s.")
 
 
 def define_flags() -> None:
+    """Defines the CLI's flags, one per `EvaluateConfig` field, as key flags
+    of this module (those --help lists)."""
     from absl import flags
 
-    flags.DEFINE_string("run_dir", None, "Training run folder (written by recola_sta.train).")
-    flags.DEFINE_list("partitions", ["dev", "test"], "Partitions to predict (dev is always included).")
-    flags.DEFINE_string("model_file", None, "Model file inside --run_dir; default: the best "
-                        "dev epoch's, named by checkpoints/state.json (best.keras is its copy).")
-    flags.DEFINE_enum("convention", None, list(metrics.CONVENTIONS),
-                      "CCC convention; default: the run's.")
-    flags.DEFINE_bool("plots", True, "Write a valence plot per recording, and a playable "
-                      "report (reports/dev/<name>.html) per dev recording.")
-    flags.mark_flag_as_required("run_dir")
+    settings.define_flags(EvaluateConfig)
+    for name in sorted(settings.flag_names(EvaluateConfig)):
+        flags.declare_key_flag(name)

@@ -35,12 +35,14 @@ for a model of several targets, `output_layer_name`).
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from typing import Any
 
 import keras
 
 from recola_sta.model import layers
+from recola_sta.settings import setting
 
 VARIANTS = ("2d_cnn", "3d_cnn", "3d_cnn_sta", "cnn_rnn_1s", "cnn_rnn_4s")
 # Frames per recurrent window of the CNN+RNN variants (4 fps: ~1 s, ~4 s).
@@ -51,46 +53,84 @@ PER_FRAME_VARIANTS = ("2d_cnn", *RNN_WINDOWS)
 # How each frame's last feature map (after conv4) becomes the FC input.
 READOUTS = ("flatten", "average", "max")
 
-DEFAULT_OPTIONS: dict[str, Any] = {
-    "fc_units": 128,
-    "dropout": 0.5,
-    "conv_filters": (32, 64, 128, 256),
+PEEPHOLE_NONE = "none"
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelOptions:
+    """The options of `build_model` beside the variant and the input and
+    output sizes: one default each, and for those the training CLI sets, the
+    flag's help and check (`recola_sta.settings`; train nests them as
+    `TrainConfig.model`). The others (flag=False) are set by code only.
+    """
+
+    fc_units: int = setting(128, help="Width of the first fully connected layer.",
+                            check=lambda v: v > 0, expected="positive")
+    dropout: float = setting(0.5, help="Dropout between the fully connected layers (paper: 0.5).",
+                             check=lambda v: 0.0 <= v < 1.0, expected="in [0, 1)")
+    conv_filters: tuple[int, ...] = setting(
+        (32, 64, 128, 256), flag=False, help="The four 3D convolutions (paper: 32, 64, 128, 256).")
     # "flatten": each frame's last map flattened (location-specific FC
     # weights); "average" / "max": pooled over space first, so the FC sees
     # what fired, not where (then only the attention can prefer a region).
-    "readout": "flatten",
+    readout: str = setting(
+        "flatten", choices=READOUTS,
+        help="Per-frame read-out before the FC layers: flatten (location-specific FC "
+             "weights), average or max (pooled over space).")
     # Only used by the CNN+RNN variants: LSTM hidden units (Khorrami et al.'s
     # RNN size as we recall it, unverified; BUILD_NOTES.md, Model).
-    "rnn_units": 100,
+    rnn_units: int = setting(100, flag=False, help="LSTM units of the CNN+RNN variants.")
     # Only used by "3d_cnn_sta" (accepted and ignored by the others, so one
     # set of training flags serves every variant).
-    "encoder_filters": (16, 32),
-    "decoder_filters": (16, 8),
-    "upsampling": "transposed",
-    "peepholes": True,
-    "peephole_mode": "conv",
-    "unit_forget_bias": True,
-    "attention_scale": "hw",
-    "use_previous_state": True,
+    encoder_filters: tuple[int, ...] = setting(
+        (16, 32), flag=False, help="Spatial encoder conv + pool stages.")
+    decoder_filters: tuple[int, ...] = setting(
+        (16, 8), flag=False, help="ConvLSTM channels of each decoder stage, one per encoder stage.")
+    upsampling: str = setting("transposed", help="Decoder x2 stages.",
+                              choices=layers.UPSAMPLING_MODES)
+    peephole_mode: str = setting(
+        "conv", choices=(*layers.PEEPHOLE_MODES, PEEPHOLE_NONE),
+        help="ConvLSTM peepholes: conv (eq. 1 as printed), hadamard (Shi et al.), none.")
+    unit_forget_bias: bool = setting(True, flag=False,
+                                     help="ConvLSTM forget gates biased to 1 at initialisation.")
+    attention_scale: str = setting(
+        "hw", choices=layers.ATTENTION_SCALES,
+        help="hw: attention times H*W (uniform = 1); none: raw softmax (eq. 3 literally).")
+    use_previous_state: bool = setting(
+        True, flag=False, help="Attention of frame t from the decoder state H_{t-1} (eq. 2).")
     # "linear": eq. (2) as printed; "standardized": per-frame standardised
     # scores times a learned temperature (see layers.SpatialSoftmax).
-    "attention_scores": "linear",
-    "attention_temperature": 1.0,
+    attention_scores: str = setting(
+        "linear", choices=layers.ATTENTION_SCORES,
+        help="linear: eq. 2 as printed; standardized: per-frame z-scores times a learned "
+             "temperature (attention that can sharpen at lr 1e-4).")
+    attention_temperature: float = setting(
+        1.0, check=lambda v: v > 0,
+        expected="positive", help="Initial temperature of --attention_scores=standardized.")
     # "per_location": eq. (2) as printed (one W_i per location); "shared":
     # one 1x1 map for every location.
-    "attention_weights": "per_location",
+    attention_weights: str = setting(
+        "per_location", choices=layers.ATTENTION_WEIGHTS,
+        help="Eq. 2 score weights: shared (one 1x1 map for every location), per_location "
+             "(one W_i per location, eq. 2 as printed) or none (an ablation: the learned "
+             "--attention_location_bias alone, one fixed map for every frame).")
     # Constant multiplying the attention scores (W initialised / gain), i.e.
     # an Adam learning-rate multiplier for the score weights.
-    "attention_score_gain": 1.0,
-    # Normalise the decoder state over its channels before eq. (2).
-    "attention_normalize_state": False,
-    # A learned per-location prior score (not in eq. 2).
-    "attention_location_bias": False,
-    # None, or the keyword arguments of `layers.ClipAugmentation`: the
-    # training augmentation as the model's first layer (layer "augment",
-    # active in training only), to run on the accelerator.
-    "augmentation": None,
-}
+    attention_score_gain: float = setting(
+        1.0, check=lambda v: v > 0, expected="positive",
+        help="Constant gain on the attention scores (weights initialised / gain): an Adam "
+             "learning-rate multiplier for them; 1 = eq. 2.")
+    attention_normalize_state: bool = setting(
+        False, help="Normalise the decoder state over its channels before eq. 2.")
+    attention_location_bias: bool = setting(
+        False, help="Add a learned per-location prior score to eq. 2 (not in the paper).")
+
+
+# The defaults of `build_model`'s options, by name: `ModelOptions`', and two
+# that only code sets: `peepholes` (False: none, as peephole_mode="none") and
+# `augmentation` (None, or `layers.ClipAugmentation`'s arguments).
+DEFAULT_OPTIONS: dict[str, Any] = {**dataclasses.asdict(ModelOptions()), "peepholes": True,
+                                   "augmentation": None}
 
 _POOL = (1, 2, 2)  # pool space only: one valence per frame needs T kept.
 
@@ -111,7 +151,8 @@ def _check_filters(value, name: str, length: int | None = None) -> tuple[int, ..
 
 
 def _options(variant: str, frames: int, size: int, options: dict) -> dict:
-    """Validates build_model's arguments; returns the full option dict."""
+    """Validates build_model's arguments; returns the full option dict, with
+    `peepholes` (whether the ConvLSTM has any) resolved."""
     if variant not in VARIANTS:
         raise ValueError(f"Unknown variant {variant!r}; expected one of {VARIANTS}.")
     unknown = sorted(set(options) - set(DEFAULT_OPTIONS))
@@ -134,7 +175,7 @@ def _options(variant: str, frames: int, size: int, options: dict) -> dict:
     )
     for name, choices in (
         ("upsampling", layers.UPSAMPLING_MODES),
-        ("peephole_mode", layers.PEEPHOLE_MODES),
+        ("peephole_mode", (*layers.PEEPHOLE_MODES, PEEPHOLE_NONE)),
         ("attention_scale", layers.ATTENTION_SCALES),
         ("attention_scores", layers.ATTENTION_SCORES),
         ("attention_weights", layers.ATTENTION_WEIGHTS),
@@ -159,6 +200,9 @@ def _options(variant: str, frames: int, size: int, options: dict) -> dict:
         value = opts[name]
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
             raise ValueError(f"Option `{name}` must be positive. Received: {name}={value!r}")
+    if opts["peephole_mode"] == PEEPHOLE_NONE:
+        # No peepholes; the layer keeps its default mode, which it then ignores.
+        opts["peepholes"], opts["peephole_mode"] = False, "conv"
     pools = max(3, len(opts["encoder_filters"]) if variant == "3d_cnn_sta" else 3)
     if size % 2**pools:
         raise ValueError(
@@ -211,7 +255,8 @@ def build_model(
             output layer "valence"; K > 1 (e.g. valence and arousal) gives
             one linear layer "targets" of K units, in the order of the
             targets the model is trained on.
-        **options: overrides of `DEFAULT_OPTIONS`:
+        **options: overrides of `DEFAULT_OPTIONS` (`ModelOptions`' and
+            `peepholes`, `augmentation`):
             fc_units: width of the first fully connected layer (128).
             dropout: dropout rate between the two FC layers (paper: 0.5).
             conv_filters: the four 3D convolutions (paper: 32, 64, 128, 256).
@@ -219,7 +264,8 @@ def build_model(
             decoder_filters: ConvLSTM channels of each decoder stage, one per
                 encoder stage (16, 8).
             upsampling: x2 enlargement, "transposed" | "bilinear" | "nearest".
-            peepholes, peephole_mode, unit_forget_bias: ConvLSTM settings.
+            peepholes, peephole_mode, unit_forget_bias: ConvLSTM settings;
+                peephole_mode="none" or peepholes=False: no peepholes.
             attention_scale: "hw" (uniform attention = 1) | "none".
             use_previous_state: attention of frame t from H_{t-1} (eq. 2).
             attention_scores: "linear" (eq. 2) | "standardized" (per-frame
