@@ -55,6 +55,7 @@ def trained(tmp_path_factory):
         batch_size=2, epochs=1, max_steps_per_epoch=2, model=ModelOptions(fc_units=8), workers=1,
         progress=False, eval_partitions=("dev",), synthetic_num_train=1,
         synthetic_num_dev=1, synthetic_num_test=0, synthetic_duration_s=6.0, synthetic_seed=3,
+        export_formats=("savedmodel", "onnx"),
     )
     results = train.run_training(config)
     return root, config, results
@@ -65,8 +66,14 @@ def test_training_run_writes_every_output(trained):
     run = pathlib.Path(config.run_dir)
     for name in ("config.json", "history.csv", "best.keras", "results.json", "evaluation.json",
                  "postprocess.json", "checkpoints/last.keras", "checkpoints/state.json",
-                 "saved_model/saved_model.pb", "saved_model/recola_sta.json"):
+                 "saved_model/saved_model.pb", "saved_model/recola_sta.json",
+                 "saved_model/model.onnx"):  # --export_formats=savedmodel,onnx
         assert (run / name).is_file(), name
+    from recola_sta.inference import onnx_model
+
+    served = onnx_model.load(run / "saved_model" / "model.onnx").serve(
+        np.zeros((2, FRAMES, SIZE, SIZE, 3), np.float32))
+    assert served["valence"].shape == (2, FRAMES) and served["attention"].shape[:2] == (2, FRAMES)
     assert any((run / "logs").rglob("*")), "no TensorBoard logs"
     stored = json.loads((run / "results.json").read_text())
     assert stored == json.loads(json.dumps(results))

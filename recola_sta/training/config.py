@@ -101,6 +101,11 @@ class TrainConfig:
     min_found_rate: float = setting(0.8, help="Warn for recordings with fewer faces found.")
     time_shift: bool = setting(False, help="Search annotation-delay compensation (paper: off).")
     export: bool = setting(True, help="Export the best model as a SavedModel.")
+    export_formats: tuple[str, ...] = setting(
+        ("savedmodel",), help="With --export: savedmodel, onnx (model.onnx beside it, for ONNX "
+                              "Runtime; needs the [onnx] extra), or both (savedmodel,onnx).",
+        check=lambda v: bool(v) and set(v) <= {"savedmodel", "onnx"},
+        expected="a non-empty list of savedmodel and onnx")
     eval_partitions: tuple[str, ...] = setting(
         ("dev", "test"), help="Partitions predicted after training.",
         check=lambda v: set(v) <= set(PARTITIONS),

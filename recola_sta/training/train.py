@@ -271,10 +271,13 @@ def _evaluate_best(config: TrainConfig, run_dir: pathlib.Path, cache_dir: str,
         extra=extra,
     )
     if config.export:
-        export.export_saved_model(
-            best_model, run_dir / "saved_model", export_metadata(config, manifest),
-            postprocess_json=run_dir / "postprocess.json",
-        )
+        meta, folder = export_metadata(config, manifest), run_dir / "saved_model"
+        if "savedmodel" in config.export_formats:
+            export.export_saved_model(best_model, folder, meta,
+                                      postprocess_json=run_dir / "postprocess.json")
+        if "onnx" in config.export_formats:
+            export.export_onnx(best_model, folder, meta,
+                               postprocess_json=run_dir / "postprocess.json")
     return best_model, report, extra
 
 
