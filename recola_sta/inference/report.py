@@ -267,13 +267,38 @@ def chart_svg(curve: Curve, k: int, t0: float, t1: float,
            f'{HEIGHT}" role="img" aria-label="{_esc(curve.target)} over time">']
     title = curve.target + (f" \u00b7 {curve.score}" if curve.score else "")
     out.append(f'<text class="title" x="{scale.x0}" y="18">{_esc(title)}</text>')
+    out += _gap_rects(gaps, t0, t1, scale)
+    out += _axes(curve.target, y_ticks, t0, t1, scale)
+    if gold is not None:
+        out.append(f'<path class="series gold" d="{svg_path(gold_t, gold, scale)}"/>')
+    out.append(f'<path class="series predicted" stroke="{colour}" '
+               f'd="{svg_path(times, predicted, scale)}"/>')
+    out.append(_legend(colour, gold is not None, bool(gaps), scale))
+    out.append(f'<line class="cursor" x1="{scale.x0}" x2="{scale.x0}" y1="{scale.y0}" '
+               f'y2="{scale.y1}"/>')
+    out.append(f'<rect class="hit" x="{scale.x0}" y="{scale.y0}" width="{scale.x1 - scale.x0}" '
+               f'height="{scale.y1 - scale.y0}"/>')
+    out.append("</svg>")
+    return "\n".join(out)
+
+
+def _gap_rects(gaps: Sequence[tuple[float, float]], t0: float, t1: float,
+               scale: Scale) -> list[str]:
+    """The shaded spans without a face, clipped to the chart's time range."""
+    out = []
     for t_start, t_end in gaps:
         a, b = max(t_start, t0), min(t_end, t1)
         if b > a:
             xa, xb = float(scale.x(a)), float(scale.x(b))
             out.append(f'<rect class="gap" x="{xa:.1f}" y="{scale.y0}" width="{xb - xa:.1f}" '
                        f'height="{scale.y1 - scale.y0}"/>')
-    out.append('<g class="tick">')
+    return out
+
+
+def _axes(target: str, y_ticks: Sequence[float], t0: float, t1: float,
+          scale: Scale) -> list[str]:
+    """Grid lines and tick labels of both axes, the plot frame and the axis titles."""
+    out = ['<g class="tick">']
     for v in y_ticks:
         y = float(scale.y(v))
         out.append(f'<line class="grid" x1="{scale.x0}" x2="{scale.x1}" y1="{y:.1f}" '
@@ -294,16 +319,16 @@ def chart_svg(curve: Curve, k: int, t0: float, t1: float,
     out.append(f'<text x="{(scale.x0 + scale.x1) / 2}" y="{HEIGHT - 4}" text-anchor="middle">'
                f'time ({"m:ss" if minutes else "s"})</text>')
     out.append(f'<text transform="translate(14 {(scale.y0 + scale.y1) / 2}) rotate(-90)" '
-               f'text-anchor="middle">{_esc(curve.target)}</text>')
-    if gold is not None:
-        out.append(f'<path class="series gold" d="{svg_path(gold_t, gold, scale)}"/>')
-    out.append(f'<path class="series predicted" stroke="{colour}" '
-               f'd="{svg_path(times, predicted, scale)}"/>')
-    # Legend, right-aligned above the plot box.
+               f'text-anchor="middle">{_esc(target)}</text>')
+    return out
+
+
+def _legend(colour: str, has_gold: bool, has_gaps: bool, scale: Scale) -> str:
+    """The legend, right-aligned above the plot box."""
     entries = [("line", colour, "predicted")]
-    if gold is not None:
+    if has_gold:
         entries.append(("line", "#1f2328", "gold standard"))
-    if gaps:
+    if has_gaps:
         entries.append(("box", "#d8dee4", "no face found"))
     entries.append(("line", CURSOR, "cursor"))
     x = scale.x1
@@ -316,13 +341,7 @@ def chart_svg(curve: Curve, k: int, t0: float, t1: float,
         else:
             legend.append(f'<rect x="{x}" y="8" width="20" height="12" fill="{paint}"/>')
         legend.append(f'<text x="{x + 25}" y="18">{_esc(label)}</text>')
-    out.append('<g class="legend">' + "".join(legend) + "</g>")
-    out.append(f'<line class="cursor" x1="{scale.x0}" x2="{scale.x0}" y1="{scale.y0}" '
-               f'y2="{scale.y1}"/>')
-    out.append(f'<rect class="hit" x="{scale.x0}" y="{scale.y0}" width="{scale.x1 - scale.x0}" '
-               f'height="{scale.y1 - scale.y0}"/>')
-    out.append("</svg>")
-    return "\n".join(out)
+    return '<g class="legend">' + "".join(legend) + "</g>"
 
 
 def regions_table(regions: Mapping[str, Mapping[str, float]]) -> str:
@@ -377,6 +396,37 @@ def render_report(
     if not t1 > t0:
         t1 = t0 + 1.0
     gaps = face_gaps(found_times, found, t0, t1) if found is not None else []
+    data = _page_data(curves, t0, t1, gaps)
+    parts = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
+             '<meta name="viewport" content="width=device-width, initial-scale=1">',
+             f"<title>{_esc(title)}</title>", f"<style>{_asset('report.css')}</style>",
+             "</head><body>", f"<h1>{_esc(title)}</h1>"]
+    if subtitle:
+        parts.append(f'<p class="sub">{_esc(subtitle)}</p>')
+    parts += _top_section(page_dir, video, facts)
+    parts.append('<section class="charts"><h2>Over time</h2><p class="hint">'
+                 + ("Click a chart to seek the video; the violet cursor follows playback."
+                    if video is not None else "Click a chart to move the cursor.")
+                 + (" Grey: samples where no face was found (values interpolated)."
+                    if gaps else "") + "</p>")
+    for k, curve in enumerate(curves):
+        parts.append(chart_svg(curve, k, t0, t1, gaps))
+    parts.append("</section>")
+    if regions is not None or figures:
+        parts += _attention_section(regions, regions_note, figures)
+    if footer:
+        parts.append(f"<footer>{_esc(footer)}</footer>")
+    parts.append(f'<script type="application/json" id="report-data">{script_json(data)}'
+                 "</script>")
+    parts.append(f"<script>{_asset('report.js')}</script>")
+    parts.append("</body></html>\n")
+    return "\n".join(parts)
+
+
+def _page_data(curves: Sequence[Curve], t0: float, t1: float,
+               gaps: Sequence[tuple[float, float]]) -> dict:
+    """The page script's data: the time range, the face gaps and each
+    curve's (decimated) points."""
     data = {
         "t0": t0, "t1": t1, "x0": MARGIN_LEFT, "x1": WIDTH - MARGIN_RIGHT,
         "gaps": [[round(a, 4), round(b, 4)] for a, b in gaps],
@@ -390,14 +440,13 @@ def render_report(
             series["g"] = _rounded(np.asarray(curve.gold, np.float64)[
                 np.searchsorted(curve.times, times)], 4)
         data["series"].append(series)
+    return data
 
-    parts = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
-             '<meta name="viewport" content="width=device-width, initial-scale=1">',
-             f"<title>{_esc(title)}</title>", f"<style>{_asset('report.css')}</style>",
-             "</head><body>", f"<h1>{_esc(title)}</h1>"]
-    if subtitle:
-        parts.append(f'<p class="sub">{_esc(subtitle)}</p>')
-    parts.append('<section class="top">')
+
+def _top_section(page_dir: str | os.PathLike, video: str | os.PathLike | None,
+                 facts: Sequence[tuple[str, str]]) -> list[str]:
+    """The player (or the no-video note), the read-out and the facts table."""
+    parts = ['<section class="top">']
     if video is not None:
         src = video_src(video, page_dir)
         parts.append(
@@ -417,33 +466,24 @@ def render_report(
         parts.append('<table class="facts">' + "".join(
             f"<tr><td>{_esc(k)}</td><td>{_esc(v)}</td></tr>" for k, v in facts) + "</table>")
     parts.append("</div></section>")
-    parts.append('<section class="charts"><h2>Over time</h2><p class="hint">'
-                 + ("Click a chart to seek the video; the violet cursor follows playback."
-                    if video is not None else "Click a chart to move the cursor.")
-                 + (" Grey: samples where no face was found (values interpolated)."
-                    if gaps else "") + "</p>")
-    for k, curve in enumerate(curves):
-        parts.append(chart_svg(curve, k, t0, t1, gaps))
+    return parts
+
+
+def _attention_section(regions: Mapping[str, Mapping[str, float]] | None, regions_note: str,
+                       figures: Sequence[tuple[str | os.PathLike, str]]) -> list[str]:
+    """The region table and the attention figures, inlined."""
+    parts = ['<section class="attention"><h2>Attention</h2>']
+    if regions is not None:
+        parts.append('<p class="hint">Where the attention looks: each facial region\'s '
+                     "share of the attention maps against its share of the area "
+                     "(red: at least 10 % above uniform, blue: 10 % below). "
+                     f"{_esc(regions_note)}</p>")
+        parts.append(regions_table(regions))
+    for path, caption in figures:
+        parts.append(f'<figure><img alt="{_esc(caption)}" src="{_png_data(path)}">'
+                     f"<figcaption>{_esc(caption)}</figcaption></figure>")
     parts.append("</section>")
-    if regions is not None or figures:
-        parts.append('<section class="attention"><h2>Attention</h2>')
-        if regions is not None:
-            parts.append('<p class="hint">Where the attention looks: each facial region\'s '
-                         "share of the attention maps against its share of the area "
-                         "(red: at least 10 % above uniform, blue: 10 % below). "
-                         f"{_esc(regions_note)}</p>")
-            parts.append(regions_table(regions))
-        for path, caption in figures:
-            parts.append(f'<figure><img alt="{_esc(caption)}" src="{_png_data(path)}">'
-                         f"<figcaption>{_esc(caption)}</figcaption></figure>")
-        parts.append("</section>")
-    if footer:
-        parts.append(f"<footer>{_esc(footer)}</footer>")
-    parts.append(f'<script type="application/json" id="report-data">{script_json(data)}'
-                 "</script>")
-    parts.append(f"<script>{_asset('report.js')}</script>")
-    parts.append("</body></html>\n")
-    return "\n".join(parts)
+    return parts
 
 
 def write_report(path: str | os.PathLike, **kwargs) -> None:
