@@ -141,6 +141,7 @@ def test_a_broken_saved_model_is_named(model_dir, video, tmp_path, case, names):
     assert not out.exists()
 
 
+@pytest.mark.slow
 def test_cli_on_a_broken_saved_model_prints_one_line_and_exits_2(model_dir, video, tmp_path):
     broken = _broken_copy(model_dir, tmp_path, "garbage_index")
     out = tmp_path / "out"
@@ -152,6 +153,7 @@ def test_cli_on_a_broken_saved_model_prints_one_line_and_exits_2(model_dir, vide
     assert not out.exists()
 
 
+@pytest.mark.slow
 def test_cli_on_metadata_without_fps(model_dir, video, tmp_path):
     folder = tmp_path / "model"
     shutil.copytree(model_dir, folder)
@@ -166,6 +168,7 @@ def test_cli_on_metadata_without_fps(model_dir, video, tmp_path):
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.slow
 def test_cli_out_pointing_at_a_file(model_dir, video, tmp_path):
     out = tmp_path / "results.csv"
     out.write_text("keep me\n")
@@ -215,6 +218,7 @@ def test_train_refuses_a_read_only_run_folder_before_any_work(read_only_dir, tmp
     assert not (tmp_path / "corpus").exists() and not (tmp_path / "run").exists()
 
 
+@pytest.mark.slow
 def test_synthetic_cli_refuses_a_read_only_folder(read_only_dir):
     out = read_only_dir / "corpus"
     proc = _run_cli("synthetic", f"--out={out}", "--num_train=1", "--num_dev=0",

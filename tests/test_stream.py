@@ -198,6 +198,7 @@ def test_max_seconds_limits_a_file(model_dir, model, video, tmp_path):
     assert not summary["live"]
 
 
+@pytest.mark.slow
 def test_two_workers_write_the_outputs_of_one(model_dir, model, tmp_path):
     """A 10 s video (40 samples: two chunks) aligned by 2 worker processes
     gives the CSV and summary facts of one process: one face, detected in
