@@ -10,6 +10,7 @@ that damages a model or a video works on its own copy):
   fc_units=8) exported as predict reads it: the quickest model to load.
 * `tiny_sta_model_dir`: an untrained 3d_cnn_sta (32 px, 8 frames) exported the
   same way, for the tests that need attention maps.
+* `read_figure`: reads a written PNG as RGB and fails on a blank figure.
 
 Tiers: tests marked `slow` (setup.cfg) train, start a subprocess or a pool of
 worker processes; `python -m pytest -q -m "not slow"` runs the fast tier.
@@ -20,6 +21,7 @@ from __future__ import annotations
 import pathlib
 from typing import Callable
 
+import numpy as np
 import pytest
 
 from recola_sta.data.face_video import make_face_video
@@ -71,3 +73,22 @@ def tiny_sta_model_dir(tmp_path_factory) -> pathlib.Path:
     export_untrained_model(path, 32, frames=8) exports it."""
     return _export_untrained(tmp_path_factory.mktemp("model_sta") / "saved_model",
                              "3d_cnn_sta")
+
+
+@pytest.fixture(scope="session")
+def read_figure() -> Callable[[pathlib.Path], np.ndarray]:
+    """Reads a written figure as an (H, W, 3) RGB array and checks that it
+    is not blank: a figure of one flat colour, or of a handful of colours
+    (an empty canvas with its frame), fails."""
+    def read(path: pathlib.Path):
+        import cv2
+
+        bgr = cv2.imread(str(path))
+        assert bgr is not None, f"{path} is not a readable image"
+        image = bgr[..., ::-1]
+        colours = np.unique(image.reshape(-1, 3), axis=0)
+        assert len(colours) > 20, f"{path}: {len(colours)} colours, a blank figure"
+        assert image.std() > 10, f"{path}: nearly flat ({image.std():.1f})"
+        return image
+
+    return read

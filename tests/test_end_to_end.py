@@ -41,8 +41,10 @@ def _read_csv(path: pathlib.Path) -> list[dict[str, str]]:
 
 
 def _png_ok(path: pathlib.Path) -> bool:
+    """Readable, larger than 50x50 px and not blank (many colours, not flat)."""
     image = cv2.imread(str(path))
-    return image is not None and image.shape[0] > 50 and image.shape[1] > 50
+    return (image is not None and image.shape[0] > 50 and image.shape[1] > 50
+            and len(np.unique(image.reshape(-1, 3), axis=0)) > 20 and image.std() > 10)
 
 
 @pytest.fixture(scope="module")
