@@ -76,6 +76,7 @@ def runs():
     return out
 
 
+@pytest.mark.slow
 def test_loss_gradient_asks_for_more_attention_in_the_signal_box(runs):
     drives = np.array([row["gradient"]["mouth_drive_mean"] for row in runs])
     assert all(row["gradient"]["score_grad_rms"] > 0 for row in runs)
@@ -83,6 +84,7 @@ def test_loss_gradient_asks_for_more_attention_in_the_signal_box(runs):
     assert drives.mean() > 0, runs
 
 
+@pytest.mark.slow
 def test_short_training_moves_attention_into_the_signal_box(runs):
     for row in runs:
         assert row["before"] == pytest.approx(1.0, abs=0.1)  # near uniform at initialisation

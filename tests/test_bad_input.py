@@ -8,7 +8,6 @@ case breaks a copy of it, or points an output at a file or a read-only folder.
 from __future__ import annotations
 
 import errno
-import importlib.util
 import json
 import os
 import pathlib
@@ -26,9 +25,6 @@ from recola_sta.training import train
 from recola_sta.faces.settings import FaceSettings
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-_spec = importlib.util.spec_from_file_location("bench", ROOT / "tools" / "bench.py")
-bench = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(bench)
 
 SIZE, FRAMES = 32, 8
 
@@ -47,24 +43,15 @@ def _message_lines(stderr: str) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def model_dir(tmp_path_factory) -> pathlib.Path:
-    import keras
-
-    from recola_sta.model import networks
-
-    keras.utils.set_random_seed(0)
-    model = networks.build_model("2d_cnn", frames=FRAMES, size=SIZE, fc_units=8)
-    meta = export.export_metadata(variant="2d_cnn", targets=["valence"], fps=4.0,
-                                  face=FaceSettings(size=SIZE))
-    return export.export_saved_model(model, tmp_path_factory.mktemp("model") / "saved_model",
-                                     meta)
+def model_dir(tiny_2d_cnn_model_dir) -> pathlib.Path:
+    """The session's tiny 2D-CNN (conftest.py): SIZE px, FRAMES-frame clips."""
+    return tiny_2d_cnn_model_dir
 
 
 @pytest.fixture(scope="module")
-def video(tmp_path_factory) -> pathlib.Path:
+def video(face_video) -> pathlib.Path:
     """2 s of a face at 320x240: 8 samples, one clip."""
-    return bench.make_face_video(tmp_path_factory.mktemp("video") / "face.mp4", 2.0,
-                                 width=320, height=240)
+    return face_video(2.0)
 
 
 def _writable(folder: pathlib.Path) -> bool:
@@ -141,6 +128,7 @@ def test_a_broken_saved_model_is_named(model_dir, video, tmp_path, case, names):
     assert not out.exists()
 
 
+@pytest.mark.slow
 def test_cli_on_a_broken_saved_model_prints_one_line_and_exits_2(model_dir, video, tmp_path):
     broken = _broken_copy(model_dir, tmp_path, "garbage_index")
     out = tmp_path / "out"
@@ -152,6 +140,7 @@ def test_cli_on_a_broken_saved_model_prints_one_line_and_exits_2(model_dir, vide
     assert not out.exists()
 
 
+@pytest.mark.slow
 def test_cli_on_metadata_without_fps(model_dir, video, tmp_path):
     folder = tmp_path / "model"
     shutil.copytree(model_dir, folder)
@@ -166,6 +155,7 @@ def test_cli_on_metadata_without_fps(model_dir, video, tmp_path):
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.slow
 def test_cli_out_pointing_at_a_file(model_dir, video, tmp_path):
     out = tmp_path / "results.csv"
     out.write_text("keep me\n")
@@ -215,6 +205,7 @@ def test_train_refuses_a_read_only_run_folder_before_any_work(read_only_dir, tmp
     assert not (tmp_path / "corpus").exists() and not (tmp_path / "run").exists()
 
 
+@pytest.mark.slow
 def test_synthetic_cli_refuses_a_read_only_folder(read_only_dir):
     out = read_only_dir / "corpus"
     proc = _run_cli("synthetic", f"--out={out}", "--num_train=1", "--num_dev=0",

@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import csv
 import errno
-import importlib.util
 import json
 import os
 import pathlib
+import shutil
 import subprocess
 import sys
 
@@ -19,12 +19,8 @@ import pytest
 
 from recola_sta import cli
 from recola_sta.inference import batch, export, predict
-from recola_sta.faces.settings import FaceSettings
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-_spec = importlib.util.spec_from_file_location("bench", ROOT / "tools" / "bench.py")
-bench = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(bench)
 
 SIZE, FRAMES = 32, 8
 
@@ -261,17 +257,9 @@ def test_nothing_to_predict_fails_before_the_model_is_read(tmp_path, monkeypatch
 
 
 @pytest.fixture(scope="module")
-def model_dir(tmp_path_factory) -> pathlib.Path:
-    import keras
-
-    from recola_sta.model import networks
-
-    keras.utils.set_random_seed(0)
-    model = networks.build_model("2d_cnn", frames=FRAMES, size=SIZE, fc_units=8)
-    meta = export.export_metadata(variant="2d_cnn", targets=["valence"], fps=4.0,
-                                  face=FaceSettings(size=SIZE))
-    return export.export_saved_model(model, tmp_path_factory.mktemp("model") / "saved_model",
-                                     meta)
+def model_dir(tiny_2d_cnn_model_dir) -> pathlib.Path:
+    """The session's tiny 2D-CNN (conftest.py): SIZE px, FRAMES-frame clips."""
+    return tiny_2d_cnn_model_dir
 
 
 def _blank_video(path: pathlib.Path, seconds: float = 2.0) -> pathlib.Path:
@@ -289,10 +277,10 @@ def _stamps(folder: pathlib.Path) -> dict[str, int]:
 
 
 @pytest.mark.slow
-def test_a_batch_of_a_good_a_corrupt_and_a_faceless_video(model_dir, tmp_path):
+def test_a_batch_of_a_good_a_corrupt_and_a_faceless_video(model_dir, face_video, tmp_path):
     videos = tmp_path / "videos"
     videos.mkdir()
-    good = bench.make_face_video(videos / "good.mp4", 2.0, width=320, height=240)
+    good = pathlib.Path(shutil.copyfile(face_video(2.0), videos / "good.mp4"))
     _touch(videos / "corrupt.mp4", bytes(range(256)) * 40)
     _blank_video(videos / "blank.mp4")
     out = tmp_path / "out"

@@ -42,6 +42,7 @@ def test_cpu_info_reads_model_and_vector_flags(tmp_path):
     assert info["avx2"] is False and info["avx512f"] is False
 
 
+@pytest.mark.slow
 def test_train_run_writes_the_json_record(tmp_path):
     out = tmp_path / "results" / "bench.json"
     assert bench.main(["--only=train", "--sizes=16", "--batch=2", "--repeats=1",
@@ -62,6 +63,7 @@ def test_train_run_writes_the_json_record(tmp_path):
     assert [p.name for p in out.parent.iterdir()] == ["bench.json"]
 
 
+@pytest.mark.slow
 def test_mixed_precision_and_jit_are_recorded_and_the_policy_restored():
     import keras
 
@@ -105,6 +107,7 @@ def test_bad_arguments_are_refused(argv):
         bench.parse_args(argv)
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(importlib.util.find_spec("jax") is None, reason="JAX is not installed")
 def test_train_part_under_jax_does_not_import_tensorflow():
     code = (
@@ -123,6 +126,7 @@ def test_train_part_under_jax_does_not_import_tensorflow():
     assert proc.stdout.strip().splitlines()[-1] == "False"
 
 
+@pytest.mark.slow
 def test_the_bench_module_and_machine_record_import_no_tensorflow():
     """The JAX test's premise, checked with any backend: only the parts import it."""
     code = (

@@ -41,8 +41,10 @@ def _read_csv(path: pathlib.Path) -> list[dict[str, str]]:
 
 
 def _png_ok(path: pathlib.Path) -> bool:
+    """Readable, larger than 50x50 px and not blank (many colours, not flat)."""
     image = cv2.imread(str(path))
-    return image is not None and image.shape[0] > 50 and image.shape[1] > 50
+    return (image is not None and image.shape[0] > 50 and image.shape[1] > 50
+            and len(np.unique(image.reshape(-1, 3), axis=0)) > 20 and image.std() > 10)
 
 
 @pytest.fixture(scope="module")
@@ -61,6 +63,7 @@ def trained(tmp_path_factory):
     return root, config, results
 
 
+@pytest.mark.slow
 def test_training_run_writes_every_output(trained):
     root, config, results = trained
     run = pathlib.Path(config.run_dir)
@@ -114,6 +117,7 @@ def test_training_run_writes_every_output(trained):
                             "redetect_every": faces.DEFAULT_REDETECT_EVERY, "rotate": 0}
 
 
+@pytest.mark.slow
 def test_resume_continues_at_epoch_two(trained, capsys):
     _, config, _ = trained
     state_path = pathlib.Path(config.run_dir) / "checkpoints" / "state.json"
@@ -261,6 +265,7 @@ def test_run_folder_refuses_another_network(tmp_path):
         run_folder.write_config(other, tmp_path / "run")
 
 
+@pytest.mark.slow
 def test_two_targets_in_one_model(trained, tmp_path):
     """--target=valence,arousal on the same corpus and cache: per-target
     metrics and their mean, per-target chains, and predict's two columns."""

@@ -9,7 +9,6 @@ Inputs are tiny (32 px crops, 8-frame clips, recordings of a few seconds).
 from __future__ import annotations
 
 import csv
-import importlib.util
 import json
 import os
 import pathlib
@@ -27,9 +26,6 @@ from recola_sta.data import synthetic
 from recola_sta.faces.settings import FaceSettings
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-_spec = importlib.util.spec_from_file_location("bench", ROOT / "tools" / "bench.py")
-bench = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(bench)
 
 SIZE, FRAMES = 32, 8
 CORPUS = {"num_train": 2, "num_dev": 1, "num_test": 0, "duration_s": 8.0}
@@ -144,7 +140,8 @@ def cache_dir(corpus, tmp_path_factory) -> pathlib.Path:
     return folder
 
 
-def test_predict_interrupted_waits_for_the_model_load(tmp_path, monkeypatch):
+def test_predict_interrupted_waits_for_the_model_load(tiny_sta_model_dir, face_video, tmp_path,
+                                                      monkeypatch):
     """Ctrl-C while the SavedModel still loads in its background thread:
     predict_video raises only once that thread has ended (a process that
     exits while TensorFlow loads there is aborted by the C++ runtime), and
@@ -154,8 +151,7 @@ def test_predict_interrupted_waits_for_the_model_load(tmp_path, monkeypatch):
     from recola_sta import faces
     from recola_sta.inference import predict
 
-    model = bench.export_untrained_model(tmp_path / "saved_model", SIZE, frames=FRAMES)
-    video = bench.make_face_video(tmp_path / "face.mp4", 2.0, width=320, height=240)
+    model, video = tiny_sta_model_dir, face_video(2.0)
 
     def interrupted(frames, aligner):
         raise KeyboardInterrupt
@@ -169,13 +165,13 @@ def test_predict_interrupted_waits_for_the_model_load(tmp_path, monkeypatch):
 
 
 @pytest.mark.slow
-def test_predict_interrupted_while_the_model_loads_writes_nothing(tmp_path):
+def test_predict_interrupted_while_the_model_loads_writes_nothing(tiny_sta_model_dir, face_video,
+                                                                  tmp_path):
     """Ctrl-C as soon as the stream starts (attention.mp4's temporary
     appears), while TensorFlow is still imported in the background: that
     used to abort the process ("terminate called without an active
     exception", exit -6)."""
-    model = bench.export_untrained_model(tmp_path / "saved_model", SIZE, frames=FRAMES)
-    video = bench.make_face_video(tmp_path / "face.mp4", 8.0, width=320, height=240)
+    model, video = tiny_sta_model_dir, face_video(8.0)
     out = tmp_path / "out"
     code, _, stderr = _interrupt(
         ["-m", "recola_sta.predict", f"--model={model}", f"--video={video}", f"--out={out}",

@@ -187,6 +187,7 @@ def test_ccc_loss_masks_weighted_frames_and_serializes():
     assert fn is losses.ccc_loss
 
 
+@pytest.mark.slow
 def test_ccc_loss_decreases_with_gradient_steps():
     rng = np.random.default_rng(6)
     x = rng.normal(size=(32, 8, 3)).astype("float32")

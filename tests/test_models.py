@@ -118,6 +118,7 @@ def test_export_saved_model_any_batch(built, tmp_path):
         )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("variant", networks.VARIANTS)
 def test_training_lowers_the_loss_on_a_fixed_batch(variant):
     keras.utils.set_random_seed(1)

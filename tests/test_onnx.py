@@ -9,7 +9,6 @@ where onnxruntime is not installed.
 from __future__ import annotations
 
 import csv
-import importlib.util
 import json
 import os
 import pathlib
@@ -27,9 +26,6 @@ from recola_sta.faces.settings import FaceSettings  # noqa: E402
 from recola_sta.inference import export, loading, onnx_model, predict  # noqa: E402
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-_spec = importlib.util.spec_from_file_location("bench", ROOT / "tools" / "bench.py")
-bench = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(bench)
 
 
 def make_run(root: pathlib.Path, variant: str, targets: list[str], *, frames: int,
@@ -112,10 +108,9 @@ def sta_export(tmp_path_factory) -> pathlib.Path:
 
 
 @pytest.fixture(scope="module")
-def video(tmp_path_factory) -> pathlib.Path:
+def video(face_video) -> pathlib.Path:
     """3 s of a face at 320x240: 12 samples, two clips."""
-    return bench.make_face_video(tmp_path_factory.mktemp("video") / "face.mp4", 3.0,
-                                 width=320, height=240)
+    return face_video(3.0)
 
 
 def _rows(path: pathlib.Path) -> list[dict[str, str]]:

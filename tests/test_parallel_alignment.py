@@ -123,6 +123,7 @@ def _samples_equal(a: list[faces.Sample], b: list[faces.Sample]) -> None:
         np.testing.assert_equal(x.face_px, y.face_px)
 
 
+@pytest.mark.slow
 def test_chunks_aligned_by_two_workers_equal_one_worker(tmp_path, head):
     """Tracking (redetect_every=3) restarts at each chunk of 5 samples:
     the samples differ from one unchunked pass, but not with the number of

@@ -151,6 +151,7 @@ def _alive(pid: int) -> bool:
     return "\\nState:\\tZ" not in status  # a zombie has exited
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not pathlib.Path("/proc/self/status").exists(), reason="needs /proc")
 def test_workers_exit_when_the_parent_is_killed():
     env = {**os.environ, "PYTHONPATH": str(ROOT)}

@@ -136,6 +136,7 @@ def test_labels_at_interpolates_linearly():
     np.testing.assert_allclose(got["valence"], [0.0, 0.5, 0.5, 0.0])
 
 
+@pytest.mark.slow
 def test_parallel_workers_give_the_same_cache(corpus, reference_cache, tmp_path):
     manifest = preprocess.preprocess_corpus(corpus, "recola", tmp_path,
                                             face=FaceSettings(size=SIZE),

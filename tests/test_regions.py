@@ -152,9 +152,11 @@ def test_region_report_without_landmarks_is_unavailable():
         attention_analysis.region_report(recordings, np.ones((3, SIZE, SIZE)), 4)
 
 
-def test_report_figure_is_written(tmp_path):
+def test_report_figure_is_written(tmp_path, read_figure):
     recordings = {"a": _recording(8, np.ones(8, bool))}
     maps = np.full((8, SIZE, SIZE), 1.0 / SIZE**2)
     path = tmp_path / "regions.png"
     report = attention_analysis.report_with_figure(recordings, maps, 4, figure=path)
     assert report["available"] and path.stat().st_size > 1000
+    image = read_figure(path)  # not blank
+    assert image.shape[0] > 300 and image.shape[1] > 600  # the map beside the bars, 10x4.2 in

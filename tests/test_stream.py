@@ -8,7 +8,6 @@ seconds of a 320x240 face video keep this fast.
 from __future__ import annotations
 
 import csv
-import importlib.util
 import json
 import os
 import pathlib
@@ -21,17 +20,14 @@ from recola_sta.analysis import attention_analysis
 from recola_sta.inference import export, loading, predict, results
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-_spec = importlib.util.spec_from_file_location("bench", ROOT / "tools" / "bench.py")
-bench = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(bench)
 
 SIZE, FRAMES = 32, 8
 
 
 @pytest.fixture(scope="module")
-def model_dir(tmp_path_factory) -> pathlib.Path:
-    return bench.export_untrained_model(tmp_path_factory.mktemp("model") / "saved_model",
-                                        SIZE, frames=FRAMES)
+def model_dir(tiny_sta_model_dir) -> pathlib.Path:
+    """The session's untrained 3d_cnn_sta (conftest.py): SIZE px, FRAMES-frame clips."""
+    return tiny_sta_model_dir
 
 
 @pytest.fixture(scope="module")
@@ -42,10 +38,9 @@ def model(model_dir):
 
 
 @pytest.fixture(scope="module")
-def video(tmp_path_factory) -> pathlib.Path:
+def video(face_video) -> pathlib.Path:
     """6 s of a face at 320x240, 25 fps: 24 samples, 3 clips of 8."""
-    return bench.make_face_video(tmp_path_factory.mktemp("video") / "face.mp4", 6.0,
-                                 width=320, height=240)
+    return face_video(6.0)
 
 
 def _rows(path: pathlib.Path) -> list[dict[str, str]]:
@@ -198,11 +193,12 @@ def test_max_seconds_limits_a_file(model_dir, model, video, tmp_path):
     assert not summary["live"]
 
 
-def test_two_workers_write_the_outputs_of_one(model_dir, model, tmp_path):
+@pytest.mark.slow
+def test_two_workers_write_the_outputs_of_one(model_dir, model, face_video, tmp_path):
     """A 10 s video (40 samples: two chunks) aligned by 2 worker processes
     gives the CSV and summary facts of one process: one face, detected in
     every sample, so the restart at the chunk boundary picks it again."""
-    video = bench.make_face_video(tmp_path / "face10.mp4", 10.0, width=320, height=240)
+    video = face_video(10.0)
     runs = {}
     for workers in (1, 2):
         out = tmp_path / f"out{workers}"

@@ -311,6 +311,7 @@ def test_export_metadata_records_the_caches_aligner(tmp_path):
     assert meta["face"] == face.to_json()  # the cache's settings, not the run's flags
 
 
+@pytest.mark.slow
 def test_a_run_folder_in_use_is_refused_and_a_killed_runs_leftovers_are_cleared(
         tmp_path, no_preprocess):
     _write_cache(tmp_path / "cache")
@@ -464,6 +465,7 @@ def _write_varied_cache(cache_dir: pathlib.Path) -> None:
                                                    face=FaceSettings(size=SIZE), fps=4.0, entries=entries))
 
 
+@pytest.mark.slow
 def test_a_resumed_deterministic_run_trains_as_the_uninterrupted_one(tmp_path, monkeypatch):
     """Killed after epoch 1 and resumed (what a resume does: the same
     command, the checkpoint there) against one uninterrupted run: the same
@@ -502,6 +504,7 @@ def test_a_resumed_deterministic_run_trains_as_the_uninterrupted_one(tmp_path, m
         np.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.slow
 def test_mixed_precision_computes_in_bfloat16_and_keeps_float32_outputs(tmp_path):
     import keras
 

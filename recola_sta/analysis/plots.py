@@ -112,7 +112,7 @@ def plot_attention_grid(
     *,
     columns: int = 8,
     title: str = "",
-) -> None:
+) -> tuple[float, float]:
     """Writes a grid of aligned faces with their attention overlaid (Fig. 5).
 
     Args:
@@ -122,6 +122,10 @@ def plot_attention_grid(
         times: (N,) sample times, printed under each frame.
         columns: frames per row.
         title: figure title.
+
+    Returns:
+        The colour scale (vmin, vmax) shared by every frame, in attention x
+        H*W: (0, `attention_colour_limit(attention)`).
     """
     n = len(faces)
     vmax = attention_colour_limit(attention)
@@ -136,6 +140,7 @@ def plot_attention_grid(
     caption = f"colour: attention x H*W, 0 (blue) to {vmax:.1f} (red); 1 = uniform"
     fig.suptitle(f"{title}\n{caption}" if title else caption, fontsize=9)
     _save(fig, path)
+    return 0.0, vmax
 
 
 def plot_attention_regions(
@@ -145,7 +150,7 @@ def plot_attention_regions(
     summary: dict,
     *,
     title: str = "",
-) -> None:
+) -> tuple[float, float]:
     """Mean attention over aligned faces beside each region's mass/area ratio.
 
     Args:
@@ -155,6 +160,10 @@ def plot_attention_regions(
         summary: region -> {"ratio", "attention_share", "area_share"}, as from
             `regions.summarize_shares`.
         title: figure title.
+
+    Returns:
+        The map's colour scale (vmin, vmax): (0, max(2, the map's maximum)),
+        so that the whole map is in range and a near-uniform map looks uniform.
     """
     import cv2
 
@@ -188,3 +197,4 @@ def plot_attention_regions(
     if title:
         fig.suptitle(title, fontsize=10)
     _save(fig, path)
+    return 0.0, vmax

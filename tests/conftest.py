@@ -1,0 +1,94 @@
+"""Session-scoped fixtures shared by several test modules.
+
+Built once per test session, on first use, and read only by the tests (a test
+that damages a model or a video works on its own copy):
+
+* `face_video`: `face_video(seconds, width=320, height=240)` gives the path of
+  a face video made in code (`recola_sta.data.face_video.make_face_video`),
+  one file per distinct set of arguments.
+* `tiny_2d_cnn_model_dir`: an untrained 2D-CNN (32 px crops, 8-frame clips,
+  fc_units=8) exported as predict reads it: the quickest model to load.
+* `tiny_sta_model_dir`: an untrained 3d_cnn_sta (32 px, 8 frames) exported the
+  same way, for the tests that need attention maps.
+* `read_figure`: reads a written PNG as RGB and fails on a blank figure.
+
+Tiers: tests marked `slow` (setup.cfg) train, start a subprocess or a pool of
+worker processes; `python -m pytest -q -m "not slow"` runs the fast tier.
+"""
+
+from __future__ import annotations
+
+import pathlib
+from typing import Callable
+
+import numpy as np
+import pytest
+
+from recola_sta.data.face_video import make_face_video
+
+TINY_SIZE, TINY_FRAMES = 32, 8
+
+
+@pytest.fixture(scope="session")
+def face_video(tmp_path_factory) -> Callable[..., pathlib.Path]:
+    """A maker of face videos that writes each (seconds, width, height) once."""
+    made: dict[tuple[float, int, int], pathlib.Path] = {}
+    folder = tmp_path_factory.mktemp("face_videos")
+
+    def make(seconds: float, width: int = 320, height: int = 240) -> pathlib.Path:
+        key = (float(seconds), int(width), int(height))
+        if key not in made:
+            path = folder / f"face_{seconds:g}s_{width}x{height}.mp4"
+            made[key] = make_face_video(path, seconds, width=width, height=height)
+        return made[key]
+
+    return make
+
+
+def _export_untrained(path: pathlib.Path, variant: str, **build) -> pathlib.Path:
+    """An untrained `variant` (seed 0) exported with predict's metadata."""
+    import keras
+
+    from recola_sta.faces.settings import FaceSettings
+    from recola_sta.inference import export
+    from recola_sta.model import networks
+
+    keras.utils.set_random_seed(0)
+    model = networks.build_model(variant, frames=TINY_FRAMES, size=TINY_SIZE, **build)
+    meta = export.export_metadata(variant=variant, targets=["valence"], fps=4.0,
+                                  face=FaceSettings(size=TINY_SIZE))
+    return export.export_saved_model(model, path, meta)
+
+
+@pytest.fixture(scope="session")
+def tiny_2d_cnn_model_dir(tmp_path_factory) -> pathlib.Path:
+    """The 2D-CNN with fc_units=8, exported once per session."""
+    return _export_untrained(tmp_path_factory.mktemp("model_2d") / "saved_model", "2d_cnn",
+                             fc_units=8)
+
+
+@pytest.fixture(scope="session")
+def tiny_sta_model_dir(tmp_path_factory) -> pathlib.Path:
+    """The 3d_cnn_sta at its default widths, as tools/bench.py's
+    export_untrained_model(path, 32, frames=8) exports it."""
+    return _export_untrained(tmp_path_factory.mktemp("model_sta") / "saved_model",
+                             "3d_cnn_sta")
+
+
+@pytest.fixture(scope="session")
+def read_figure() -> Callable[[pathlib.Path], np.ndarray]:
+    """Reads a written figure as an (H, W, 3) RGB array and checks that it
+    is not blank: a figure of one flat colour, or of a handful of colours
+    (an empty canvas with its frame), fails."""
+    def read(path: pathlib.Path):
+        import cv2
+
+        bgr = cv2.imread(str(path))
+        assert bgr is not None, f"{path} is not a readable image"
+        image = bgr[..., ::-1]
+        colours = np.unique(image.reshape(-1, 3), axis=0)
+        assert len(colours) > 20, f"{path}: {len(colours)} colours, a blank figure"
+        assert image.std() > 10, f"{path}: nearly flat ({image.std():.1f})"
+        return image
+
+    return read
