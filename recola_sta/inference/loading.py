@@ -165,12 +165,7 @@ class ModelLoader:
         except Exception as e:  # any reader error of a broken file
             self._error = ModelLoadError(describe_load_error(self._model_dir, e))
             return
-        try:
-            check_serving_shape(model, self._model_dir, self._meta)
-        except ModelLoadError as e:
-            self._error = e
-            return
-        self._model = model
+        self._accept(model)
 
     def _load_onnx(self) -> None:
         try:
@@ -181,6 +176,11 @@ class ModelLoader:
         except Exception as e:  # ONNX Runtime's errors of a broken file
             self._error = ModelLoadError(describe_onnx_error(self._onnx_file, e))
             return
+        self._accept(model)
+
+    def _accept(self, model) -> None:
+        """Keeps `model` if it takes the clips the metadata describes, else
+        records why not (`check_serving_shape`)."""
         try:
             check_serving_shape(model, self._model_dir, self._meta)
         except ModelLoadError as e:
