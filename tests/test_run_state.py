@@ -273,17 +273,19 @@ def test_a_run_folder_of_an_earlier_version_still_resumes_and_evaluates(tmp_path
     assert not (run / "best.keras").exists()
 
 
-def test_an_archive_of_the_older_decoder_is_refused_in_one_line(tmp_path, monkeypatch):
+@pytest.mark.parametrize("refusal", ["LEGACY_UPSAMPLING", "LEGACY_SCORE_WEIGHTS"])
+def test_an_archive_of_the_older_decoder_is_refused_in_one_line(tmp_path, monkeypatch, refusal):
     """Keras quotes the layer's refusal inside a message of several lines;
     the run's loader gives the one line, naming the file and what to do."""
     from recola_sta.model import layers
 
+    assert getattr(layers, refusal) in layers.ARCHIVE_REFUSALS
     path = tmp_path / "best.keras"
     _model().save(path)
 
     def old_archive(*args, **kwargs):
         raise ValueError(f"A total of 1 objects could not be loaded.\n"
-                         f"Exception: {layers.LEGACY_UPSAMPLING}\nList of objects: ...")
+                         f"Exception: {getattr(layers, refusal)}\nList of objects: ...")
 
     monkeypatch.setattr(keras.models, "load_model", old_archive)
     with pytest.raises(run_state.RunFileError) as raised:

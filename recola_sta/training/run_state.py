@@ -223,7 +223,7 @@ def load_model(path: pathlib.Path, hint: str, **kwargs):
     except ValueError as e:
         from recola_sta.model import layers
 
-        for legacy in (layers.LEGACY_UPSAMPLING, layers.LEGACY_SCORE_WEIGHTS):
+        for legacy in layers.ARCHIVE_REFUSALS:
             if legacy in str(e):  # Keras quotes it in several lines of its own
                 raise RunFileError(f"{path}: {legacy} in a new --run_dir "
                                    "(python -m recola_sta.train).") from None

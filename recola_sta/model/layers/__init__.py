@@ -40,8 +40,13 @@ from recola_sta.model.layers.convlstm import (
 from recola_sta.model.layers.recurrent import CausalWindowLSTM
 from recola_sta.model.layers.standardization import ClipStandardization
 
+# Every layer's refusal of a `.keras` archive saved by an earlier version: a
+# loader that finds one in Keras' error (`run_state.load_model`) reports it in
+# one line. A layer that adds a refusal adds it here.
+ARCHIVE_REFUSALS = (LEGACY_UPSAMPLING, LEGACY_SCORE_WEIGHTS)
+
 __all__ = [
-    "ATTENTION_SCALES", "ATTENTION_SCORES", "ATTENTION_WEIGHTS", "LEGACY_SCORE_WEIGHTS",
+    "ARCHIVE_REFUSALS", "ATTENTION_SCALES", "ATTENTION_SCORES", "ATTENTION_WEIGHTS", "LEGACY_SCORE_WEIGHTS",
     "LEGACY_UPSAMPLING",
     "PEEPHOLE_MODES", "RGB_TO_YIQ", "UPSAMPLING_MODES",
     "AttentionMultiply", "CausalWindowLSTM", "ClipAugmentation", "ClipStandardization",
