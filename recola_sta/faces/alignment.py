@@ -218,8 +218,9 @@ class FaceAligner:
 
     @classmethod
     def from_settings(cls, settings: FaceSettings) -> FaceAligner:
-        """An aligner with these face settings."""
-        return cls(**dataclasses.asdict(settings))
+        """An aligner with these face settings (`FaceSettings.aligner_kwargs`,
+        the arguments worker processes get too)."""
+        return cls(**settings.aligner_kwargs())
 
     def _reset_tracking(self) -> None:
         # Landmarks (frame pixels) of the previous sample's face; None where
