@@ -12,7 +12,7 @@ import pytest
 from skimage import data
 
 from recola_sta import faces
-from recola_sta.faces import tracking
+from recola_sta.faces import tracking, video
 from recola_sta.inference import predict
 
 
@@ -181,3 +181,59 @@ def test_chunked_alignment_refuses_bad_arguments():
     aligner = faces.FaceAligner(64)
     with pytest.raises(ValueError, match="workers"):
         list(tracking.iter_samples_chunked(iter([]), aligner, 0))
+
+
+def _frames_equal(a, b) -> None:
+    assert [t for t, _ in a] == [t for t, _ in b]
+    for (_, x), (_, y) in zip(a, b):
+        np.testing.assert_array_equal(x, y)
+
+
+@pytest.mark.parametrize("fps", [25.0, 2.5])
+def test_seeking_reads_the_frames_of_reading_from_the_start(tmp_path, head, fps, monkeypatch):
+    """A worker decodes its chunk from a seek (`iter_frames_at` with
+    `seek`): every sample gets the very frame, byte for byte, that
+    reading the video from its first frame gives, at a frame rate above
+    the sample rate and below it (two samples a frame), the tail (the
+    last frame serving the times just past it) included."""
+    n = 40
+    path = tmp_path / "face.mp4"
+    _write_video(path, _moving(head, n), fps=fps)
+    times = faces.sample_times(n / fps, 4.0, end=n / fps + 0.2)
+    whole = list(faces.iter_frames_at(path, times))
+    assert len(whole) == len(times)
+    seeks: list[int] = []
+    seek_before = video._seek_before
+    monkeypatch.setattr(video, "_seek_before",
+                        lambda *args: seeks.append(seek_before(*args)) or seeks[-1])
+    for first in sorted({1, 2, 7, 13, len(times) // 2, len(times) - 3, len(times) - 1}):
+        part = times[first:first + 6]
+        _frames_equal(list(faces.iter_frames_at(path, part, seek=True)), whole[first:first + 6])
+    assert sum(start > 0 for start in seeks) >= 4  # most of them did seek
+
+
+def test_seeking_past_the_end_raises_as_reading_from_the_start(tmp_path, head):
+    path = tmp_path / "face.mp4"
+    _write_video(path, _moving(head, 8), fps=4.0)
+    with pytest.raises(faces.TruncatedVideoError, match="frame 7") as sequential:
+        list(faces.iter_frames_at(path, [1.0, 5.0]))
+    with pytest.raises(faces.TruncatedVideoError, match="frame 7") as seeking:
+        list(faces.iter_frames_at(path, [5.0], seek=True))
+    assert str(seeking.value).split("(")[0] == str(sequential.value).split("(")[0]
+
+
+def test_workers_decoding_their_chunks_equal_chunks_decoded_here(tmp_path, head):
+    """Given a file's `sampled_frames`, the workers decode their own chunks
+    (this process decodes nothing); the samples are those of the frames
+    decoded here and handed to the workers."""
+    path = tmp_path / "face.mp4"
+    _write_video(path, _moving(head, 20), fps=5.0)
+    times = faces.sample_times(4.0, 4.0, end=3.8)
+    aligner = faces.FaceAligner(64, redetect_every=3)
+    here = list(tracking.iter_samples_chunked(faces.iter_frames_at(path, times), aligner, 2,
+                                              chunk=4))
+    frames = faces.sampled_frames(path, times, prefetch=2)
+    there = list(tracking.iter_samples_chunked(frames, aligner, 2, chunk=4))
+    assert not frames.started
+    _samples_equal(here, there)
+    assert len(there) == len(times) and all(s.found for s in there)

@@ -7,7 +7,8 @@
 * `iter_samples` aligns one sampled frame at a time into a `Sample` (predict
   streams videos of any length, and live sources, through it);
   `iter_samples_chunked` does the same over worker processes, a chunk of
-  `CHUNK_SAMPLES` consecutive samples each (predict --workers).
+  `CHUNK_SAMPLES` consecutive samples each (predict --workers), which
+  decode their chunks of a video file themselves.
 * `rotation_hint` finds the `rotate` setting under which a video without
   faces shows some (the advice of the no-face message).
 """
@@ -30,7 +31,7 @@ import numpy as np
 from recola_sta import pools
 from recola_sta.faces.alignment import FaceAligner, rotated
 from recola_sta.faces.detection import NUM_LANDMARKS, _side
-from recola_sta.faces.video import iter_frames_at, sampled_frames
+from recola_sta.faces.video import SampledFrames, iter_frames_at, sampled_frames
 
 
 @dataclasses.dataclass
@@ -173,8 +174,12 @@ def iter_samples_chunked(frames: Iterable[tuple[float, np.ndarray]], aligner: Fa
     chunks of `chunk` consecutive samples, each aligned by a fresh
     `iter_samples` (the aligner reset: the `face` rule picks the subject
     again and tracking restarts at the chunk's first sample) in a worker,
-    while this process goes on reading frames (decoding overlaps the
-    alignment) and yields the samples in order.
+    and the samples are yielded in order.
+
+    Where `frames` is a video file's `SampledFrames` not yet started, each
+    worker decodes its own chunk too, seeking to it (`iter_frames_at` with
+    `seek`: the same frames), and this process decodes nothing; other
+    frames are read here, decoding overlapping the alignment.
 
     The samples are the same whatever `workers` is, 1 included (the chunks
     aligned in this process, in order). They differ from `iter_samples`'
@@ -184,8 +189,8 @@ def iter_samples_chunked(frames: Iterable[tuple[float, np.ndarray]], aligner: Fa
     `iter_samples` scanned the window (the same faces within the
     documented tolerance; with one face and detection on every sample, as
     on the bench video, the samples are equal). Up to `workers` + 1 chunks
-    of frames are in flight. The
-    pool of `workers` processes is started once and kept for later calls.
+    are in flight. The pool of `workers` processes is started once and
+    kept for later calls.
 
     Raises:
         ValueError: `workers` or `chunk` below 1.
@@ -193,17 +198,30 @@ def iter_samples_chunked(frames: Iterable[tuple[float, np.ndarray]], aligner: Fa
     if workers < 1 or chunk < 1:
         raise ValueError(f"workers and chunk must be at least 1; got {workers}, {chunk}.")
     kwargs = aligner.kwargs()
+    if workers > 1 and isinstance(frames, SampledFrames) and not frames.started:
+        times = frames.times
+        tasks = ((decode_and_align, str(frames.path), times[k:k + chunk], kwargs)
+                 for k in range(0, len(times), chunk))
+        yield from frames.counted(_in_order(tasks, workers))
+        return
     frames = iter(frames)
     parts = iter(lambda: list(itertools.islice(frames, chunk)), [])
     if workers == 1:
         for part in parts:
             yield from iter_samples(part, aligner)
         return
+    yield from _in_order(((align_chunk, part, kwargs) for part in parts), workers)
+
+
+def _in_order(tasks: Iterable[tuple], workers: int) -> Iterator[Sample]:
+    """The samples of each task `(fn, *args)` run in the kept pool of
+    `workers`, in the tasks' order, at most `workers` + 1 in flight (the
+    next tasks are taken from `tasks` as earlier ones are yielded)."""
     pool = _pool(workers)
     pending: collections.deque = collections.deque()
     try:
-        for part in parts:
-            pending.append(pool.submit(align_chunk, part, kwargs))
+        for fn, *args in tasks:
+            pending.append(pool.submit(fn, *args))
             if len(pending) > workers:
                 yield from pending.popleft().result()
         while pending:
@@ -220,14 +238,26 @@ def iter_samples_chunked(frames: Iterable[tuple[float, np.ndarray]], aligner: Fa
 _WORKER_ALIGNERS: dict[tuple, FaceAligner] = {}
 
 
-def align_chunk(frames: list[tuple[float, np.ndarray]], kwargs: dict[str, Any]) -> list[Sample]:
-    """A worker's task: `iter_samples` over one chunk of frames with an
-    aligner built from `kwargs` (`FaceAligner.kwargs`), reset first."""
+def _worker_aligner(kwargs: dict[str, Any]) -> FaceAligner:
+    """In a worker: the aligner built from `kwargs` (`FaceAligner.kwargs`),
+    kept for the next chunks."""
     key = tuple(sorted((k, repr(v)) for k, v in kwargs.items()))
     aligner = _WORKER_ALIGNERS.get(key)
     if aligner is None:
         aligner = _WORKER_ALIGNERS[key] = FaceAligner(**kwargs)
-    return list(iter_samples(frames, aligner))
+    return aligner
+
+
+def align_chunk(frames: list[tuple[float, np.ndarray]], kwargs: dict[str, Any]) -> list[Sample]:
+    """A worker's task: `iter_samples` over one chunk of frames with an
+    aligner built from `kwargs` (`FaceAligner.kwargs`), reset first."""
+    return list(iter_samples(frames, _worker_aligner(kwargs)))
+
+
+def decode_and_align(path: str, times: np.ndarray, kwargs: dict[str, Any]) -> list[Sample]:
+    """A worker's task: the video's frames at `times` (decoding from a
+    seek to the first: `iter_frames_at`), aligned as `align_chunk` does."""
+    return list(iter_samples(iter_frames_at(path, times, seek=True), _worker_aligner(kwargs)))
 
 
 # The pool of `iter_samples_chunked`: (workers, its exit stack, the pool).

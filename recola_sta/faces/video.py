@@ -2,11 +2,14 @@
 
 * `probe_video` reads a video's frame rate, frame count, duration and size;
   `sample_times` gives the 4 fps sample grid up to a duration.
-* `iter_frames_at` decodes a video once, sequentially, and returns the frame
+* `iter_frames_at` decodes a video sequentially and returns the frame
   whose presentation timestamp is nearest to each requested time, so the 4 fps
   samples line up with the label grid whatever the video's frame rate.
+  With `seek` it starts near the first time instead (a worker decoding its
+  part of a video), with the same frames.
 * `prefetched` decodes ahead on a background thread; `sampled_frames` puts
-  the two together (with a progress bar if asked).
+  the two together (with a progress bar if asked) in a `SampledFrames`,
+  whose path and times let worker processes decode parts of it instead.
 
 Errors name the file: `VideoError` (cannot open or decode) and
 `TruncatedVideoError` (the frames end before a requested time).
@@ -143,15 +146,23 @@ def iter_frames_at(
     times: Sequence[float] | np.ndarray,
     *,
     tail_tolerance: float = 0.25,
+    seek: bool = False,
 ) -> Iterator[tuple[float, np.ndarray]]:
     """Yields `(t, frame)` with the frame nearest to each requested time.
 
-    The video is decoded once, sequentially (`grab`), and only frames that are
-    returned are converted (`retrieve`); there is no seeking. A frame's time is
+    The video is decoded sequentially (`grab`), and only frames that are
+    returned are converted (`retrieve`). A frame's time is
     its presentation timestamp (`CAP_PROP_POS_MSEC`), falling back to
     index / fps where the backend reports none. A time t is given the first
     frame i with t <= ts_i + 0.5 / fps, i.e. the nearest frame under the
     nominal frame period (ties go to the earlier frame).
+
+    With `seek`, decoding starts a few frames before the first requested
+    time (`_seek_before`) instead of at the first frame: a worker decodes
+    its own part of a video (`tracking.iter_samples_chunked`). The frames
+    are those of reading from the start (the decoder restarts at a key
+    frame and decodes forward); where the seek cannot be confirmed to land
+    before the first time, the video is read from its start.
 
     Times after the last decodable frame get that frame while they lie within
     its display interval [ts, ts + 1 / fps) plus `tail_tolerance` seconds,
@@ -163,6 +174,7 @@ def iter_frames_at(
         path: video file.
         times: non-decreasing, non-negative times in seconds.
         tail_tolerance: seconds past the end of the last frame still served.
+        seek: start decoding near the first time rather than at frame 0.
 
     Yields:
         (t, RGB uint8 frame) per requested time, in order. Consecutive times
@@ -178,48 +190,84 @@ def iter_frames_at(
     path, cap = _open(path)
     try:
         fps = _fps(path, cap)
-        period = 1.0 / fps
-        spare_from = _spare_from(cap.get(cv2.CAP_PROP_FRAME_COUNT), fps, tail_tolerance)
-        k = 0              # next time to serve
-        i = -1             # index of the last grabbed frame
-        last_ts = -math.inf
-        spare: tuple[float, np.ndarray] | None = None  # last retrieved frame
-        while k < len(times) and cap.grab():
-            i += 1
-            ms = cap.get(cv2.CAP_PROP_POS_MSEC)
-            ts = ms / 1000.0 if math.isfinite(ms) and (ms > 0 or i == 0) else i * period
-            if ts <= last_ts:  # a backend without usable timestamps
-                ts = last_ts + period
-            last_ts = ts
-            needed = times[k] <= ts + 0.5 * period
-            if not needed and (i < spare_from or
-                               times[k] > ts + period + tail_tolerance):
-                continue
-            ok, bgr = cap.retrieve()
-            if not ok or bgr is None:
-                raise VideoError(f"Cannot decode frame {i} (t={ts:.3f} s) of video {path}.")
-            frame = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-            spare = (ts, frame)
-            while k < len(times) and times[k] <= ts + 0.5 * period:
-                yield float(times[k]), frame
-                k += 1
-        if k == len(times):
-            return
-        if i < 0:
-            raise VideoError(f"Video {path} has no decodable frame (corrupt or empty).")
-        if spare is not None and spare[0] == last_ts:
-            while k < len(times) and times[k] <= last_ts + period + tail_tolerance:
-                yield float(times[k]), spare[1]
-                k += 1
-        if k < len(times):
-            raise TruncatedVideoError(
-                f"Video {path} is truncated or shorter than its header says: its "
-                f"decodable frames end at {last_ts + period:.3f} s (frame {i}), but "
-                f"a sample at {times[k]:.3f} s was requested "
-                f"({len(times) - k} of {len(times)} samples have no frame)."
-            )
+        start = _seek_before(cap, float(times[0]), fps) if seek else 0
+        if start < 0:  # not confirmed: read from the start
+            cap.release()
+            path, cap = _open(path)
+        yield from _served(path, cap, fps, times, tail_tolerance, max(start, 0))
     finally:
         cap.release()
+
+
+# Frames before the one nearest to the first requested time at which a
+# seeking `iter_frames_at` starts decoding.
+_SEEK_LEAD = 2
+
+
+def _seek_before(cap: cv2.VideoCapture, t: float, fps: float) -> int:
+    """Moves `cap` to frame `start`, `_SEEK_LEAD` frames before the one
+    nearest to `t` at the nominal rate, and grabs it; returns `start`
+    (0: no seek needed, nothing grabbed), or -1 where the frame grabbed
+    there is not confirmed to come before `t`'s frame (no timestamp, not
+    the frame asked for, or one nearest to `t` itself: the seek may have
+    skipped a frame `t` needs)."""
+    start = max(0, math.ceil(t * fps - 0.5) - _SEEK_LEAD)
+    if start == 0:
+        return 0
+    if not cap.set(cv2.CAP_PROP_POS_FRAMES, start) or not cap.grab():
+        return -1
+    ms = cap.get(cv2.CAP_PROP_POS_MSEC)
+    if (cap.get(cv2.CAP_PROP_POS_FRAMES) != start + 1 or not math.isfinite(ms) or ms <= 0
+            or not t > ms / 1000.0 + 0.5 / fps):
+        return -1
+    return start
+
+
+def _served(path: pathlib.Path, cap: cv2.VideoCapture, fps: float, times: np.ndarray,
+            tail_tolerance: float, start: int) -> Iterator[tuple[float, np.ndarray]]:
+    """`iter_frames_at`'s reading of `cap`, whose frame `start` comes next
+    (`start` > 0: it is grabbed already, by `_seek_before`)."""
+    period = 1.0 / fps
+    spare_from = _spare_from(cap.get(cv2.CAP_PROP_FRAME_COUNT), fps, tail_tolerance)
+    k = 0              # next time to serve
+    i = start - 1      # index of the last grabbed frame
+    grabbed = start > 0
+    last_ts = -math.inf
+    spare: tuple[float, np.ndarray] | None = None  # last retrieved frame
+    while k < len(times) and (grabbed or cap.grab()):
+        grabbed = False
+        i += 1
+        ms = cap.get(cv2.CAP_PROP_POS_MSEC)
+        ts = ms / 1000.0 if math.isfinite(ms) and (ms > 0 or i == 0) else i * period
+        if ts <= last_ts:  # a backend without usable timestamps
+            ts = last_ts + period
+        last_ts = ts
+        needed = times[k] <= ts + 0.5 * period
+        if not needed and (i < spare_from or times[k] > ts + period + tail_tolerance):
+            continue
+        ok, bgr = cap.retrieve()
+        if not ok or bgr is None:
+            raise VideoError(f"Cannot decode frame {i} (t={ts:.3f} s) of video {path}.")
+        frame = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+        spare = (ts, frame)
+        while k < len(times) and times[k] <= ts + 0.5 * period:
+            yield float(times[k]), frame
+            k += 1
+    if k == len(times):
+        return
+    if i < 0:
+        raise VideoError(f"Video {path} has no decodable frame (corrupt or empty).")
+    if spare is not None and spare[0] == last_ts:
+        while k < len(times) and times[k] <= last_ts + period + tail_tolerance:
+            yield float(times[k]), spare[1]
+            k += 1
+    if k < len(times):
+        raise TruncatedVideoError(
+            f"Video {path} is truncated or shorter than its header says: its "
+            f"decodable frames end at {last_ts + period:.3f} s (frame {i}), but "
+            f"a sample at {times[k]:.3f} s was requested "
+            f"({len(times) - k} of {len(times)} samples have no frame)."
+        )
 
 
 def _checked_times(path: str | os.PathLike, times: Sequence[float] | np.ndarray,
@@ -304,21 +352,64 @@ def prefetched(items: Iterable[_T], depth: int) -> Iterator[_T]:
         thread.join()
 
 
+class SampledFrames:
+    """The `(t, RGB frame)` of a video file at its sample `times`
+    (`sampled_frames`). Iterating decodes them in this process
+    (`iter_frames_at`), `prefetch` samples ahead on a background thread
+    (`prefetched`; 0 in line), with a progress bar if `progress`. Worker
+    processes may decode parts of them instead, from `path` and `times`
+    (`tracking.iter_samples_chunked`): `counted` then shows the progress
+    of what they return. `close` stops the decoding (releasing the video)."""
+
+    def __init__(self, path: str | os.PathLike, times: Sequence[float] | np.ndarray,
+                 progress: bool = False, prefetch: int = 0):
+        self.path = path
+        self.times = np.asarray(times, np.float64).reshape(-1)
+        self.progress = progress
+        self.prefetch = prefetch
+        self._iterator: Iterator[tuple[float, np.ndarray]] | None = None
+        self._closers: list = []
+
+    @property
+    def started(self) -> bool:
+        """Whether this process has started decoding (iterating) them."""
+        return self._iterator is not None
+
+    def __iter__(self) -> Iterator[tuple[float, np.ndarray]]:
+        if self._iterator is None:
+            frames: Iterator[tuple[float, np.ndarray]] = iter_frames_at(self.path, self.times)
+            if self.prefetch > 0:
+                frames = prefetched(frames, self.prefetch)
+            self._closers.append(frames)
+            self._iterator = iter(self.counted(frames))
+        return self._iterator
+
+    def counted(self, items: Iterable[_T]) -> Iterable[_T]:
+        """`items` (one per sample), with the progress bar if asked."""
+        if not self.progress:
+            return items
+        from tqdm import tqdm  # imported lazily: only for interactive use
+
+        bar = tqdm(items, total=len(self.times), desc=pathlib.Path(self.path).name,
+                   unit="sample", leave=False)
+        self._closers.append(bar)
+        return bar
+
+    def close(self) -> None:
+        """Stops decoding (the video is released) and closes the progress bar."""
+        for item in reversed(self._closers):
+            close = getattr(item, "close", None)
+            if close is not None:
+                close()
+
+
 def sampled_frames(
     path: str | os.PathLike,
     times: Sequence[float] | np.ndarray,
     progress: bool = False,
     prefetch: int = 0,
-) -> Iterator[tuple[float, np.ndarray]]:
+) -> SampledFrames:
     """`iter_frames_at(path, times)`, decoded `prefetch` samples ahead by a
-    background thread (`prefetched`) and with a progress bar if asked."""
-    times = np.asarray(times, np.float64).reshape(-1)
-    frames: Iterator[tuple[float, np.ndarray]] = iter_frames_at(path, times)
-    if prefetch > 0:
-        frames = prefetched(frames, prefetch)
-    if progress:
-        from tqdm import tqdm  # imported lazily: only for interactive use
-
-        frames = tqdm(frames, total=len(times), desc=pathlib.Path(path).name, unit="sample",
-                      leave=False)
-    return frames
+    background thread (`prefetched`) and with a progress bar if asked; or
+    decoded in parts by worker processes (`SampledFrames`)."""
+    return SampledFrames(path, times, progress=progress, prefetch=prefetch)
