@@ -22,10 +22,14 @@ only while it runs a task of `run_each`: the task stops there, also at its
 start where the signal came earlier (its writers remove their temporary
 files), and its future holds the KeyboardInterrupt, while the parent's own
 KeyboardInterrupt cancels the queued tasks. The parent prints the one line.
+
+`kept_pool` is one `spawn_pool` kept from call to call (predict's face
+alignment, and the figures drawn meanwhile, reuse its warm workers).
 """
 
 from __future__ import annotations
 
+import atexit
 import concurrent.futures
 import contextlib
 import multiprocessing
@@ -172,3 +176,33 @@ def run_each(fn: Callable[..., Any], tasks: Sequence[tuple], workers: int, *,
                        for index, task in enumerate(tasks)}
         for future in concurrent.futures.as_completed(futures):
             yield futures[future], future
+
+
+# The pool of `kept_pool`: (workers, its exit stack, the pool).
+_KEPT: tuple[int, contextlib.ExitStack, concurrent.futures.ProcessPoolExecutor] | None = None
+
+
+def kept_pool(workers: int) -> concurrent.futures.ProcessPoolExecutor:
+    """A `spawn_pool` of `workers` processes kept for later calls: started
+    on first use, closed at exit or when another size is asked."""
+    global _KEPT
+    if _KEPT is None or _KEPT[0] != workers:
+        close_kept_pool()
+        stack = contextlib.ExitStack()
+        _KEPT = (workers, stack, stack.enter_context(spawn_pool(workers)))
+    return _KEPT[2]
+
+
+def running_kept_pool(workers: int) -> concurrent.futures.ProcessPoolExecutor | None:
+    """The kept pool where it runs with `workers` processes, else None (it
+    is not started for this)."""
+    return _KEPT[2] if _KEPT is not None and _KEPT[0] == workers else None
+
+
+@atexit.register
+def close_kept_pool() -> None:
+    """Stops the kept pool, if any (a broken one too)."""
+    global _KEPT
+    if _KEPT is not None:
+        stack, _KEPT = _KEPT[1], None
+        stack.close()

@@ -15,14 +15,11 @@
 
 from __future__ import annotations
 
-import atexit
 import collections
-import contextlib
 import dataclasses
 import itertools
 import math
 import os
-from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any, Iterable, Iterator, Sequence
 
@@ -189,8 +186,8 @@ def iter_samples_chunked(frames: Iterable[tuple[float, np.ndarray]], aligner: Fa
     `iter_samples` scanned the window (the same faces within the
     documented tolerance; with one face and detection on every sample, as
     on the bench video, the samples are equal). Up to `workers` + 1 chunks
-    are in flight. The pool of `workers` processes is started once and
-    kept for later calls.
+    are in flight, in the kept pool of `workers` processes
+    (`pools.kept_pool`: started once, kept for later calls).
 
     Raises:
         ValueError: `workers` or `chunk` below 1.
@@ -217,7 +214,7 @@ def _in_order(tasks: Iterable[tuple], workers: int) -> Iterator[Sample]:
     """The samples of each task `(fn, *args)` run in the kept pool of
     `workers`, in the tasks' order, at most `workers` + 1 in flight (the
     next tasks are taken from `tasks` as earlier ones are yielded)."""
-    pool = _pool(workers)
+    pool = pools.kept_pool(workers)
     pending: collections.deque = collections.deque()
     try:
         for fn, *args in tasks:
@@ -227,7 +224,7 @@ def _in_order(tasks: Iterable[tuple], workers: int) -> Iterator[Sample]:
         while pending:
             yield from pending.popleft().result()
     except BrokenProcessPool:
-        _close_pool()
+        pools.close_kept_pool()
         raise
     finally:
         for future in pending:
@@ -258,30 +255,6 @@ def decode_and_align(path: str, times: np.ndarray, kwargs: dict[str, Any]) -> li
     """A worker's task: the video's frames at `times` (decoding from a
     seek to the first: `iter_frames_at`), aligned as `align_chunk` does."""
     return list(iter_samples(iter_frames_at(path, times, seek=True), _worker_aligner(kwargs)))
-
-
-# The pool of `iter_samples_chunked`: (workers, its exit stack, the pool).
-_POOL: tuple[int, contextlib.ExitStack, ProcessPoolExecutor] | None = None
-
-
-def _pool(workers: int) -> ProcessPoolExecutor:
-    """The kept pool of `workers` spawn processes (`pools.spawn_pool`),
-    started on first use; closed at exit or when another size is asked."""
-    global _POOL
-    if _POOL is None or _POOL[0] != workers:
-        _close_pool()
-        stack = contextlib.ExitStack()
-        _POOL = (workers, stack, stack.enter_context(pools.spawn_pool(workers)))
-    return _POOL[2]
-
-
-@atexit.register
-def _close_pool() -> None:
-    """Stops the kept pool, if any."""
-    global _POOL
-    if _POOL is not None:
-        stack, _POOL = _POOL[1], None
-        stack.close()
 
 
 def rotation_hint(path: str | os.PathLike, times: Sequence[float] | np.ndarray,

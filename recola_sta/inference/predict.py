@@ -84,7 +84,7 @@ import sys
 import time
 from typing import Any, Sequence
 
-from recola_sta import cli, io_utils, settings
+from recola_sta import cli, io_utils, pools, settings
 from recola_sta.faces import settings as face_settings
 from recola_sta.inference import batch, export, onnx_model
 from recola_sta.inference.loading import (ModelLoadError, ModelLoader, check_serving_shape,
@@ -147,8 +147,9 @@ def predict_video(
     background thread (`faces.sampled_frames`); 0 decodes in line.
     `workers`: processes aligning the faces of a file, a chunk of
     `faces.tracking.CHUNK_SAMPLES` samples each, tracking restarting at each
-    chunk (`stream.aligned_samples`); 1 aligns in this process, as does a
-    live source.
+    chunk (`stream.aligned_samples`), each decoding its own chunks, and
+    then draw the attention figures while this process writes the CSV; 1
+    aligns in this process, as does a live source.
 
     Live input: `video` a camera index ("0") or a stream URL
     (`faces.is_live_source`), or with `realtime` a file read at its real
@@ -205,8 +206,10 @@ def predict_video(
                            workers=workers)
         chains = load_chains(model_dir, meta["targets"]) if apply_postprocess else {}
         grid = frame_grid(source, track.times, float(meta["fps"]), max_seconds)
+        # The alignment workers, idle now, draw the attention figures.
+        pool = pools.running_kept_pool(workers) if workers > 1 else None
         written, kept, regions_report = write_outputs(outputs, source, track, grid, meta,
-                                                      chains, attention_columns)
+                                                      chains, attention_columns, pool)
         summary = summarize(source, track, grid, meta, given, aligner, written, kept,
                             regions_report, seconds=time.time() - start,
                             limited=max_seconds is not None)

@@ -6,9 +6,11 @@ content.
 
 from __future__ import annotations
 
+import concurrent.futures
+import contextlib
 import csv
 import pathlib
-from typing import Any, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -65,11 +67,16 @@ def write_csv(path: pathlib.Path, frame_times: np.ndarray, targets: Sequence[str
 
 
 def write_outputs(outputs: Outputs, source: Input, track: Track, grid: FrameGrid,
-                  meta: dict[str, Any], chains: dict[str, Any], attention_columns: int
+                  meta: dict[str, Any], chains: dict[str, Any], attention_columns: int,
+                  pool: concurrent.futures.Executor | None = None
                   ) -> tuple[list[str], dict[str, str], dict[str, Any] | None]:
     """Step 4: the CSV, one plot per target, the attention figures and
     report.html, to their temporaries in `outputs` (renamed by its
     `commit`).
+
+    With a `pool` (predict's warm alignment workers), the two attention
+    figures are drawn there while this process writes the CSV and the
+    target plots: the same files, sooner.
 
     Returns the files written (the live log and attention.mp4 included),
     what each post-processing chain kept, and the attention-region report
@@ -78,40 +85,77 @@ def write_outputs(outputs: Outputs, source: Input, track: Track, grid: FrameGrid
 
     targets = list(meta["targets"])
     stem = "_".join(targets)
-    columns, frame_found, kept = csv_columns(track.times, track.values, track.found, grid.times,
-                                             targets, chains)
-    write_csv(outputs.path(f"{stem}.csv", ".csv"), grid.times, targets, columns, frame_found)
-    written = [f"{stem}.csv"] + ([f"{stem}.live.csv"] if source.live else [])
-    for target, column in zip(targets, columns):
-        plots.plot_valence(
-            outputs.path(f"{target}.png", ".png"), grid.times, column, found=frame_found,
-            title=f"{source.name}: predicted {target} ({meta['variant']})", ylabel=target,
-        )
-        written.append(f"{target}.png")
     stream = track.stream
-    if not stream.has_attention:
-        written.append(write_report(outputs, source, track, grid, meta, columns, written, None))
-        return written, kept, None
-    picker = stream.picker
-    plots.plot_attention_grid(
-        outputs.path("attention.png", ".png"), picker.crops, picker.attention, picker.times,
-        columns=attention_columns,
-        title=f"{source.name}: spatiotemporal attention over one clip (its first frame has no "
-              "previous state: uniform)",
-    )
-    written.append("attention.png")
-    if stream.regions.write_figure(
-            outputs.path("attention_regions.png", ".png"),
-            title=f"{source.name}: where the attention looks (mean over the video's faces)"):
-        written.append("attention_regions.png")
-    else:
-        outputs.drop("attention_regions.png")
+    with _drawn_in(pool) as draw:
+        if stream.has_attention:
+            picker = stream.picker
+            grid_drawn = draw(
+                plots.plot_attention_grid, outputs.path("attention.png", ".png"), picker.crops,
+                picker.attention, picker.times, columns=attention_columns,
+                title=f"{source.name}: spatiotemporal attention over one clip (its first frame "
+                      "has no previous state: uniform)")
+            regions_drawn = draw(
+                _regions_figure, stream.regions, outputs.path("attention_regions.png", ".png"),
+                f"{source.name}: where the attention looks (mean over the video's faces)")
+        columns, frame_found, kept = csv_columns(track.times, track.values, track.found,
+                                                 grid.times, targets, chains)
+        write_csv(outputs.path(f"{stem}.csv", ".csv"), grid.times, targets, columns,
+                  frame_found)
+        written = [f"{stem}.csv"] + ([f"{stem}.live.csv"] if source.live else [])
+        for target, column in zip(targets, columns):
+            plots.plot_valence(
+                outputs.path(f"{target}.png", ".png"), grid.times, column, found=frame_found,
+                title=f"{source.name}: predicted {target} ({meta['variant']})", ylabel=target,
+            )
+            written.append(f"{target}.png")
+        if not stream.has_attention:
+            written.append(write_report(outputs, source, track, grid, meta, columns, written,
+                                        None))
+            return written, kept, None
+        grid_drawn.result()
+        written.append("attention.png")
+        if regions_drawn.result():
+            written.append("attention_regions.png")
+        else:
+            outputs.drop("attention_regions.png")
     if track.wrote_video:
         written.append("attention.mp4")
     regions_report = stream.regions.report()
     written.append(write_report(outputs, source, track, grid, meta, columns, written,
                                 regions_report))
     return written, kept, regions_report
+
+
+def _regions_figure(regions: Any, path: pathlib.Path, title: str) -> bool:
+    """attention_regions.png from the stream's region sums
+    (`RegionAccumulator.write_figure`): a task for `_drawn_in`."""
+    return regions.write_figure(path, title=title)
+
+
+@contextlib.contextmanager
+def _drawn_in(pool: concurrent.futures.Executor | None
+              ) -> Iterator[Callable[..., concurrent.futures.Future]]:
+    """`draw(fn, *args, **kwargs)`: a future of `fn`'s result, run in
+    `pool` (module-level `fn` and picklable arguments), or here at once
+    without one. Leaving the block waits for the figures still being drawn
+    (those not started are cancelled): none is written after a failed run
+    has removed its temporaries."""
+    futures: list[concurrent.futures.Future] = []
+
+    def draw(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> concurrent.futures.Future:
+        if pool is not None:
+            futures.append(pool.submit(fn, *args, **kwargs))
+            return futures[-1]
+        done: concurrent.futures.Future = concurrent.futures.Future()
+        done.set_result(fn(*args, **kwargs))
+        return done
+
+    try:
+        yield draw
+    finally:
+        for future in futures:
+            future.cancel()
+        concurrent.futures.wait(futures)
 
 
 def write_report(outputs: Outputs, source: Input, track: Track, grid: FrameGrid,
