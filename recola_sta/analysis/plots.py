@@ -134,6 +134,8 @@ def plot_attention_grid(
     axes = fig.subplots(rows, columns, squeeze=False)
     for k, ax in enumerate(axes.flat):
         ax.axis("off")
+        ax.xaxis.set_visible(False)
+        ax.yaxis.set_visible(False)
         if k < n:
             ax.imshow(overlay_attention(faces[k], attention[k], vmax=vmax))
             ax.set_title(f"{times[k]:.2f} s", fontsize=7)
