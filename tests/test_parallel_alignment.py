@@ -237,3 +237,34 @@ def test_workers_decoding_their_chunks_equal_chunks_decoded_here(tmp_path, head)
     assert not frames.started
     _samples_equal(here, there)
     assert len(there) == len(times) and all(s.found for s in there)
+
+
+def test_chunks_started_ahead_are_taken_over_only_by_their_video(tmp_path, head):
+    """`align_next`: once a run has handed out its last chunk, the named
+    video's first chunks start; its own run takes them over (the samples
+    of a run without them), and a run of another video cancels them."""
+    first, second = tmp_path / "first.mp4", tmp_path / "second.mp4"
+    _write_video(first, _moving(head, 12), fps=4.0)
+    _write_video(second, _moving(head, 16)[::-1], fps=4.0)
+    aligner = faces.FaceAligner(64, redetect_every=3)
+
+    def run(path, n):
+        times = faces.sample_times(n / 4.0, 4.0, end=(n - 1) / 4.0)
+        return list(tracking.iter_samples_chunked(faces.sampled_frames(path, times), aligner, 2,
+                                                  chunk=4))
+
+    alone = run(second, 16)
+    tracking.align_next(faces.sampled_frames(second, faces.sample_times(4.0, 4.0, end=3.75)),
+                        aligner, 2, chunk=4)
+    run(first, 12)
+    key, started = tracking._AHEAD
+    assert key[0] == str(second) and len(started) == 3  # workers + 1 of its 4 chunks
+    _samples_equal(run(second, 16), alone)
+    assert tracking._AHEAD is None
+    # Started for the second video, but the first runs next: cancelled, not taken.
+    tracking.align_next(faces.sampled_frames(second, faces.sample_times(4.0, 4.0, end=3.75)),
+                        aligner, 2, chunk=4)
+    run(first, 12)
+    futures = list(tracking._AHEAD[1])
+    run(first, 12)
+    assert all(f.cancelled() or f.done() for f in futures) and tracking._AHEAD is None

@@ -210,3 +210,46 @@ def test_two_workers_write_the_outputs_of_one(model_dir, model, face_video, tmp_
     for key in ("face_found_rate", "smallest_face_px", "samples_with_several_faces",
                 "attention_regions"):
         assert runs[1][key] == runs[2][key]
+    # The workers drew the attention figures (this process the others): the
+    # same files, byte for byte.
+    assert runs[1]["files"] == runs[2]["files"]
+    for name in runs[1]["files"]:
+        assert (tmp_path / "out1" / name).read_bytes() == \
+            (tmp_path / "out2" / name).read_bytes(), name
+
+
+@pytest.mark.slow
+def test_a_batch_aligns_the_next_video_ahead_with_the_same_outputs(model_dir, face_video,
+                                                                   tmp_path, monkeypatch):
+    """predict_videos with 2 workers: once a video's last chunk is handed
+    out, the workers go on to the next video's first chunks, which its run
+    takes over; each video's outputs are those of a run on its own."""
+    import shutil
+
+    from recola_sta.faces import tracking
+
+    folder = tmp_path / "videos"
+    folder.mkdir()
+    for name in ("a", "b", "c"):
+        shutil.copyfile(face_video(10.0), folder / f"{name}.mp4")
+    taken: list[int] = []  # chunks each run took over
+    take = tracking._take_ahead
+
+    def spy(key):
+        started = take(key)
+        if key is not None:
+            taken.append(len(started))
+        return started
+
+    monkeypatch.setattr(tracking, "_take_ahead", spy)
+    rows = predict.predict_videos(model_dir, folder, tmp_path / "out", progress=False, workers=2)
+    assert [r["status"] for r in rows] == ["ok"] * 3
+    # b and c each took over the chunks started ahead (2 workers: 3 chunks of their 2).
+    assert taken == [0, 2, 2]
+    for video in ("b", "c"):
+        single = tmp_path / "single" / video  # the same depth: the same links
+        summary = predict.predict_video(model_dir, folder / f"{video}.mp4", single,
+                                        progress=False, workers=2)
+        for name in summary["files"]:
+            assert (tmp_path / "out" / video / name).read_bytes() == \
+                (single / name).read_bytes(), (video, name)

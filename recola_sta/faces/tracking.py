@@ -196,10 +196,9 @@ def iter_samples_chunked(frames: Iterable[tuple[float, np.ndarray]], aligner: Fa
         raise ValueError(f"workers and chunk must be at least 1; got {workers}, {chunk}.")
     kwargs = aligner.kwargs()
     if workers > 1 and isinstance(frames, SampledFrames) and not frames.started:
-        times = frames.times
-        tasks = ((decode_and_align, str(frames.path), times[k:k + chunk], kwargs)
-                 for k in range(0, len(times), chunk))
-        yield from frames.counted(_in_order(tasks, workers))
+        key, tasks = _chunk_tasks(frames, kwargs, workers, chunk)
+        started = _take_ahead(key)
+        yield from frames.counted(_in_order(tasks[len(started):], workers, started))
         return
     frames = iter(frames)
     parts = iter(lambda: list(itertools.islice(frames, chunk)), [])
@@ -210,25 +209,86 @@ def iter_samples_chunked(frames: Iterable[tuple[float, np.ndarray]], aligner: Fa
     yield from _in_order(((align_chunk, part, kwargs) for part in parts), workers)
 
 
-def _in_order(tasks: Iterable[tuple], workers: int) -> Iterator[Sample]:
+def _in_order(tasks: Iterable[tuple], workers: int,
+              started: collections.deque | None = None) -> Iterator[Sample]:
     """The samples of each task `(fn, *args)` run in the kept pool of
-    `workers`, in the tasks' order, at most `workers` + 1 in flight (the
-    next tasks are taken from `tasks` as earlier ones are yielded)."""
+    `workers`, in the tasks' order, after those of the futures `started`
+    (the first tasks, handed to the pool already), at most `workers` + 1
+    in flight (the next tasks are taken from `tasks` as earlier ones are
+    yielded). Once the last task is handed to the pool, the first chunks
+    of the video named by `align_next` are too."""
     pool = pools.kept_pool(workers)
-    pending: collections.deque = collections.deque()
+    pending: collections.deque = started if started is not None else collections.deque()
     try:
         for fn, *args in tasks:
             pending.append(pool.submit(fn, *args))
             if len(pending) > workers:
                 yield from pending.popleft().result()
+        _start_next(pool, workers)
         while pending:
             yield from pending.popleft().result()
     except BrokenProcessPool:
+        _take_ahead(None)
         pools.close_kept_pool()
         raise
     finally:
         for future in pending:
             future.cancel()
+
+
+def _chunk_tasks(frames: SampledFrames, kwargs: dict[str, Any], workers: int,
+                 chunk: int) -> tuple[tuple, list[tuple]]:
+    """The worker tasks aligning `frames` chunk by chunk, each decoding its
+    own frames (`decode_and_align`), and what identifies them."""
+    times = frames.times
+    key = (str(frames.path), times.tobytes(), repr(sorted(kwargs.items())), workers, chunk)
+    return key, [(decode_and_align, str(frames.path), times[k:k + chunk], kwargs)
+                 for k in range(0, len(times), chunk)]
+
+
+# The video `align_next` names: (its key, its tasks); and the first chunks of
+# one handed to the workers already: (its key, their futures).
+_NEXT: tuple[tuple, list[tuple]] | None = None
+_AHEAD: tuple[tuple, collections.deque] | None = None
+
+
+def align_next(frames: SampledFrames | None, aligner: FaceAligner, workers: int,
+               chunk: int = CHUNK_SAMPLES) -> None:
+    """Names the video `iter_samples_chunked` aligns next, with `aligner`'s
+    settings and `workers` (a batch's next video; None: none): once the
+    run in progress has handed its last chunk to the workers, they go on
+    to this video's first `workers` + 1 chunks instead of waiting for the
+    next run (while this process runs the model and writes the outputs),
+    and its run takes those over: the same samples, sooner. Chunks started
+    for a video that is not aligned next are cancelled (or their results
+    dropped)."""
+    global _NEXT
+    _NEXT = None if frames is None else _chunk_tasks(frames, aligner.kwargs(), workers, chunk)
+
+
+def _start_next(pool: Any, workers: int) -> None:
+    """Hands the first `workers` + 1 chunks of the video `align_next` named
+    to `pool`, if it is aligned by `workers` processes."""
+    global _NEXT, _AHEAD
+    if _NEXT is None:
+        return
+    (key, tasks), _NEXT = _NEXT, None
+    _take_ahead(None)
+    if key[3] == workers:
+        _AHEAD = (key, collections.deque(pool.submit(fn, *args)
+                                         for fn, *args in tasks[:workers + 1]))
+
+
+def _take_ahead(key: tuple | None) -> collections.deque:
+    """The futures of the chunks handed to the workers ahead for the video
+    of `key` (none where they are another's: those are cancelled)."""
+    global _AHEAD
+    ahead, _AHEAD = _AHEAD, None
+    if ahead is not None and ahead[0] == key:
+        return ahead[1]
+    for future in ahead[1] if ahead is not None else ():
+        future.cancel()
+    return collections.deque()
 
 
 # In a worker of `iter_samples_chunked`: its aligner per setting, built once.

@@ -86,6 +86,7 @@ from typing import Any, Sequence
 
 from recola_sta import cli, io_utils, pools, settings
 from recola_sta.faces import settings as face_settings
+from recola_sta.faces import tracking
 from recola_sta.inference import batch, export, onnx_model
 from recola_sta.inference.loading import (ModelLoadError, ModelLoader, check_serving_shape,
                                           load_chains, make_aligner, run_model)
@@ -128,6 +129,7 @@ def predict_video(
     max_seconds: float | None = None,
     realtime: bool = False,
     workers: int = 1,
+    then: str | os.PathLike | None = None,
 ) -> dict[str, Any]:
     """Predicts valence (and attention) for one video; see the module doc.
 
@@ -149,7 +151,10 @@ def predict_video(
     `faces.tracking.CHUNK_SAMPLES` samples each, tracking restarting at each
     chunk (`stream.aligned_samples`), each decoding its own chunks, and
     then draw the attention figures while this process writes the CSV; 1
-    aligns in this process, as does a live source.
+    aligns in this process, as does a live source. `then`: the video
+    predicted next with the same arguments (`predict_videos`), whose first
+    chunks the workers align as soon as this video's are handed out
+    (`tracking.align_next`): the same results, the cores kept busy.
 
     Live input: `video` a camera index ("0") or a stream URL
     (`faces.is_live_source`), or with `realtime` a file read at its real
@@ -200,6 +205,8 @@ def predict_video(
         check_serving_shape(model, model_dir, meta)
         serve_fn = lambda: model.serve  # noqa: E731
     outputs = Outputs(out_dir)
+    if then is not None and workers > 1 and not source.live:
+        _align_next(then, float(meta["fps"]), aligner, workers, max_seconds)
     try:
         track = run_stream(source, aligner, serve_fn, meta, outputs, batch_size=batch_size,
                            attention_video=attention_video, max_seconds=max_seconds,
@@ -220,9 +227,24 @@ def predict_video(
             raise
         raise error from e
     finally:
+        tracking.align_next(None, aligner, workers)  # this run did not take it up
         if loading is not None:
             loading.join()
     return summary
+
+
+def _align_next(video: str | os.PathLike, fps: float, aligner: Any, workers: int,
+                max_seconds: float | None) -> None:
+    """Names `video` as the one the workers align next (`tracking.align_next`),
+    where its run will align it in chunks (`stream.aligned_samples`); a
+    video that cannot be read is left to fail in its own run."""
+    try:
+        source = open_input(video, fps, realtime=False, max_seconds=max_seconds, prefetch=0,
+                            progress=False)
+    except (OSError, ValueError):
+        return
+    if not source.live and source.num_samples > tracking.CHUNK_SAMPLES:
+        tracking.align_next(source.frames, aligner, workers)
 
 
 # predict_video's arguments that override the face aligner's recorded settings.
@@ -271,9 +293,13 @@ def predict_videos(model_dir: str | os.PathLike, videos: str | os.PathLike,
             finally:
                 loader.join()  # Ctrl-C while TensorFlow loads: let the load end first
 
+        # Each video's workers go on to the next one's first chunks (`then`).
+        todo = [job.video for job in jobs if not job.done]
+        following = dict(zip(todo, todo[1:]))
+
         def predict_one(video: pathlib.Path, folder: pathlib.Path) -> dict[str, Any]:
             return predict_video(given, video, folder, model=model, progress=progress,
-                                 **kwargs)
+                                 then=following.get(video), **kwargs)
 
         return batch.run_batch(jobs, out_dir, predict_one, targets=list(meta["targets"]),
                                progress=progress,
