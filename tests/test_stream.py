@@ -253,3 +253,33 @@ def test_a_batch_aligns_the_next_video_ahead_with_the_same_outputs(model_dir, fa
         for name in summary["files"]:
             assert (tmp_path / "out" / video / name).read_bytes() == \
                 (single / name).read_bytes(), (video, name)
+
+
+def test_figures_drawn_in_a_pool_are_awaited_when_the_run_fails(tmp_path):
+    """`results._drawn_in`: a failure while the pool still draws waits for
+    the figure to be written (so `Outputs.discard`, after it, removes the
+    file: nothing is written into --out after a failed run) and cancels
+    the figures not started; without a pool a figure is drawn at once."""
+    import concurrent.futures
+    import threading
+    import time
+
+    started = threading.Event()
+
+    def slow_figure(path):
+        started.set()
+        time.sleep(0.3)
+        path.write_text("png")
+        return True
+
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        with pytest.raises(RuntimeError, match="model"):
+            with results._drawn_in(pool) as draw:
+                first = draw(slow_figure, tmp_path / "a.png")
+                second = draw(slow_figure, tmp_path / "b.png")
+                started.wait(5)
+                raise RuntimeError("model failed")
+        assert (tmp_path / "a.png").exists() and first.done()
+        assert second.cancelled() and not (tmp_path / "b.png").exists()
+    with results._drawn_in(None) as draw:
+        assert draw(slow_figure, tmp_path / "c.png").result() is True
