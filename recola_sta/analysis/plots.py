@@ -134,7 +134,7 @@ def plot_attention_grid(
     axes = fig.subplots(rows, columns, squeeze=False)
     for k, ax in enumerate(axes.flat):
         ax.axis("off")
-        ax.xaxis.set_visible(False)
+        ax.xaxis.set_visible(False)  # no ticks laid out for the hidden axis (the same image)
         ax.yaxis.set_visible(False)
         if k < n:
             ax.imshow(overlay_attention(faces[k], attention[k], vmax=vmax))
@@ -179,6 +179,8 @@ def plot_attention_regions(
     ax_map.imshow(mean_face)
     image = ax_map.imshow(relative, cmap="jet", alpha=0.5, vmin=0.0, vmax=vmax)
     ax_map.axis("off")
+    ax_map.xaxis.set_visible(False)  # no ticks laid out for the hidden axis (the same image)
+    ax_map.yaxis.set_visible(False)
     ax_map.set_title("mean attention x H*W (1 = uniform)", fontsize=9)
     fig.colorbar(image, ax=ax_map, fraction=0.046, pad=0.04)
     names = list(summary)
