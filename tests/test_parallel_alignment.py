@@ -245,7 +245,7 @@ def test_chunks_started_ahead_are_taken_over_only_by_their_video(tmp_path, head)
     of a run without them), and a run of another video cancels them."""
     first, second = tmp_path / "first.mp4", tmp_path / "second.mp4"
     _write_video(first, _moving(head, 12), fps=4.0)
-    _write_video(second, _moving(head, 16)[::-1], fps=4.0)
+    _write_video(second, _moving(head, 28)[::-1], fps=4.0)
     aligner = faces.FaceAligner(64, redetect_every=3)
 
     def run(path, n):
@@ -253,16 +253,16 @@ def test_chunks_started_ahead_are_taken_over_only_by_their_video(tmp_path, head)
         return list(tracking.iter_samples_chunked(faces.sampled_frames(path, times), aligner, 2,
                                                   chunk=4))
 
-    alone = run(second, 16)
-    tracking.align_next(faces.sampled_frames(second, faces.sample_times(4.0, 4.0, end=3.75)),
+    alone = run(second, 28)
+    tracking.align_next(faces.sampled_frames(second, faces.sample_times(7.0, 4.0, end=6.75)),
                         aligner, 2, chunk=4)
     run(first, 12)
     key, started = tracking._AHEAD
-    assert key[0] == str(second) and len(started) == 3  # workers + 1 of its 4 chunks
-    _samples_equal(run(second, 16), alone)
+    assert key[0] == str(second) and len(started) == 5  # ahead_chunks(2) of its 7 chunks
+    _samples_equal(run(second, 28), alone)
     assert tracking._AHEAD is None
     # Started for the second video, but the first runs next: cancelled, not taken.
-    tracking.align_next(faces.sampled_frames(second, faces.sample_times(4.0, 4.0, end=3.75)),
+    tracking.align_next(faces.sampled_frames(second, faces.sample_times(7.0, 4.0, end=6.75)),
                         aligner, 2, chunk=4)
     run(first, 12)
     futures = list(tracking._AHEAD[1])

@@ -244,7 +244,7 @@ def test_a_batch_aligns_the_next_video_ahead_with_the_same_outputs(model_dir, fa
     monkeypatch.setattr(tracking, "_take_ahead", spy)
     rows = predict.predict_videos(model_dir, folder, tmp_path / "out", progress=False, workers=2)
     assert [r["status"] for r in rows] == ["ok"] * 3
-    # b and c each took over the chunks started ahead (2 workers: 3 chunks of their 2).
+    # b and c each took over the chunks started ahead (all of their 2).
     assert taken == [0, 2, 2]
     for video in ("b", "c"):
         single = tmp_path / "single" / video  # the same depth: the same links

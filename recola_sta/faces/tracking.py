@@ -252,13 +252,21 @@ _NEXT: tuple[tuple, list[tuple]] | None = None
 _AHEAD: tuple[tuple, collections.deque] | None = None
 
 
+def ahead_chunks(workers: int) -> int:
+    """Chunks of the next video handed to `workers` processes ahead: enough
+    to keep them busy while this process writes the outputs, commits them
+    and sets up the next run (bounded: memory stays flat)."""
+    return 2 * workers + 1
+
+
 def align_next(frames: SampledFrames | None, aligner: FaceAligner, workers: int,
                chunk: int = CHUNK_SAMPLES) -> None:
     """Names the video `iter_samples_chunked` aligns next, with `aligner`'s
     settings and `workers` (a batch's next video; None: none): once the
     run in progress has handed its last chunk to the workers, they go on
-    to this video's first `workers` + 1 chunks instead of waiting for the
-    next run (while this process runs the model and writes the outputs),
+    to this video's first `ahead_chunks(workers)` chunks instead of
+    waiting for the next run (while this process runs the model and writes
+    the outputs),
     and its run takes those over: the same samples, sooner. Chunks started
     for a video that is not aligned next are cancelled (or their results
     dropped)."""
@@ -267,8 +275,8 @@ def align_next(frames: SampledFrames | None, aligner: FaceAligner, workers: int,
 
 
 def _start_next(pool: Any, workers: int) -> None:
-    """Hands the first `workers` + 1 chunks of the video `align_next` named
-    to `pool`, if it is aligned by `workers` processes."""
+    """Hands the first `ahead_chunks(workers)` chunks of the video
+    `align_next` named to `pool`, if it is aligned by `workers` processes."""
     global _NEXT, _AHEAD
     if _NEXT is None:
         return
@@ -276,7 +284,7 @@ def _start_next(pool: Any, workers: int) -> None:
     _take_ahead(None)
     if key[3] == workers:
         _AHEAD = (key, collections.deque(pool.submit(fn, *args)
-                                         for fn, *args in tasks[:workers + 1]))
+                                         for fn, *args in tasks[:ahead_chunks(workers)]))
 
 
 def _take_ahead(key: tuple | None) -> collections.deque:
