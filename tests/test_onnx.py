@@ -173,33 +173,31 @@ def test_predict_onnx_never_imports_tensorflow(sta_export, video, tmp_path):
     assert (tmp_path / "out" / "summary.json").is_file()
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("damage", ["truncated", "garbage"])
-def test_corrupt_onnx_is_one_line_exit_2(sta_export, video, tmp_path, damage):
+def test_corrupt_onnx_is_one_line_exit_2(sta_export, video, tmp_path, damage, call_cli):
     folder = tmp_path / "model"
     folder.mkdir()
     shutil.copyfile(sta_export / export.METADATA_NAME, folder / export.METADATA_NAME)
     data = (sta_export / export.ONNX_NAME).read_bytes()
     (folder / export.ONNX_NAME).write_bytes(data[: len(data) // 2] if damage == "truncated"
                                             else b"not an onnx model" * 100)
-    result = _run(["-m", "recola_sta.predict", f"--model={folder / export.ONNX_NAME}",
-                   f"--video={video}", f"--out={tmp_path / 'out'}", "--noprogress"])
+    result = call_cli("predict", f"--model={folder / export.ONNX_NAME}", f"--video={video}",
+                      f"--out={tmp_path / 'out'}", "--noprogress")
     assert result.returncode == 2, result.stderr
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
     assert str(folder / export.ONNX_NAME) in lines[0] and "corrupt or truncated" in lines[0]
 
 
-@pytest.mark.slow
-def test_export_cli(tmp_path):
-    """`python -m recola_sta.export`: exit 0 writing model.onnx; a folder
-    that is no run is one line and exit 2."""
+def test_export_cli(tmp_path, call_cli):
+    """`python -m recola_sta.export` (in this process: `call_cli`): exit 0
+    writing model.onnx; a folder that is no run is one line and exit 2."""
     run, _ = make_run(tmp_path, "2d_cnn", ["valence"], frames=4, size=16)
-    result = _run(["-m", "recola_sta.export", f"--run_dir={run}", "--format=onnx"])
+    result = call_cli("export", f"--run_dir={run}", "--format=onnx")
     assert result.returncode == 0, result.stderr
     assert (run / "saved_model" / export.ONNX_NAME).is_file()
     assert not (run / "saved_model" / "saved_model.pb").exists()
-    result = _run(["-m", "recola_sta.export", f"--run_dir={tmp_path / 'nothing'}"])
+    result = call_cli("export", f"--run_dir={tmp_path / 'nothing'}")
     assert result.returncode == 2
     lines = [line for line in result.stderr.splitlines() if line.strip()
              and not line.startswith(("WARNING: All log", "I0000", "W0000", "E0000"))]
