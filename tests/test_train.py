@@ -301,7 +301,7 @@ def test_export_metadata_records_the_caches_aligner(tmp_path):
 def test_a_run_folder_in_use_is_refused_and_a_killed_runs_leftovers_are_cleared(
         tmp_path, no_preprocess):
     _write_cache(tmp_path / "cache")
-    config = _config(tmp_path)
+    config = _config(tmp_path, variant="2d_cnn", fc_units=8)  # the quickest network to train
     run = tmp_path / "run"
     run.mkdir()
     run_folder.write_config(config, run)  # as a run killed during its first epoch left it
