@@ -56,13 +56,18 @@ def make_run(root: pathlib.Path, variant: str, targets: list[str], *, frames: in
     ("3d_cnn", ["valence", "arousal"]),
     ("3d_cnn_sta", ["valence"]),
 ])
-def test_onnx_runtime_equals_keras(tmp_path, variant, targets):
+def test_onnx_runtime_equals_keras(tmp_path, variant, targets, request):
     """Every output (each target, the STA's attention) of the ONNX model on
     ONNX Runtime equals the Keras serving model's, at two batch sizes
-    (the batch dimension is dynamic)."""
+    (the batch dimension is dynamic). The STA is the `sta_run` the predict
+    tests share (the same model; converting it is the module's slowest step)."""
     frames, size = 4, 16
-    run, model = make_run(tmp_path, variant, targets, frames=frames, size=size)
-    (path,) = export.export_run(run, "onnx")
+    if variant == "3d_cnn_sta":
+        run, model, written = request.getfixturevalue("sta_run")
+        path = written[-1]
+    else:
+        run, model = make_run(tmp_path, variant, targets, frames=frames, size=size)
+        (path,) = export.export_run(run, "onnx")
     assert path == run / "saved_model" / export.ONNX_NAME
     meta = export.read_metadata(path.parent)
     assert (meta["frames"], meta["face"].size, meta["targets"]) == (frames, size, targets)
@@ -99,14 +104,19 @@ def test_export_both_writes_one_folder(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def sta_export(tmp_path_factory) -> pathlib.Path:
-    """A 16 px, 4-frame STA model exported as both formats into one folder
+def sta_run(tmp_path_factory):
+    """A 16 px, 4-frame STA run exported as both formats into one folder
     (the smallest shapes: converting to ONNX takes about half as long as at
-    32 px and 8 frames)."""
-    run, _ = make_run(tmp_path_factory.mktemp("sta"), "3d_cnn_sta", ["valence"], frames=4,
-                      size=16)
-    export.export_run(run, "both")
-    return run / "saved_model"
+    32 px and 8 frames): (run, its Keras model, the paths written)."""
+    run, model = make_run(tmp_path_factory.mktemp("sta"), "3d_cnn_sta", ["valence"], frames=4,
+                          size=16)
+    return run, model, export.export_run(run, "both")
+
+
+@pytest.fixture(scope="module")
+def sta_export(sta_run) -> pathlib.Path:
+    """The folder of `sta_run`'s SavedModel and model.onnx."""
+    return sta_run[0] / "saved_model"
 
 
 @pytest.fixture(scope="module")
