@@ -12,6 +12,10 @@ user can cause into one line on stderr and an exit code:
 | 3 | no face was found in a video |
 | 130 | interrupted (Ctrl-C): what was being written was finished or removed |
 
+`call` runs a command in the calling process, on flags of its own, as its
+`python -m recola_sta.<command>` would (tests check a command's errors this
+way without starting an interpreter).
+
 This module imports nothing heavy (no TensorFlow), so worker processes and the
 TensorFlow-free commands can use it.
 """
@@ -23,7 +27,8 @@ import os
 import pathlib
 import shutil
 import sys
-from typing import Callable
+import textwrap
+from typing import Callable, Sequence
 
 EXIT_DONE = 0
 EXIT_BUG = 1
@@ -126,3 +131,49 @@ def run(name: str, body: Callable[[], int | None], *,
             return EXIT_BAD_INPUT
         raise
     return EXIT_DONE if code is None else int(code)
+
+
+def flags_parsing_error(error: BaseException) -> str:
+    """absl's report of a flag it could not parse (`app.run` prints it and
+    exits 1): "FATAL Flags parsing error: ..." and the hint to --helpfull."""
+    message = str(error)
+    if "\n" in message:
+        head = f"FATAL Flags parsing error:\n{textwrap.indent(message, '  ')}\n"
+    else:
+        head = f"FATAL Flags parsing error: {message}\n"
+    return head + "Pass --helpshort or --helpfull to see help on flags.\n"
+
+
+def call(command, argv: Sequence[str]) -> int:
+    """Runs a CLI in this process as `python -m recola_sta.<command>` runs it.
+
+    The command's flags are defined on a `FlagValues` of their own (commands
+    that share flag names can run one after the other in one process, and
+    absl's global `FLAGS` stays untouched); `argv` is parsed as absl's
+    `app.run` parses it (--flagfile included), and a flag it cannot parse is
+    absl's message on stderr and exit 1, as from the shell. absl's own flags
+    (--help, --helpfull, logging's --verbosity, ...) are not defined here.
+
+    Args:
+        command: a CLI module (`recola_sta.training.train`, ...) with
+            `define_flags(flag_values)` and `main(argv, flag_values)`.
+        argv: the command line, program name first.
+
+    Returns:
+        The exit code (0, 1 for a flag-parsing or usage error, 2, 3, 130);
+        a bug's exception propagates, as it ends the process with exit 1.
+    """
+    from absl import app, flags
+
+    flag_values = flags.FlagValues()
+    command.define_flags(flag_values)
+    try:
+        args = flag_values(list(argv))
+    except flags.Error as error:
+        sys.stderr.write(flags_parsing_error(error))
+        return EXIT_BUG
+    try:
+        return command.main(args, flag_values)
+    except app.UsageError as error:  # app.run: the usage text, then the error
+        sys.stderr.write(f"{command.__doc__}\n\n{error}\n")
+        return error.exitcode

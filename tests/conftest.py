@@ -11,14 +11,24 @@ that damages a model or a video works on its own copy):
 * `tiny_sta_model_dir`: an untrained 3d_cnn_sta (32 px, 8 frames) exported the
   same way, for the tests that need attention maps.
 * `read_figure`: reads a written PNG as RGB and fails on a blank figure.
+* `call_cli` (per test): `call_cli("train", "--flag=value", ...)` runs a CLI in
+  this process (`recola_sta.cli.call`, flags of its own) and returns its exit
+  code and captured output as a `subprocess.CompletedProcess`.
 
 Tiers: tests marked `slow` (setup.cfg) train, start a subprocess or a pool of
 worker processes; `python -m pytest -q -m "not slow"` runs the fast tier.
+
+CLIs: a test of a CLI's errors (exit code, the one line on stderr, nothing
+written) calls the CLI in this process with `call_cli`; each CLI keeps one
+test that starts the real `python -m recola_sta.<command>`
+(tests/test_cli_smoke.py), which also checks that both ways print the same.
 """
 
 from __future__ import annotations
 
+import importlib
 import pathlib
+import subprocess
 from typing import Callable
 
 import numpy as np
@@ -27,6 +37,35 @@ import pytest
 from recola_sta.data.face_video import make_face_video
 
 TINY_SIZE, TINY_FRAMES = 32, 8
+
+# The module behind each `python -m recola_sta.<command>` (its entry module
+# hands over to it; tests/test_cli_smoke.py checks the pairing).
+CLI_MODULES = {
+    "train": "recola_sta.training.train",
+    "preprocess": "recola_sta.cache.preprocess",
+    "evaluate": "recola_sta.evaluation.evaluate",
+    "predict": "recola_sta.inference.predict",
+    "export": "recola_sta.inference.export",
+    "synthetic": "recola_sta.data.synthetic",
+    "tables": "recola_sta.evaluation.tables",
+}
+
+
+@pytest.fixture
+def call_cli(capfd) -> Callable[..., subprocess.CompletedProcess]:
+    """Runs `python -m recola_sta.<command> args...` in this process
+    (`cli.call`): returns the exit code and what it printed (stdout, stderr;
+    captured at the file descriptors, TensorFlow's own lines included)."""
+    from recola_sta import cli
+
+    def call(command: str, *args: str) -> subprocess.CompletedProcess:
+        capfd.readouterr()  # what came before is not the command's
+        argv = [f"recola_sta.{command}", *args]
+        code = cli.call(importlib.import_module(CLI_MODULES[command]), argv)
+        out, err = capfd.readouterr()
+        return subprocess.CompletedProcess(argv, code, out, err)
+
+    return call
 
 
 @pytest.fixture(scope="session")

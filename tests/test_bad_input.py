@@ -9,11 +9,9 @@ from __future__ import annotations
 
 import errno
 import json
-import os
 import pathlib
 import shutil
 import subprocess
-import sys
 
 import pytest
 
@@ -24,15 +22,8 @@ from recola_sta.inference import export, loading, predict
 from recola_sta.training import train
 from recola_sta.faces.settings import FaceSettings
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 SIZE, FRAMES = 32, 8
-
-
-def _run_cli(module: str, *args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": ""}
-    return subprocess.run([sys.executable, "-m", f"recola_sta.{module}", *args],
-                          capture_output=True, text=True, timeout=300, env=env, cwd=ROOT)
 
 
 def _message_lines(stderr: str) -> list[str]:
@@ -128,11 +119,10 @@ def test_a_broken_saved_model_is_named(model_dir, video, tmp_path, case, names):
     assert not out.exists()
 
 
-@pytest.mark.slow
-def test_cli_on_a_broken_saved_model_prints_one_line_and_exits_2(model_dir, video, tmp_path):
+def test_cli_on_a_broken_saved_model_prints_one_line_and_exits_2(model_dir, video, tmp_path, call_cli):
     broken = _broken_copy(model_dir, tmp_path, "garbage_index")
     out = tmp_path / "out"
-    proc = _run_cli("predict", f"--model={broken}", f"--video={video}", f"--out={out}",
+    proc = call_cli("predict", f"--model={broken}", f"--video={video}", f"--out={out}",
                     "--noprogress")
     assert proc.returncode == predict.EXIT_BAD_INPUT
     lines = _message_lines(proc.stderr)
@@ -140,14 +130,13 @@ def test_cli_on_a_broken_saved_model_prints_one_line_and_exits_2(model_dir, vide
     assert not out.exists()
 
 
-@pytest.mark.slow
-def test_cli_on_metadata_without_fps(model_dir, video, tmp_path):
+def test_cli_on_metadata_without_fps(model_dir, video, tmp_path, call_cli):
     folder = tmp_path / "model"
     shutil.copytree(model_dir, folder)
     meta = json.loads((folder / export.METADATA_NAME).read_text())
     del meta["fps"]
     (folder / export.METADATA_NAME).write_text(json.dumps(meta))
-    proc = _run_cli("predict", f"--model={folder}", f"--video={video}",
+    proc = call_cli("predict", f"--model={folder}", f"--video={video}",
                     f"--out={tmp_path / 'out'}", "--noprogress")
     assert proc.returncode == predict.EXIT_BAD_INPUT
     (line,) = _message_lines(proc.stderr)
@@ -155,11 +144,10 @@ def test_cli_on_metadata_without_fps(model_dir, video, tmp_path):
     assert not (tmp_path / "out").exists()
 
 
-@pytest.mark.slow
-def test_cli_out_pointing_at_a_file(model_dir, video, tmp_path):
+def test_cli_out_pointing_at_a_file(model_dir, video, tmp_path, call_cli):
     out = tmp_path / "results.csv"
     out.write_text("keep me\n")
-    proc = _run_cli("predict", f"--model={model_dir}", f"--video={video}", f"--out={out}",
+    proc = call_cli("predict", f"--model={model_dir}", f"--video={video}", f"--out={out}",
                     "--noprogress")
     assert proc.returncode == predict.EXIT_BAD_INPUT
     (line,) = _message_lines(proc.stderr)
@@ -205,10 +193,9 @@ def test_train_refuses_a_read_only_run_folder_before_any_work(read_only_dir, tmp
     assert not (tmp_path / "corpus").exists() and not (tmp_path / "run").exists()
 
 
-@pytest.mark.slow
-def test_synthetic_cli_refuses_a_read_only_folder(read_only_dir):
+def test_synthetic_cli_refuses_a_read_only_folder(read_only_dir, call_cli):
     out = read_only_dir / "corpus"
-    proc = _run_cli("synthetic", f"--out={out}", "--num_train=1", "--num_dev=0",
+    proc = call_cli("synthetic", f"--out={out}", "--num_train=1", "--num_dev=0",
                     "--num_test=0", "--duration_s=1", "--workers=1")
     assert proc.returncode != 0
     (line,) = _message_lines(proc.stderr)

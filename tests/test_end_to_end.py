@@ -11,8 +11,6 @@ import csv
 import json
 import os
 import pathlib
-import subprocess
-import sys
 
 import cv2
 import numpy as np
@@ -25,14 +23,6 @@ from recola_sta.faces.settings import FaceSettings
 
 FRAMES = 8
 SIZE = 32
-
-
-def _run_cli(module: str, *args: str, timeout: int = 300) -> subprocess.CompletedProcess:
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": ""}
-    return subprocess.run(
-        [sys.executable, "-m", f"recola_sta.{module}", *args],
-        capture_output=True, text=True, timeout=timeout, env=env,
-    )
 
 
 def _read_csv(path: pathlib.Path) -> list[dict[str, str]]:
@@ -122,7 +112,9 @@ def test_resume_continues_at_epoch_two(trained, capsys):
     _, config, _ = trained
     state_path = pathlib.Path(config.run_dir) / "checkpoints" / "state.json"
     assert json.loads(state_path.read_text())["epoch"] == 1
-    config2 = train.TrainConfig(**{**config.__dict__, "epochs": 2})
+    # --noexport: the first run's exports stay (the tests below predict with
+    # them); exporting again takes most of a resume's time and is not checked here.
+    config2 = train.TrainConfig(**{**config.__dict__, "epochs": 2, "export": False})
     train.run_training(config2)
     assert "Resuming" in capsys.readouterr().out
     history = _read_csv(pathlib.Path(config.run_dir) / "history.csv")
@@ -131,9 +123,9 @@ def test_resume_continues_at_epoch_two(trained, capsys):
 
 
 @pytest.mark.slow
-def test_evaluate_cli(trained):
+def test_evaluate_cli(trained, call_cli):
     _, config, _ = trained
-    proc = _run_cli("evaluate", f"--run_dir={config.run_dir}", "--partitions=dev")
+    proc = call_cli("evaluate", f"--run_dir={config.run_dir}", "--partitions=dev")
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "dev" in proc.stdout and "CCC" in proc.stdout
     report = json.loads((pathlib.Path(config.run_dir) / "evaluation.json").read_text())
@@ -152,7 +144,7 @@ def _write_clip(path: pathlib.Path, frames: list[np.ndarray], fps: float) -> Non
 
 
 @pytest.mark.slow
-def test_predict_cli_on_short_video_at_another_frame_rate(trained, tmp_path):
+def test_predict_cli_on_short_video_at_another_frame_rate(trained, tmp_path, call_cli):
     root, config, _ = trained
     cap = cv2.VideoCapture(str(root / "corpus" / "recordings_video" / "dev_1.mp4"))
     frames = []
@@ -164,7 +156,7 @@ def test_predict_cli_on_short_video_at_another_frame_rate(trained, tmp_path):
     video = tmp_path / "short.mp4"
     _write_clip(video, frames, 30.0)
     out = tmp_path / "out"
-    proc = _run_cli("predict", f"--model={config.run_dir}/saved_model", f"--video={video}",
+    proc = call_cli("predict", f"--model={config.run_dir}/saved_model", f"--video={video}",
                     f"--out={out}", "--attention_video", "--noprogress")
     assert proc.returncode == 0, proc.stderr[-2000:]
     rows = _read_csv(out / "valence.csv")
@@ -188,7 +180,7 @@ def test_predict_cli_on_short_video_at_another_frame_rate(trained, tmp_path):
 
 
 @pytest.mark.slow
-def test_predict_cli_finds_faces_in_a_small_video_without_flags(trained, tmp_path):
+def test_predict_cli_finds_faces_in_a_small_video_without_flags(trained, tmp_path, call_cli):
     """The corpus' dev video shrunk to 176x144 (QCIF): faces of ~50-60 px."""
     root, config, _ = trained
     cap = cv2.VideoCapture(str(root / "corpus" / "recordings_video" / "dev_1.mp4"))
@@ -201,7 +193,7 @@ def test_predict_cli_finds_faces_in_a_small_video_without_flags(trained, tmp_pat
     video = tmp_path / "qcif.mp4"
     _write_clip(video, frames, 25.0)
     out = tmp_path / "out"
-    proc = _run_cli("predict", f"--model={config.run_dir}/saved_model", f"--video={video}",
+    proc = call_cli("predict", f"--model={config.run_dir}/saved_model", f"--video={video}",
                     f"--out={out}", "--noprogress")
     assert proc.returncode == 0, proc.stderr[-2000:]
     summary = json.loads((out / "summary.json").read_text())
@@ -210,21 +202,21 @@ def test_predict_cli_finds_faces_in_a_small_video_without_flags(trained, tmp_pat
 
 
 @pytest.mark.slow
-def test_predict_cli_without_any_face(trained, tmp_path):
+def test_predict_cli_without_any_face(trained, tmp_path, call_cli):
     _, config, _ = trained
     rng = np.random.default_rng(0)
     video = tmp_path / "noface.mp4"
     _write_clip(video, [rng.integers(0, 255, (240, 320, 3), np.uint8) for _ in range(25)], 25.0)
-    proc = _run_cli("predict", f"--model={config.run_dir}/saved_model", f"--video={video}",
+    proc = call_cli("predict", f"--model={config.run_dir}/saved_model", f"--video={video}",
                     f"--out={tmp_path / 'out'}", "--noprogress")
     assert proc.returncode == 3
     assert "No face" in proc.stderr and "Traceback" not in proc.stderr
 
 
 @pytest.mark.slow
-def test_predict_cli_missing_video(trained, tmp_path):
+def test_predict_cli_missing_video(trained, tmp_path, call_cli):
     _, config, _ = trained
-    proc = _run_cli("predict", f"--model={config.run_dir}/saved_model",
+    proc = call_cli("predict", f"--model={config.run_dir}/saved_model",
                     f"--video={tmp_path / 'nope.mp4'}", f"--out={tmp_path / 'out'}")
     assert proc.returncode == 2
     assert "nope.mp4" in proc.stderr and "Traceback" not in proc.stderr
@@ -245,14 +237,13 @@ def test_bad_settings_name_the_flag(changes, flag, tmp_path):
         config.validate()
 
 
-@pytest.mark.slow
-def test_train_cli_errors_are_clear(tmp_path):
-    proc = _run_cli("train", f"--corpus_dir={tmp_path / 'missing'}", "--corpus_kind=recola",
+def test_train_cli_errors_are_clear(tmp_path, call_cli):
+    proc = call_cli("train", f"--corpus_dir={tmp_path / 'missing'}", "--corpus_kind=recola",
                     f"--run_dir={tmp_path / 'run'}")
     assert proc.returncode == 2
     assert "missing" in proc.stderr and "--corpus_dir" in proc.stderr
     assert "Traceback" not in proc.stderr
-    proc = _run_cli("train", f"--corpus_dir={tmp_path}", "--batch_size=0")
+    proc = call_cli("train", f"--corpus_dir={tmp_path}", "--batch_size=0")
     assert proc.returncode == 2 and "--batch_size" in proc.stderr and "Traceback" not in proc.stderr
 
 

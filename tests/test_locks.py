@@ -145,14 +145,10 @@ def test_evaluate_refuses_a_run_folder_that_a_trainer_holds(tmp_path):
     assert sorted(p.name for p in run.iterdir()) == [".lock", "best.keras", "config.json"]
 
 
-@pytest.mark.slow
-def test_evaluate_cli_exits_2_with_one_line_while_a_trainer_holds_the_run(tmp_path):
+def test_evaluate_cli_exits_2_with_one_line_while_a_trainer_holds_the_run(tmp_path, call_cli):
     run = _run_folder(tmp_path)
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "3",
-           "CUDA_VISIBLE_DEVICES": ""}
-    with io_utils.exclusive_lock(run / ".lock", f"run folder {run}"):
-        done = subprocess.run([sys.executable, "-m", "recola_sta.evaluate", f"--run_dir={run}"],
-                              capture_output=True, text=True, env=env, timeout=300)
+    with io_utils.exclusive_lock(run / ".lock", f"run folder {run}"):  # as train holds it
+        done = call_cli("evaluate", f"--run_dir={run}")
     lines = [line for line in done.stderr.splitlines()
              if line.strip() and not line.startswith(("WARNING: All log messages", "I0000",
                                                       "W0000", "E0000"))]

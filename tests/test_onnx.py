@@ -56,13 +56,18 @@ def make_run(root: pathlib.Path, variant: str, targets: list[str], *, frames: in
     ("3d_cnn", ["valence", "arousal"]),
     ("3d_cnn_sta", ["valence"]),
 ])
-def test_onnx_runtime_equals_keras(tmp_path, variant, targets):
+def test_onnx_runtime_equals_keras(tmp_path, variant, targets, request):
     """Every output (each target, the STA's attention) of the ONNX model on
     ONNX Runtime equals the Keras serving model's, at two batch sizes
-    (the batch dimension is dynamic)."""
+    (the batch dimension is dynamic). The STA is the `sta_run` the predict
+    tests share (the same model; converting it is the module's slowest step)."""
     frames, size = 4, 16
-    run, model = make_run(tmp_path, variant, targets, frames=frames, size=size)
-    (path,) = export.export_run(run, "onnx")
+    if variant == "3d_cnn_sta":
+        run, model, written = request.getfixturevalue("sta_run")
+        path = written[-1]
+    else:
+        run, model = make_run(tmp_path, variant, targets, frames=frames, size=size)
+        (path,) = export.export_run(run, "onnx")
     assert path == run / "saved_model" / export.ONNX_NAME
     meta = export.read_metadata(path.parent)
     assert (meta["frames"], meta["face"].size, meta["targets"]) == (frames, size, targets)
@@ -99,17 +104,24 @@ def test_export_both_writes_one_folder(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def sta_export(tmp_path_factory) -> pathlib.Path:
-    """A 32 px, 8-frame STA model exported as both formats into one folder."""
-    run, _ = make_run(tmp_path_factory.mktemp("sta"), "3d_cnn_sta", ["valence"], frames=8,
-                      size=32)
-    export.export_run(run, "both")
-    return run / "saved_model"
+def sta_run(tmp_path_factory):
+    """A 16 px, 4-frame STA run exported as both formats into one folder
+    (the smallest shapes: converting to ONNX takes about half as long as at
+    32 px and 8 frames): (run, its Keras model, the paths written)."""
+    run, model = make_run(tmp_path_factory.mktemp("sta"), "3d_cnn_sta", ["valence"], frames=4,
+                          size=16)
+    return run, model, export.export_run(run, "both")
+
+
+@pytest.fixture(scope="module")
+def sta_export(sta_run) -> pathlib.Path:
+    """The folder of `sta_run`'s SavedModel and model.onnx."""
+    return sta_run[0] / "saved_model"
 
 
 @pytest.fixture(scope="module")
 def video(face_video) -> pathlib.Path:
-    """3 s of a face at 320x240: 12 samples, two clips."""
+    """3 s of a face at 320x240: 12 samples, three clips."""
     return face_video(3.0)
 
 
@@ -141,11 +153,11 @@ def test_metadata_of_another_shape_is_refused(sta_export, video, tmp_path):
     folder.mkdir()
     shutil.copyfile(sta_export / export.ONNX_NAME, folder / export.ONNX_NAME)
     meta = json.loads((sta_export / export.METADATA_NAME).read_text())
-    (folder / export.METADATA_NAME).write_text(json.dumps({**meta, "frames": 4}))
+    (folder / export.METADATA_NAME).write_text(json.dumps({**meta, "frames": 8}))
     with pytest.raises(loading.ModelLoadError) as info:
         predict.predict_video(folder, video, tmp_path / "out", progress=False)
     message = str(info.value)
-    assert "\n" not in message and "frames=4" in message and "ONNX model" in message
+    assert "\n" not in message and "frames=8" in message and "ONNX model" in message
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
 
 
@@ -173,33 +185,31 @@ def test_predict_onnx_never_imports_tensorflow(sta_export, video, tmp_path):
     assert (tmp_path / "out" / "summary.json").is_file()
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("damage", ["truncated", "garbage"])
-def test_corrupt_onnx_is_one_line_exit_2(sta_export, video, tmp_path, damage):
+def test_corrupt_onnx_is_one_line_exit_2(sta_export, video, tmp_path, damage, call_cli):
     folder = tmp_path / "model"
     folder.mkdir()
     shutil.copyfile(sta_export / export.METADATA_NAME, folder / export.METADATA_NAME)
     data = (sta_export / export.ONNX_NAME).read_bytes()
     (folder / export.ONNX_NAME).write_bytes(data[: len(data) // 2] if damage == "truncated"
                                             else b"not an onnx model" * 100)
-    result = _run(["-m", "recola_sta.predict", f"--model={folder / export.ONNX_NAME}",
-                   f"--video={video}", f"--out={tmp_path / 'out'}", "--noprogress"])
+    result = call_cli("predict", f"--model={folder / export.ONNX_NAME}", f"--video={video}",
+                      f"--out={tmp_path / 'out'}", "--noprogress")
     assert result.returncode == 2, result.stderr
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
     assert str(folder / export.ONNX_NAME) in lines[0] and "corrupt or truncated" in lines[0]
 
 
-@pytest.mark.slow
-def test_export_cli(tmp_path):
-    """`python -m recola_sta.export`: exit 0 writing model.onnx; a folder
-    that is no run is one line and exit 2."""
+def test_export_cli(tmp_path, call_cli):
+    """`python -m recola_sta.export` (in this process: `call_cli`): exit 0
+    writing model.onnx; a folder that is no run is one line and exit 2."""
     run, _ = make_run(tmp_path, "2d_cnn", ["valence"], frames=4, size=16)
-    result = _run(["-m", "recola_sta.export", f"--run_dir={run}", "--format=onnx"])
+    result = call_cli("export", f"--run_dir={run}", "--format=onnx")
     assert result.returncode == 0, result.stderr
     assert (run / "saved_model" / export.ONNX_NAME).is_file()
     assert not (run / "saved_model" / "saved_model.pb").exists()
-    result = _run(["-m", "recola_sta.export", f"--run_dir={tmp_path / 'nothing'}"])
+    result = call_cli("export", f"--run_dir={tmp_path / 'nothing'}")
     assert result.returncode == 2
     lines = [line for line in result.stderr.splitlines() if line.strip()
              and not line.startswith(("WARNING: All log", "I0000", "W0000", "E0000"))]

@@ -424,15 +424,14 @@ def _cli(*args: str) -> subprocess.CompletedProcess:
                           env={**os.environ, "PYTHONPATH": str(pathlib.Path.cwd())})
 
 
-@pytest.mark.slow
-def test_cli_with_a_flagfile(corpus, tmp_path):
+def test_cli_with_a_flagfile(corpus, tmp_path, call_cli):
     flagfile = tmp_path / "prep.flags"
     flagfile.write_text(
         f"# preprocess the unlabeled test partition\n--corpus_dir={corpus}\n"
         f"--corpus_kind=recola\n--cache_dir={tmp_path / 'cache'}\n--size={SIZE}\n"
         "--partitions=test\n--workers=1\n--noprogress\n"
     )
-    done = _cli(f"--flagfile={flagfile}")
+    done = call_cli("preprocess", f"--flagfile={flagfile}")
     assert done.returncode == 0, done.stderr
     assert re.search(r"test_1 .* 0\.0%\s+-\s+0\s+WARNING", done.stdout), done.stdout
     assert [e.name for e in cache.read_manifest(tmp_path / "cache").entries] == ["test_1"]
@@ -452,18 +451,17 @@ def test_cli_at_its_default_worker_count(corpus, tmp_path):
     assert [e.found_rate for e in manifest.entries] == [1.0, 1.0]
 
 
-@pytest.mark.slow
-def test_cli_errors_name_the_problem(tmp_path):
-    missing = tmp_path / "nowhere"
-    done = _cli(f"--corpus_dir={missing}", f"--cache_dir={tmp_path / 'c'}")
+def test_cli_errors_name_the_problem(tmp_path, call_cli):
+    missing, cache_dir = tmp_path / "nowhere", f"--cache_dir={tmp_path / 'c'}"
+    done = call_cli("preprocess", f"--corpus_dir={missing}", cache_dir)
     assert done.returncode == 2 and str(missing) in done.stderr, done.stderr
-    done = _cli(f"--corpus_dir={tmp_path}", f"--cache_dir={tmp_path / 'c'}", "--workers=0")
+    done = call_cli("preprocess", f"--corpus_dir={tmp_path}", cache_dir, "--workers=0")
     assert done.returncode != 0 and "workers" in done.stderr
-    done = _cli(f"--cache_dir={tmp_path / 'c'}")
+    done = call_cli("preprocess", cache_dir)
     assert done.returncode != 0 and "corpus_dir" in done.stderr
-    done = _cli(f"--corpus_dir={tmp_path}", f"--cache_dir={tmp_path / 'c'}", "--upsample=9")
+    done = call_cli("preprocess", f"--corpus_dir={tmp_path}", cache_dir, "--upsample=9")
     assert done.returncode != 0 and "--upsample" in done.stderr
-    done = _cli(f"--corpus_dir={tmp_path}", f"--cache_dir={tmp_path / 'c'}", "--face=biggest")
+    done = call_cli("preprocess", f"--corpus_dir={tmp_path}", cache_dir, "--face=biggest")
     assert done.returncode != 0 and "--face" in done.stderr
 
 

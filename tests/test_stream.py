@@ -43,6 +43,30 @@ def video(face_video) -> pathlib.Path:
     return face_video(6.0)
 
 
+class SimulatedClock:
+    """A clock for `faces.live.CLOCK` whose sleep moves its time on at once:
+    a file read "at its real pace" takes no real time, and is sampled as if
+    each frame were handled the moment it arrives."""
+
+    def __init__(self):
+        self.now = 0.0
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@pytest.fixture
+def simulated_clock(monkeypatch) -> SimulatedClock:
+    from recola_sta.faces import live
+
+    clock = SimulatedClock()
+    monkeypatch.setattr(live, "CLOCK", clock)
+    return clock
+
+
 def _rows(path: pathlib.Path) -> list[dict[str, str]]:
     with open(path, newline="") as f:
         return list(csv.DictReader(f))
@@ -136,8 +160,10 @@ def test_region_accumulator_fed_in_pieces_matches_region_report():
             assert report["regions"][region][key] == pytest.approx(value, rel=1e-9, nan_ok=True)
 
 
-def test_live_input_stops_at_max_seconds_with_valid_outputs(model_dir, model, video, tmp_path):
-    """A file read at its real pace stands in for a camera."""
+def test_live_input_stops_at_max_seconds_with_valid_outputs(model_dir, model, video, tmp_path,
+                                                            simulated_clock):
+    """A file read at its real pace stands in for a camera (paced by the
+    simulated clock: test_a_file_is_read_at_its_real_pace checks the pace)."""
     out = tmp_path / "live"
     summary = predict.predict_video(model_dir, str(video), out, realtime=True, max_seconds=2.5,
                                     progress=False, model=model)
@@ -157,7 +183,7 @@ def test_live_input_stops_at_max_seconds_with_valid_outputs(model_dir, model, vi
 
 
 def test_live_input_stopped_by_ctrl_c_leaves_valid_outputs(model_dir, model, video, tmp_path,
-                                                           monkeypatch):
+                                                           monkeypatch, simulated_clock):
     """KeyboardInterrupt after 10 samples (one clip and two samples): the
     last, partial clip is still predicted, logged and written."""
     real = faces.live_frames
@@ -175,6 +201,36 @@ def test_live_input_stopped_by_ctrl_c_leaves_valid_outputs(model_dir, model, vid
     assert summary["stopped"] == "interrupted (Ctrl-C)"
     assert len(_rows(out / "valence.live.csv")) == 10
     assert len(_rows(out / "valence.csv")) == 10 and summary["samples"] == 10
+
+
+@pytest.mark.parametrize("clock", ["simulated", "wall"])
+def test_a_file_is_read_at_its_real_pace(video, clock, monkeypatch):
+    """`LiveSource(realtime=True)` hands out a 25 fps file's frame k no
+    sooner than k / 25 s after the first, on the wall clock as on the
+    simulated one (whose time is then exactly that); `live_frames` samples
+    it at 4 fps by the same clock."""
+    import time
+
+    from recola_sta.faces import live
+
+    if clock == "simulated":
+        monkeypatch.setattr(live, "CLOCK", SimulatedClock())
+    source = faces.LiveSource(str(video), realtime=True)
+    start = live.CLOCK.monotonic()
+    read = [live.CLOCK.monotonic() - start for _ in range(6) if source.read() is not None]
+    assert len(read) == 6
+    assert all(t >= k / 25 - 1e-9 for k, t in enumerate(read)), read
+    if clock == "simulated":
+        assert read == pytest.approx([k / 25 for k in range(6)])
+    source.release()
+    source = faces.LiveSource(str(video), realtime=True)
+    wall = time.monotonic()
+    times = [t for t, _ in faces.live_frames(source, 4.0, max_seconds=0.5)]
+    assert times == [0.0, 0.25, 0.5]
+    if clock == "wall":
+        assert time.monotonic() - wall >= 0.5 - 1e-3  # the 0.5 s sample: frame 13, at 0.52 s
+    else:
+        assert time.monotonic() - wall < 0.4  # unpaced
 
 
 def test_live_source_names():

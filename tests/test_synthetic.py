@@ -142,10 +142,9 @@ def test_cli_at_its_default_worker_count(tmp_path):
     assert [(r.name, r.labeled) for r in recordings] == [("train_1", True), ("dev_1", True)]
 
 
-@pytest.mark.slow
-def test_cli_names_the_flag_of_a_bad_setting(tmp_path):
+def test_cli_names_the_flag_of_a_bad_setting(tmp_path, call_cli):
     out = tmp_path / "c"
-    done = _cli(f"--out={out}", *TINY, "--workers=0")
+    done = call_cli("synthetic", f"--out={out}", *TINY, "--workers=0")
     assert done.returncode == 2, done.stderr
     assert done.stderr.strip().splitlines()[-1] == (
         "synthetic: error: --workers=0: workers must be >= 1, got 0.")

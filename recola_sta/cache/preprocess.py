@@ -414,15 +414,19 @@ class PreprocessConfig:
                  "--flink_master=host:8081\" (default: the DirectRunner).")
 
 
-def define_flags() -> None:
-    settings.define_flags(PreprocessConfig)
+def define_flags(flag_values=None) -> None:
+    """Defines the CLI's flags, one per `PreprocessConfig` field, in
+    `flag_values` where given (`cli.call`), else in absl's global FLAGS."""
+    settings.define_flags(PreprocessConfig, flag_values=flag_values)
 
 
-def main(argv: Sequence[str]) -> int:
+def main(argv: Sequence[str], flag_values=None) -> int:
+    """The CLI: `argv` is what flag parsing left (program name first),
+    `flag_values` the parsed flags (default: absl's global FLAGS)."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow loads: quieter start-up
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
-    FLAGS = flags.FLAGS
+    FLAGS = flags.FLAGS if flag_values is None else flag_values
     return cli.run("preprocess", lambda: _preprocess(FLAGS), output=FLAGS.cache_dir)
 
 

@@ -392,15 +392,20 @@ def _write_corpus(out_dir: pathlib.Path, params: dict[str, Any], overwrite: bool
 # CLI
 
 
-def define_flags() -> None:
-    settings.define_flags(SyntheticConfig)
+def define_flags(flag_values=None) -> None:
+    """Defines the CLI's flags, one per `SyntheticConfig` field, in
+    `flag_values` where given (`cli.call`), else in absl's global FLAGS."""
+    settings.define_flags(SyntheticConfig, flag_values=flag_values)
 
 
-def main(argv: Sequence[str]) -> int:
+def main(argv: Sequence[str], flag_values=None) -> int:
+    """The CLI: `flag_values` holds the parsed flags (default: absl's global
+    FLAGS); `argv` is not read."""
     from absl import flags
 
     del argv
-    config = settings.from_flags(SyntheticConfig, flags.FLAGS)
+    config = settings.from_flags(SyntheticConfig,
+                                 flags.FLAGS if flag_values is None else flag_values)
     return cli.run("synthetic", lambda: _synthesize(config), output=config.out)
 
 

@@ -553,10 +553,12 @@ class EvaluateConfig:
                                      "report (reports/dev/<name>.html) per dev recording.")
 
 
-def main(argv: Sequence[str]) -> int:
+def main(argv: Sequence[str], flag_values=None) -> int:
+    """The CLI: `argv` is what flag parsing left (program name first),
+    `flag_values` the parsed flags (default: absl's global FLAGS)."""
     from absl import flags, logging
 
-    FLAGS = flags.FLAGS
+    FLAGS = flags.FLAGS if flag_values is None else flag_values
     logging.set_verbosity(logging.WARNING)  # TensorFlow's INFO lines hide the progress bars
     return cli.run("evaluate", lambda: _evaluate(argv, FLAGS), output=FLAGS.run_dir)
 
@@ -578,11 +580,13 @@ def _evaluate(argv: Sequence[str], FLAGS) -> None:
           f"in {time.time() - start:.0f} s.")
 
 
-def define_flags() -> None:
+def define_flags(flag_values=None) -> None:
     """Defines the CLI's flags, one per `EvaluateConfig` field, as key flags
-    of this module (those --help lists)."""
+    of this module (those --help lists). In `flag_values` where given
+    (`cli.call`), else in absl's global FLAGS."""
     from absl import flags
 
-    settings.define_flags(EvaluateConfig)
+    where = flags.FLAGS if flag_values is None else flag_values
+    settings.define_flags(EvaluateConfig, flag_values=where)
     for name in sorted(settings.flag_names(EvaluateConfig)):
-        flags.declare_key_flag(name)
+        flags.declare_key_flag(name, flag_values=where)

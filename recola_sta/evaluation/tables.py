@@ -350,10 +350,12 @@ def write_tables(results_dir: str | os.PathLike, corpus_names: dict[str, str],
     return path
 
 
-def main(argv: Sequence[str]) -> int:
+def main(argv: Sequence[str], flag_values=None) -> int:
+    """The CLI: `argv` is what flag parsing left (program name first),
+    `flag_values` the parsed flags (default: absl's global FLAGS)."""
     from absl import flags
 
-    config = settings.from_flags(TablesConfig, flags.FLAGS)
+    config = settings.from_flags(TablesConfig, flags.FLAGS if flag_values is None else flag_values)
     return cli.run("tables", lambda: _tables(argv, config), output=config.results_dir)
 
 
@@ -392,5 +394,7 @@ class TablesConfig:
     seeds: tuple[str, ...] = setting(("0", "1", "2"), help="Seeds of --seed_runs.")
 
 
-def define_flags() -> None:
-    settings.define_flags(TablesConfig)
+def define_flags(flag_values=None) -> None:
+    """Defines the CLI's flags, one per `TablesConfig` field, in
+    `flag_values` where given (`cli.call`), else in absl's global FLAGS."""
+    settings.define_flags(TablesConfig, flag_values=flag_values)

@@ -2,7 +2,9 @@
 
 `is_live_source` tells a live `--video` from a file, `LiveSource` opens it
 (or, standing in for a camera, reads a file at its real pace), and
-`live_frames` samples it on the wall clock's 4 fps grid.
+`live_frames` samples it on the wall clock's 4 fps grid. Both read the time
+from `CLOCK` (the wall clock; a test puts a simulated clock there, so a file
+read "at its real pace" takes no real time).
 """
 
 from __future__ import annotations
@@ -16,6 +18,19 @@ import cv2
 import numpy as np
 
 from recola_sta.faces.video import VideoError, _fps, _open
+
+
+class WallClock:
+    """The time a live source is paced and sampled by: `monotonic()` in
+    seconds, and `sleep(seconds)`."""
+
+    monotonic = staticmethod(time.monotonic)
+    sleep = staticmethod(time.sleep)
+
+
+# Read when a source is opened and sampled, so a test can set another clock
+# with the same two methods (one whose sleep only moves its time on).
+CLOCK = WallClock()
 
 
 def is_live_source(video: str) -> bool:
@@ -51,6 +66,7 @@ class LiveSource:
                 raise VideoError(f"Cannot open the live source {self.name} (--video={text}): "
                                  "no such camera, or a stream OpenCV cannot read.")
             self._period = 0.0
+        self._clock = CLOCK
         self._start: float | None = None
         self._count = 0
         # Read now: a released capture reports zeros.
@@ -64,10 +80,10 @@ class LiveSource:
         """The next RGB frame, or None at the end of the source."""
         if self._period:
             if self._start is None:
-                self._start = time.monotonic()
-            wait = self._start + self._count * self._period - time.monotonic()
+                self._start = self._clock.monotonic()
+            wait = self._start + self._count * self._period - self._clock.monotonic()
             if wait > 0:
-                time.sleep(wait)
+                self._clock.sleep(wait)
         ok, bgr = self._cap.read()
         if not ok or bgr is None:
             return None
@@ -79,7 +95,7 @@ class LiveSource:
 
 
 def live_frames(source: LiveSource, fps: float, max_seconds: float | None = None,
-                clock=time.monotonic) -> Iterator[tuple[float, np.ndarray]]:
+                clock=None) -> Iterator[tuple[float, np.ndarray]]:
     """Samples a live source at `fps` by the wall clock: `(k / fps, frame)`
     for k = 0, 1, ..., each with the first frame read at or after that time
     since the first frame (camera timestamps differ between backends and
@@ -90,7 +106,9 @@ def live_frames(source: LiveSource, fps: float, max_seconds: float | None = None
     is read), the frame serves each of them, keeping the sample grid
     regular. Stops at the end of the source or after `max_seconds`
     (samples up to and including that time). Releases the source when done.
+    `clock` returns the time in seconds (default: `CLOCK.monotonic`).
     """
+    clock = clock or CLOCK.monotonic
     try:
         start: float | None = None
         k = 0

@@ -346,15 +346,19 @@ def export_run(run_dir: str | os.PathLike, format: str = "savedmodel") -> list[p
     return written
 
 
-def define_flags() -> None:
-    settings.define_flags(ExportConfig)
+def define_flags(flag_values=None) -> None:
+    """Defines the CLI's flags, one per `ExportConfig` field, in
+    `flag_values` where given (`cli.call`), else in absl's global FLAGS."""
+    settings.define_flags(ExportConfig, flag_values=flag_values)
 
 
-def main(argv: Sequence[str]) -> int:
+def main(argv: Sequence[str], flag_values=None) -> int:
+    """The CLI: `argv` is what flag parsing left (program name first),
+    `flag_values` the parsed flags (default: absl's global FLAGS)."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow loads
     from absl import flags
 
-    FLAGS = flags.FLAGS
+    FLAGS = flags.FLAGS if flag_values is None else flag_values
 
     def body() -> int:
         if len(argv) > 1:

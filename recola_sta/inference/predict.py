@@ -341,18 +341,25 @@ class PredictConfig:
         expected="at least 1 process")
 
 
-def define_flags() -> None:
-    settings.define_flags(PredictConfig)
+def define_flags(flag_values=None) -> None:
+    """Defines the CLI's flags (one per `PredictConfig` field, and the face
+    flags, unset meaning as recorded with the model) in `flag_values` where
+    given (`cli.call`), else in absl's global FLAGS."""
+    settings.define_flags(PredictConfig, flag_values=flag_values)
     # Unset: as recorded with the model (recola_sta.json).
-    face_settings.define_flags({"upsample": None, "detect_width": None, "face": None,
-                                "redetect_every": None, "rotate": None}, skip=("size",))
+    settings.define_flags(face_settings.FaceSettings,
+                          {"upsample": None, "detect_width": None, "face": None,
+                           "redetect_every": None, "rotate": None}, skip=("size",),
+                          flag_values=flag_values)
 
 
-def main(argv: Sequence[str]) -> int:
+def main(argv: Sequence[str], flag_values=None) -> int:
+    """The CLI: `argv` is what flag parsing left (program name first),
+    `flag_values` the parsed flags (default: absl's global FLAGS)."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow loads: quieter start-up
     from absl import flags, logging
 
-    FLAGS = flags.FLAGS
+    FLAGS = flags.FLAGS if flag_values is None else flag_values
     logging.set_verbosity(logging.WARNING)  # TensorFlow's INFO lines hide the progress bars
     if batch.is_batch(FLAGS.video):
         interrupted = ("the videos finished so far are in --out and its index.csv; run the "

@@ -286,21 +286,25 @@ def config_from_flags(flag_values) -> TrainConfig:
     return settings.from_flags(TrainConfig, flag_values)
 
 
-def define_flags() -> None:
+def define_flags(flag_values=None) -> None:
     """Defines the CLI's flags: one per TrainConfig field (`settings`), the face
     flags shared with preprocess and predict, the network's options; all key
-    flags of this module (those --help lists)."""
+    flags of this module (those --help lists). In `flag_values` where given
+    (`cli.call`), else in absl's global FLAGS."""
     from absl import flags
 
-    settings.define_flags(TrainConfig)
+    where = flags.FLAGS if flag_values is None else flag_values
+    settings.define_flags(TrainConfig, flag_values=where)
     for name in sorted(settings.flag_names(TrainConfig)):
-        flags.declare_key_flag(name)
+        flags.declare_key_flag(name, flag_values=where)
 
 
-def main(argv: Sequence[str]) -> int:
+def main(argv: Sequence[str], flag_values=None) -> int:
+    """The CLI: `argv` is what flag parsing left (program name first),
+    `flag_values` the parsed flags (default: absl's global FLAGS)."""
     from absl import flags, logging
 
-    FLAGS = flags.FLAGS
+    FLAGS = flags.FLAGS if flag_values is None else flag_values
     logging.set_verbosity(logging.WARNING)  # TensorFlow's INFO lines hide the progress bars
     return cli.run("train", lambda: _train(argv, FLAGS), output=FLAGS.run_dir,
                    bad_input=(OSError, ValueError, preprocess.PreprocessError,
