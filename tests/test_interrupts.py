@@ -92,12 +92,6 @@ def _temporaries(folder: pathlib.Path) -> list[pathlib.Path]:
     return [p for p in folder.rglob(".*") if p.name != ".lock"]
 
 
-def _run(command: list[str]) -> subprocess.CompletedProcess:
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": ""}
-    return subprocess.run([sys.executable, *command], capture_output=True, text=True,
-                          timeout=600, env=env, cwd=ROOT)
-
-
 # A pool of two workers: one task returns at once, the other sleeps. Once the
 # first is done, one worker is waiting for work (or still starting up).
 _POOL = """
@@ -183,14 +177,17 @@ def test_predict_interrupted_while_the_model_loads_writes_nothing(tiny_sta_model
 
 @pytest.mark.slow
 @pytest.mark.parametrize("workers", [1, 2])
-def test_preprocess_interrupted_then_resumed(corpus, tmp_path, workers):
+def test_preprocess_interrupted_then_resumed(corpus, tmp_path, workers, call_cli):
     """Ctrl-C once a recording is being tracked (its progress bar; with
     --workers=2, once the pool starts: the workers get SIGINT too, while
     they start up): one line, no temporaries, a manifest naming only written
-    shards; the same command then completes the cache (with one worker)."""
+    shards; the same command then completes the cache (with one worker; run
+    in this process, as `cli.call` runs a CLI: a fresh interpreter adds only
+    its start-up, and the interrupted process is a real one)."""
     folder = tmp_path / "cache"
-    command = ["-c", PREPROCESS_CODE, f"--corpus_dir={corpus}", f"--cache_dir={folder}",
-               f"--size={SIZE}", f"--workers={workers}"]
+    flags = [f"--corpus_dir={corpus}", f"--cache_dir={folder}", f"--size={SIZE}",
+             f"--workers={workers}"]
+    command = ["-c", PREPROCESS_CODE, *flags]
     bar = "sample/s" if workers == 1 else "rec/s"
     code, _, stderr = _interrupt(command, tmp_path,
                                  lambda stdout, stderr: bar in stdout + stderr)
@@ -201,22 +198,24 @@ def test_preprocess_interrupted_then_resumed(corpus, tmp_path, workers):
             assert (folder / entry.shard).is_file()
     if workers == 2:
         return  # resuming is the same with one worker, checked there
-    done = _run(command + ["--noprogress"])
+    done = call_cli("preprocess", *flags, "--noprogress")
     assert done.returncode == 0, done.stderr[-3000:]
     assert len(cache.read_manifest(folder).entries) == 3
 
 
 @pytest.mark.slow
-def test_train_interrupted_then_resumed(corpus, cache_dir, tmp_path):
+def test_train_interrupted_then_resumed(corpus, cache_dir, tmp_path, call_cli):
     """Ctrl-C once the first epoch's history row is written (the second
     epoch or its checkpoint is running): one line, no temporaries; the same
-    command resumes and each epoch is in history.csv once."""
+    command (run in this process, through `cli.call`) resumes and each epoch
+    is in history.csv once."""
     run = tmp_path / "run"
-    command = ["-m", "recola_sta.train", f"--corpus_dir={corpus}", *TRAIN_CORPUS_FLAGS,
-               f"--cache_dir={cache_dir}", f"--run_dir={run}", "--variant=2d_cnn",
-               f"--size={SIZE}", f"--frames={FRAMES}", "--batch_size=2", "--fc_units=8",
-               "--epochs=2", "--workers=1", "--eval_partitions=dev", "--noexport",
-               "--noprogress"]
+    flags = [f"--corpus_dir={corpus}", *TRAIN_CORPUS_FLAGS,
+             f"--cache_dir={cache_dir}", f"--run_dir={run}", "--variant=2d_cnn",
+             f"--size={SIZE}", f"--frames={FRAMES}", "--batch_size=2", "--fc_units=8",
+             "--epochs=2", "--workers=1", "--eval_partitions=dev", "--noexport",
+             "--noprogress"]
+    command = ["-m", "recola_sta.train", *flags]
     code, _, stderr = _interrupt(command, tmp_path,
                                  lambda stdout, stderr: (run / "history.csv").is_file())
     _check_one_line("train", code, stderr)
@@ -224,7 +223,7 @@ def test_train_interrupted_then_resumed(corpus, cache_dir, tmp_path):
             and not line.startswith(("WARNING: All log messages", "I0000", "W0000",
                                      "E0000"))] == [stderr.strip().splitlines()[-1]]
     assert _temporaries(run) == []
-    done = _run(command)
+    done = call_cli("train", *flags)
     assert done.returncode == 0, done.stderr[-3000:]
     with open(run / "history.csv", newline="") as f:
         assert [row["epoch"] for row in csv.DictReader(f)] == ["0", "1"]
