@@ -168,13 +168,15 @@ class FaceSettings:
                 if getattr(self, f.name) != getattr(other, f.name)}
 
 
-def define_flags(defaults: dict[str, Any] | None = None, skip: Sequence[str] = ()) -> None:
+def define_flags(defaults: dict[str, Any] | None = None, skip: Sequence[str] = (),
+                 flag_values=None) -> None:
     """Defines the face flags (--size, --upsample, --detect_width,
     --predictor_path, --redetect_every, --face, --rotate) for a CLI that
     does not nest `FaceSettings` in its own settings (predict: `defaults`
     None, unset meaning "as the model was trained"; `skip` the flags it
-    takes from elsewhere)."""
-    settings.define_flags(FaceSettings, defaults, skip)
+    takes from elsewhere), in `flag_values` where given (`cli.call`), else
+    in absl's global FLAGS."""
+    settings.define_flags(FaceSettings, defaults, skip, flag_values=flag_values)
 
 
 def from_flags(flag_values, recorded: FaceSettings | None = None) -> FaceSettings:

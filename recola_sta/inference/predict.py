@@ -347,10 +347,9 @@ def define_flags(flag_values=None) -> None:
     given (`cli.call`), else in absl's global FLAGS."""
     settings.define_flags(PredictConfig, flag_values=flag_values)
     # Unset: as recorded with the model (recola_sta.json).
-    settings.define_flags(face_settings.FaceSettings,
-                          {"upsample": None, "detect_width": None, "face": None,
-                           "redetect_every": None, "rotate": None}, skip=("size",),
-                          flag_values=flag_values)
+    face_settings.define_flags({"upsample": None, "detect_width": None, "face": None,
+                                "redetect_every": None, "rotate": None}, skip=("size",),
+                               flag_values=flag_values)
 
 
 def main(argv: Sequence[str], flag_values=None) -> int:
