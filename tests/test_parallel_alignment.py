@@ -80,6 +80,25 @@ def test_windowed_detection_finds_the_faces_of_whole_frame_detection(head):
         np.testing.assert_allclose(x.box, y.box)
 
 
+def test_a_face_beyond_the_first_two_pyramid_levels_is_detected_in_the_whole_frame(head):
+    """A face whose box is over `_WINDOW_MAX_SIDE` at the detection scale
+    is found on a pyramid level the window does not see as the whole frame
+    does: it is never looked for in a window, so the boxes are the whole
+    frame's exactly."""
+    frames = [_frame(head, 320 + 6 * k, 240, scale=2.0) for k in range(4)]
+    whole = faces.FaceAligner(64, window=False)
+    windowed = faces.FaceAligner(64)
+    calls = _spy_on_detect(windowed)
+    a = [whole.process(f) for f in frames]
+    b = [windowed.process(f) for f in frames]
+    assert calls == [False] * 4
+    scale = windowed.detection_scale(640, 480)
+    for x, y in zip(a, b):
+        assert faces.detection._side(x.box) * scale > 96
+        np.testing.assert_array_equal(x.box, y.box)
+        np.testing.assert_array_equal(x.crop, y.crop)
+
+
 def test_a_face_that_jumps_out_of_the_window_is_found_in_the_whole_frame(head):
     frames = [_frame(head, 180, 240), _frame(head, 180, 240), _frame(head, 470, 240)]
     whole = faces.FaceAligner(64, window=False)

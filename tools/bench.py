@@ -766,19 +766,34 @@ def window_accuracy(path: pathlib.Path) -> dict[str, Any]:
 
 
 _PREDICT_RUNS = """
-import inspect, json, sys, time
+import inspect, json, os, pathlib, sys, time
 import tensorflow as tf
 from recola_sta.inference import predict
 model_dir, video, out, workers, runs = sys.argv[1:6]
 model = tf.saved_model.load(model_dir)
 kwargs = {"workers": int(workers)} if "workers" in inspect.signature(
     predict.predict_video).parameters else {}
+def cpu():
+    # CPU seconds of this process and of its live children (the kept pool's
+    # workers, which outlive each run), from /proc.
+    own = os.times()
+    total = own.user + own.system
+    for stat in pathlib.Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == os.getpid():
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
 def work():
-    start = time.perf_counter()
+    start, used = time.perf_counter(), cpu()
     predict.predict_video(model_dir, video, out, progress=False, model=model, **kwargs)
-    return time.perf_counter() - start
+    return time.perf_counter() - start, cpu() - used
 work()  # warm-up: the worker pool, fonts, caches
-print(json.dumps({"runs_s": [work() for _ in range(int(runs))], "module": predict.__file__}))
+runs = [work() for _ in range(int(runs))]
+print(json.dumps({"runs_s": [r[0] for r in runs], "cpu_s": [r[1] for r in runs],
+                  "module": predict.__file__}))
 """
 
 
@@ -802,14 +817,17 @@ def predict_side_by_side(workdir: pathlib.Path, base: pathlib.Path, *, seconds: 
     model_dir = export_untrained_model(workdir / "saved_model", size)
     arms = [("base", base, 1), ("new_1", here, 1), ("new", here, workers)]
     times: dict[str, list[float]] = {name: [] for name, _, _ in arms}
+    cpu: dict[str, list[float]] = {name: [] for name, _, _ in arms}
     for r in range(rounds):
         for name, tree, w in (arms if r % 2 == 0 else arms[::-1]):
             got = _tree_runs(tree, _PREDICT_RUNS, model_dir, video, workdir / f"out_{name}",
                              w, runs)
             assert got["module"].startswith(str(tree)), got["module"]
             times[name] += got["runs_s"]
+            cpu[name] += got["cpu_s"]
     med = {name: statistics.median(t) for name, t in times.items()}
     return {"video_s": seconds, "workers": workers, "runs_s": times, "median_s": med,
+            "cpu_s": cpu, "median_cpu_s": {name: statistics.median(c) for name, c in cpu.items()},
             "real_time": {name: seconds / t for name, t in med.items()},
             "speedup": med["base"] / med["new"], "speedup_1": med["base"] / med["new_1"]}
 
@@ -896,6 +914,11 @@ def speed_main(argv: list[str]) -> int:
                   f"--workers=1 {m['new_1']:.2f} s ({rt['new_1']:.1f}x, {r['speedup_1']:.2f}x); "
                   f"--workers={r['workers']} {m['new']:.2f} s ({rt['new']:.1f}x, "
                   f"{r['speedup']:.2f}x)", flush=True)
+            c = r["median_cpu_s"]
+            print(f"cpu       per run, the process and its workers: base {c['base']:.2f} s; "
+                  f"--workers=1 {c['new_1']:.2f} s; --workers={r['workers']} {c['new']:.2f} s "
+                  f"(on {r['workers']} cores at least {c['new'] / r['workers']:.2f} s)",
+                  flush=True)
             model = _loaded(root / "saved_model")
             st = result["stages_s"] = predict_breakdown(root / "saved_model", bench_video,
                                                         model.serve)

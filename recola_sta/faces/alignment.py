@@ -90,6 +90,13 @@ _FULL_SCAN_EVERY = 8
 # pyramid levels (faces up to ~1.4x the 80 px scanning window), and there
 # the same detections.
 _WINDOW_GRID = 48
+# ... and only there: the window's boxes are taken only if none is larger
+# than this at the detection scale (halved per `upsample` step). dlib's
+# boxes are ~73 px on the first level, ~88 on the second and ~105 on the
+# third, which the window resamples differently from the whole frame (a box
+# there can move by a pixel or two). A larger face is detected in the whole
+# frame, and a subject that large is not looked for in a window at all.
+_WINDOW_MAX_SIDE = 96.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -164,7 +171,8 @@ class FaceAligner:
             `_WINDOW_MARGIN` box sides around the subject's last box (the same
             pixels at the same scale, so the same detections), falling back to
             the whole frame where the window holds no box continuing the
-            subject; the whole frame is scanned anyway every
+            subject or a box over `_WINDOW_MAX_SIDE` (a face that large is
+            detected in the whole frame); the whole frame is scanned anyway every
             `_FULL_SCAN_EVERY`-th detection. `num_faces` of a windowed sample
             counts the window's faces (faces that enter the frame are counted
             at the next whole-frame scan, as with tracking). False: the whole
@@ -415,9 +423,10 @@ class FaceAligner:
         box continuing the subject, else in the whole frame."""
         h, w = rgb.shape[:2]
         if (self.window and self._last_box is not None and self._full_scan_faces <= 1
-                and not self._bystanders and self._since_full_scan + 1 < _FULL_SCAN_EVERY):
+                and not self._bystanders and self._since_full_scan + 1 < _FULL_SCAN_EVERY
+                and self._window_sees([self._last_box], w, h)):
             boxes, scores = self.detect(rgb, retry=False, near=self._last_box)
-            if any(self._owner(b) == 0 for b in boxes):
+            if any(self._owner(b) == 0 for b in boxes) and self._window_sees(boxes, w, h):
                 self._since_full_scan += 1
                 return self._choose(boxes, scores, w, h)
         boxes, scores = self.detect(rgb)
@@ -425,6 +434,13 @@ class FaceAligner:
         self._since_full_scan = 0
         self._full_scan_faces = num_faces
         return chosen, num_faces
+
+    def _window_sees(self, boxes: list[np.ndarray], width: int, height: int) -> bool:
+        """Whether every box (frame pixels) is small enough at the detection
+        scale for the pyramid levels on which the window sees the whole
+        frame's cells (`_WINDOW_MAX_SIDE`)."""
+        limit = _WINDOW_MAX_SIDE / 2 ** self.upsample / self.detection_scale(width, height)
+        return all(_side(b) <= limit * 1.001 for b in boxes)  # rounding of the scale
 
     def landmarks(self, rgb: np.ndarray) -> np.ndarray | None:
         """68 landmarks (x, y) of the tracked face, or None without a face.
