@@ -107,6 +107,16 @@ def test_bad_arguments_are_refused(argv):
         bench.parse_args(argv)
 
 
+@pytest.mark.parametrize("name", bench.PREDICT_SUBCOMMANDS)
+def test_predict_subcommands_reach_their_parsers_in_bench_predict(name, capsys):
+    """`python tools/bench.py NAME --help` is tools/bench_predict.py's NAME."""
+    with pytest.raises(SystemExit) as stop:
+        bench.main([name, "--help"])
+    assert stop.value.code == 0
+    assert f"usage: bench.py {name}" in capsys.readouterr().out
+    assert callable(getattr(sys.modules["bench_predict"], f"{name}_main"))
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(importlib.util.find_spec("jax") is None, reason="JAX is not installed")
 def test_train_part_under_jax_does_not_import_tensorflow():
