@@ -115,6 +115,29 @@ def tiny_sta_model_dir(tmp_path_factory) -> pathlib.Path:
 
 
 @pytest.fixture(scope="session")
+def read_video() -> Callable[[pathlib.Path], np.ndarray]:
+    """Decodes a written video as (N, H, W, 3) RGB frames and checks that it
+    has frames and that they are not blank (one flat colour)."""
+    def read(path: pathlib.Path):
+        import cv2
+
+        cap = cv2.VideoCapture(str(path))
+        frames = []
+        while True:
+            ok, bgr = cap.read()
+            if not ok:
+                break
+            frames.append(bgr[..., ::-1])
+        cap.release()
+        assert frames, f"{path}: no frame could be decoded"
+        video = np.stack(frames)
+        assert video.std() > 10, f"{path}: nearly flat ({video.std():.1f})"
+        return video
+
+    return read
+
+
+@pytest.fixture(scope="session")
 def read_figure() -> Callable[[pathlib.Path], np.ndarray]:
     """Reads a written figure as an (H, W, 3) RGB array and checks that it
     is not blank: a figure of one flat colour, or of a handful of colours

@@ -73,7 +73,7 @@ def _rows(path: pathlib.Path) -> list[dict[str, str]]:
 
 
 def test_streamed_csv_is_byte_identical_to_the_whole_video_path(model_dir, model, video,
-                                                                 tmp_path):
+                                                                 tmp_path, read_video):
     """One clip per chunk (three chunks) gives the CSV that running the model
     over all crops at once (as predict did before streaming) gives."""
     out = tmp_path / "out"
@@ -94,7 +94,10 @@ def test_streamed_csv_is_byte_identical_to_the_whole_video_path(model_dir, model
     assert summary["samples"] == len(times) == 24
     assert set(summary["files"]) == {"valence.csv", "valence.png", "attention.png",
                                      "attention_regions.png", "attention.mp4", "report.html"}
-    assert (out / "attention.mp4").stat().st_size > 0
+    # One frame per sample: the crop with its attention, enlarged to >= 256 px.
+    size = meta["face"].size
+    side = size * max(1, 256 // size)
+    assert read_video(out / "attention.mp4").shape == (len(times), side, side, 3)
     assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no temporaries left
 
     # The streamed region report matches the whole-video one.
@@ -161,7 +164,7 @@ def test_region_accumulator_fed_in_pieces_matches_region_report():
 
 
 def test_live_input_stops_at_max_seconds_with_valid_outputs(model_dir, model, video, tmp_path,
-                                                            simulated_clock):
+                                                            simulated_clock, read_figure):
     """A file read at its real pace stands in for a camera (paced by the
     simulated clock: test_a_file_is_read_at_its_real_pace checks the pace)."""
     out = tmp_path / "live"
@@ -174,7 +177,7 @@ def test_live_input_stops_at_max_seconds_with_valid_outputs(model_dir, model, vi
     assert list(final[0]) == ["time", "valence", "face_found"] and len(final) == 11
     assert all(np.isfinite(float(r["valence"])) for r in final)
     assert summary["samples"] == 11 and summary["files"][0] == "valence.csv"
-    assert (out / "valence.png").stat().st_size > 0
+    read_figure(out / "valence.png")  # readable, not blank
     assert summary["video_size"] == [320, 240] and summary["video_fps"] == pytest.approx(25)
     assert json.loads((out / "summary.json").read_text())["stopped"] == "--max_seconds=2.5"
     # A file read at its real pace still has a video to show; its curve has the 4 fps rows.
