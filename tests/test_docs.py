@@ -95,3 +95,41 @@ def test_relative_links_resolve(document):
         elif anchor and linked.suffix == ".md" and anchor not in anchors(linked):
             broken.append(f"{target}: no section '{anchor}' in {linked.relative_to(ROOT)}")
     assert not broken, f"{document.name} has broken links:\n" + "\n".join(broken)
+
+
+# In code and flagfiles: `docs/model.md, "Crop size"` or `BUILD_NOTES.md, "Layout"`
+# (the quoted text the start of a heading of that file), possibly across a line break.
+_SECTION_REFERENCE = re.compile(r'((?:docs/)?[A-Za-z_]+\.md),\s*(?:#\s*)?"([^"]+)"')
+SOURCES = [*sorted((ROOT / "recola_sta").rglob("*.py")), *sorted((ROOT / "tools").glob("*.py")),
+           *sorted((ROOT / "experiments").glob("*.cfg")), *sorted((ROOT / "tools").glob("*.sh"))]
+
+
+def headings(path: Path) -> list[str]:
+    return [m.group(2) for line in _lines_outside_code(path.read_text(encoding="utf-8"))
+            if (m := _HEADING.match(line))]
+
+
+def section_references(path: Path) -> list[tuple[str, str]]:
+    """(document, quoted section) pairs a source file points its reader to."""
+    return _SECTION_REFERENCE.findall(path.read_text(encoding="utf-8"))
+
+
+def test_section_references_are_read(tmp_path):
+    source = tmp_path / "a.py"
+    source.write_text('# ranges (docs/training.md, "Main job time"); BUILD_NOTES.md,\n'
+                      '# "Layout", says; see README.md.\n')
+    assert section_references(source) == [("docs/training.md", "Main job time"),
+                                          ("BUILD_NOTES.md", "Layout")]
+
+
+def test_sections_that_code_and_flagfiles_name_exist():
+    """A comment or docstring that sends the reader to a section of a
+    document names one that exists (a heading starting with the quoted text),
+    so moving a section out of BUILD_NOTES.md cannot leave stale pointers."""
+    stale = []
+    for source in SOURCES:
+        for document, section in section_references(source):
+            path = ROOT / document
+            if not path.exists() or not any(h.startswith(section) for h in headings(path)):
+                stale.append(f"{source.relative_to(ROOT)}: {document}, \"{section}\"")
+    assert not stale, "references to missing sections:\n" + "\n".join(stale)

@@ -6,7 +6,7 @@ video path plus the label grid (`times`) and one array per label dimension
 partitions) are listed with empty arrays, so they can still be preprocessed and
 predicted.
 
-Layouts (BUILD_NOTES.md, "Corpus readers", gives the evidence for each):
+Layouts (docs/data.md, "Corpus readers", gives the evidence for each):
 
 * ``recola`` / ``synthetic``: ``recordings_video/{train,dev,test}_N.mp4`` and
   ``ratings_gold_standard/{valence,arousal}/{train,dev}_N.arff``.

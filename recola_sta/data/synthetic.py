@@ -6,7 +6,7 @@ animated so that a known valence trace drives the mouth corners, surrounded by
 nuisance the network has to see through. The whole pipeline, dlib included,
 then runs for real on it.
 
-What a frame shows (BUILD_NOTES.md, "Synthetic corpus", gives the reasons):
+What a frame shows (docs/data.md, "Synthetic corpus", gives the reasons):
 
 * **valence** moves the mouth corners (dlib landmarks 48 and 54) and the lip
   points beside them: up and outward for positive valence (smile), down and

@@ -226,7 +226,7 @@ def plan_recording(
 # lower eyelids) and slowly, each recording is another identity, the head
 # turns out of plane, a hand passes over the mouth now and then, and the
 # pictures go through lighting changes, sensor noise and JPEG compression.
-# BUILD_NOTES.md and docs/recola_like.md give the reasons and measurements.
+# docs/recola_like.md gives the reasons and measurements.
 
 MAX_YAW_DEG = 20.0
 MAX_PITCH_DEG = 20.0

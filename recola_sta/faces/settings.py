@@ -50,7 +50,7 @@ ROTATIONS = (0, 90, 180, 270)
 # boxes derived from landmarks instead. With 4 (a detection per second at
 # 4 fps) the key points stay within 0.3 px on average of full detection's,
 # the crops within 1.4-2 grey levels, and alignment costs 1.48x less CPU
-# (BUILD_NOTES, "Tracking between detections"). The default is 1: the paper
+# (docs/faces.md, "Tracking between detections"). The default is 1: the paper
 # detects the face in each frame; 4 is the speed option.
 DEFAULT_REDETECT_EVERY = 1
 

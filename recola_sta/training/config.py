@@ -83,10 +83,10 @@ class TrainConfig:
     # a resumed run trains on as the uninterrupted one would (each epoch's
     # draws depend on the seed and the epoch alone, `EpochSeeds`).
     # Off by default: the parallel input pipeline then hands over whichever
-    # clip is ready first (BUILD_NOTES.md, "Reproducibility").
+    # clip is ready first (docs/training.md, "Reproducibility").
     deterministic: bool = setting(
         False, help="Reproducible runs: fixed tf.data order and deterministic TensorFlow ops.")
-    # Accelerator settings (BUILD_NOTES.md, "GPU path").
+    # Accelerator settings (docs/training.md, "GPU path").
     mixed_precision: str = setting(
         "none", choices=tuple(PRECISION_POLICIES),
         help="Compute dtype of the layers: none (float32), bfloat16, or float16 (GPU only: "

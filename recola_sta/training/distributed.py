@@ -12,7 +12,7 @@ Both distributed modes run the custom training loop of `fit`, not
 own trainer (keras-team/keras#20585), and one loop for both modes means the
 mirrored test also covers the loop multi-worker training runs.
 
-Semantics (BUILD_NOTES.md, "Scaling out", gives the reasons):
+Semantics (docs/training.md, "Scaling out", gives the reasons):
 
 * ``--batch_size`` is the global batch: clips per optimizer step over all
   replicas, split evenly among them, so a step is the same optimization as
