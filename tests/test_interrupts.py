@@ -12,6 +12,7 @@ import csv
 import json
 import os
 import pathlib
+import shutil
 import signal
 import subprocess
 import sys
@@ -49,32 +50,45 @@ def _as_in_a_terminal() -> None:
 
 
 def _interrupt(command: list[str], tmp_path: pathlib.Path,
-               working: Callable[[str, str], bool], timeout: float = 300
+               working: Callable[[str, str], bool], timeout: float = 300,
+               reset: Callable[[], None] = lambda: None, attempts: int = 3
                ) -> tuple[int, str, str]:
     """Starts `python *command` in a new process group, waits until
     `working(stdout, stderr)`, sends SIGINT to the group, and returns the
-    exit code, stdout and stderr. Fails if the command ends first."""
+    exit code, stdout and stderr. Fails if the command ends before it is
+    seen working.
+
+    On a loaded machine this process can be descheduled between two looks,
+    so the command may have finished its work and exited by the time it is
+    seen working: it is then run again, after `reset()` has removed what
+    the finished run wrote, up to `attempts` times in all."""
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": ""}
     out_path, err_path = tmp_path / "stdout.txt", tmp_path / "stderr.txt"
-    with open(out_path, "w") as out, open(err_path, "w") as err:
-        proc = subprocess.Popen([sys.executable, *command], stdout=out, stderr=err, env=env,
-                                cwd=ROOT, start_new_session=True,
-                                preexec_fn=_as_in_a_terminal)
-        try:
-            deadline = time.monotonic() + timeout
-            while not working(out_path.read_text(), err_path.read_text()):
-                assert proc.poll() is None, (
-                    f"ended ({proc.returncode}) before it was interrupted:\n"
-                    f"{err_path.read_text()[-3000:]}")
-                assert time.monotonic() < deadline, "never started working"
-                time.sleep(0.05)
-            os.killpg(proc.pid, signal.SIGINT)
-            proc.wait(timeout=timeout)
-        finally:
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
-    return proc.returncode, out_path.read_text(), err_path.read_text()
+    for attempt in range(attempts):
+        with open(out_path, "w") as out, open(err_path, "w") as err:
+            proc = subprocess.Popen([sys.executable, *command], stdout=out, stderr=err,
+                                    env=env, cwd=ROOT, start_new_session=True,
+                                    preexec_fn=_as_in_a_terminal)
+            try:
+                deadline = time.monotonic() + timeout
+                while not working(out_path.read_text(), err_path.read_text()):
+                    assert proc.poll() is None, (
+                        f"ended ({proc.returncode}) before it was interrupted:\n"
+                        f"{err_path.read_text()[-3000:]}")
+                    assert time.monotonic() < deadline, "never started working"
+                    time.sleep(0.05)
+                finished = proc.poll() is not None  # not reaped yet: no pid reuse
+                if not finished:
+                    os.killpg(proc.pid, signal.SIGINT)
+                    proc.wait(timeout=timeout)
+            finally:
+                if proc.poll() is None:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                    proc.wait()
+        if not finished:
+            return proc.returncode, out_path.read_text(), err_path.read_text()
+        reset()
+    pytest.fail(f"the command finished before it could be interrupted, {attempts} times")
 
 
 def _check_one_line(name: str, code: int, stderr: str) -> None:
@@ -170,7 +184,8 @@ def test_predict_interrupted_while_the_model_loads_writes_nothing(tiny_sta_model
     code, _, stderr = _interrupt(
         ["-m", "recola_sta.predict", f"--model={model}", f"--video={video}", f"--out={out}",
          "--attention_video", "--noprogress"], tmp_path,
-        lambda stdout, stderr: out.is_dir() and any(out.iterdir()))
+        lambda stdout, stderr: out.is_dir() and any(out.iterdir()),
+        reset=lambda: shutil.rmtree(out))
     _check_one_line("predict", code, stderr)
     assert list(out.iterdir()) == []  # the temporary removed, nothing else written
 
@@ -190,7 +205,8 @@ def test_preprocess_interrupted_then_resumed(corpus, tmp_path, workers, call_cli
     command = ["-c", PREPROCESS_CODE, *flags]
     bar = "sample/s" if workers == 1 else "rec/s"
     code, _, stderr = _interrupt(command, tmp_path,
-                                 lambda stdout, stderr: bar in stdout + stderr)
+                                 lambda stdout, stderr: bar in stdout + stderr,
+                                 reset=lambda: shutil.rmtree(folder))
     _check_one_line("preprocess", code, stderr)
     assert _temporaries(folder) == []
     if (folder / cache.MANIFEST_NAME).is_file():
@@ -217,7 +233,8 @@ def test_train_interrupted_then_resumed(corpus, cache_dir, tmp_path, call_cli):
              "--noprogress"]
     command = ["-m", "recola_sta.train", *flags]
     code, _, stderr = _interrupt(command, tmp_path,
-                                 lambda stdout, stderr: (run / "history.csv").is_file())
+                                 lambda stdout, stderr: (run / "history.csv").is_file(),
+                                 reset=lambda: shutil.rmtree(run))
     _check_one_line("train", code, stderr)
     assert [line for line in stderr.splitlines() if line.strip()
             and not line.startswith(("WARNING: All log messages", "I0000", "W0000",
