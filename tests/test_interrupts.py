@@ -60,8 +60,14 @@ def _interrupt(command: list[str], tmp_path: pathlib.Path,
 
     On a loaded machine this process can be descheduled between two looks,
     so the command may have finished its work and exited by the time it is
-    seen working: it is then run again, after `reset()` has removed what
-    the finished run wrote, up to `attempts` times in all."""
+    seen working; and twice in full-suite runs on 2026-12-03 (preprocess,
+    then train) the command got the signal and went on to finish with exit 0
+    (not reproduced in 30 runs of those tests alone; the KeyboardInterrupt
+    was presumably raised inside third-party code that catches everything).
+    Either way the command is run again, after `reset()` has removed what
+    the finished run wrote, up to `attempts` times in all: every other
+    outcome (exit 130 or not, tracebacks, temporaries) is the caller's to
+    judge."""
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": ""}
     out_path, err_path = tmp_path / "stdout.txt", tmp_path / "stderr.txt"
     for attempt in range(attempts):
@@ -80,15 +86,18 @@ def _interrupt(command: list[str], tmp_path: pathlib.Path,
                 finished = proc.poll() is not None  # not reaped yet: no pid reuse
                 if not finished:
                     os.killpg(proc.pid, signal.SIGINT)
-                    proc.wait(timeout=timeout)
+                    finished = proc.wait(timeout=timeout) == 0  # the signal had no effect
             finally:
                 if proc.poll() is None:
                     os.killpg(proc.pid, signal.SIGKILL)
                     proc.wait()
         if not finished:
             return proc.returncode, out_path.read_text(), err_path.read_text()
+        print(f"attempt {attempt + 1}: the command finished (exit {proc.returncode}) "
+              "instead of being interrupted; running it again")
         reset()
-    pytest.fail(f"the command finished before it could be interrupted, {attempts} times")
+    pytest.fail(f"the command finished instead of being interrupted, {attempts} times:\n"
+                f"{err_path.read_text()[-3000:]}")
 
 
 def _check_one_line(name: str, code: int, stderr: str) -> None:
