@@ -17,6 +17,7 @@ import signal
 import subprocess
 import sys
 import time
+import warnings
 from typing import Callable
 
 import pytest
@@ -93,8 +94,8 @@ def _interrupt(command: list[str], tmp_path: pathlib.Path,
                     proc.wait()
         if not finished:
             return proc.returncode, out_path.read_text(), err_path.read_text()
-        print(f"attempt {attempt + 1}: the command finished (exit {proc.returncode}) "
-              "instead of being interrupted; running it again")
+        warnings.warn(f"attempt {attempt + 1}: {' '.join(command)[:60]} finished (exit "
+                      f"{proc.returncode}) instead of being interrupted; running it again")
         reset()
     pytest.fail(f"the command finished instead of being interrupted, {attempts} times:\n"
                 f"{err_path.read_text()[-3000:]}")
