@@ -22,13 +22,16 @@ TensorFlow-free commands can use it.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import pathlib
 import shutil
+import signal
 import sys
 import textwrap
-from typing import Callable, Sequence
+import threading
+from typing import Callable, Iterator, Sequence
 
 EXIT_DONE = 0
 EXIT_BUG = 1
@@ -94,6 +97,35 @@ def disk_full_message(error: BaseException, output: str | os.PathLike | None) ->
     space = f" ({free / 2**20:.1f} MiB free there)" if free is not None else ""
     return (f"no space left on device{where}{space}; the partial output was removed. "
             f"Free some space and {RESUME_HINT}.")
+
+
+@contextlib.contextmanager
+def interrupts_held() -> Iterator[None]:
+    """Ctrl-C held back for the block and raised (as KeyboardInterrupt) when
+    it ends.
+
+    For code that would lose it or be left half-done by it: a process
+    started meanwhile inherits SIGINT blocked (through exec too) instead of
+    being interrupted halfway through its start (`pools`), and a Keras
+    model saved meanwhile is written whole; h5py, which writes the weights
+    through callbacks from the HDF5 library, swallows a KeyboardInterrupt
+    raised inside them, and the run then went on as if Ctrl-C had not been
+    pressed (docs/benchmarks.md, "2026-12-03, fourth session, at dfd10a3").
+    In a thread other than the main one, only that thread's SIGINT is
+    blocked (Python runs signal handlers in the main thread)."""
+    caught: list[tuple] = []
+    handler = None
+    if threading.current_thread() is threading.main_thread():
+        handler = signal.signal(signal.SIGINT, lambda *args: caught.append(args))
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+        if handler is not None:
+            signal.signal(signal.SIGINT, handler)
+            if caught and callable(handler):
+                handler(*caught[0])
 
 
 def run(name: str, body: Callable[[], int | None], *,

@@ -40,6 +40,8 @@ import signal
 import threading
 from typing import Any, Callable, Iterator, Sequence
 
+from recola_sta import cli
+
 def _exit_with_parent() -> None:
     """In a worker: exits the process as soon as its parent process ends."""
     parent = multiprocessing.parent_process()
@@ -56,33 +58,11 @@ def _exit_with_parent() -> None:
 _SIGINT = {signal.SIGINT}
 
 
-@contextlib.contextmanager
-def _interrupts_held() -> Iterator[None]:
-    """Ctrl-C held back for the block: a process started meanwhile inherits
-    SIGINT blocked (through exec too), and here a Ctrl-C that arrives
-    meanwhile raises its KeyboardInterrupt when the block ends, not halfway
-    through starting a process (which would leave it without its
-    preparation data, printing a traceback)."""
-    caught: list[tuple] = []
-    handler = None
-    if threading.current_thread() is threading.main_thread():
-        handler = signal.signal(signal.SIGINT, lambda *args: caught.append(args))
-    previous = signal.pthread_sigmask(signal.SIG_BLOCK, _SIGINT)
-    try:
-        yield
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
-        if handler is not None:
-            signal.signal(signal.SIGINT, handler)
-            if caught and callable(handler):
-                handler(*caught[0])
-
-
 class _WorkerProcess(multiprocessing.context.SpawnProcess):
-    """A spawned process that starts with SIGINT blocked (`_interrupts_held`)."""
+    """A spawned process that starts with SIGINT blocked (`cli.interrupts_held`)."""
 
     def start(self) -> None:
-        with _interrupts_held():
+        with cli.interrupts_held():
             super().start()
 
 
@@ -171,7 +151,7 @@ def run_each(fn: Callable[..., Any], tasks: Sequence[tuple], workers: int, *,
         # Submitting starts the workers: a Ctrl-C meanwhile takes effect
         # once the pool is whole, so its shutdown waits for every worker
         # (one still starting would otherwise find the pool's queues gone).
-        with _interrupts_held():
+        with cli.interrupts_held():
             futures = {pool.submit(_interruptible, fn, *task): index
                        for index, task in enumerate(tasks)}
         for future in concurrent.futures.as_completed(futures):

@@ -293,3 +293,41 @@ def test_an_archive_of_the_older_decoder_is_refused_in_one_line(tmp_path, monkey
     message = str(raised.value)
     assert "\n" not in message and str(path) in message
     assert "train the model again" in message and "python -m recola_sta.train" in message
+
+
+def test_ctrl_c_during_a_checkpoint_waits_for_its_files(tmp_path, monkeypatch):
+    """SIGINT while the epoch's .keras file is written (h5py would swallow
+    its KeyboardInterrupt) is raised once the epoch's files are all written:
+    last.keras whole, state.json naming that epoch."""
+    import os
+    import signal
+
+    run = tmp_path / "run"
+    callback, model = _checkpoint(run)
+    save = type(model).save
+
+    def save_then_ctrl_c(self, path, *args, **kwargs):
+        os.kill(os.getpid(), signal.SIGINT)  # held back: nothing raised here
+        save(self, path, *args, **kwargs)
+
+    monkeypatch.setattr(type(model), "save", save_then_ctrl_c)
+    with pytest.raises(KeyboardInterrupt):
+        callback.on_epoch_end(0, {"val_ccc": 0.5})
+    assert _state(run)["epoch"] == 1 and _state(run)["best_epoch"] == 1
+    assert _epoch_of(_load(run / "checkpoints" / "last.keras")) == 1.0
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_interrupts_held_raises_at_the_end_of_the_block():
+    import os
+    import signal
+
+    done = []
+    with pytest.raises(KeyboardInterrupt):
+        with cli.interrupts_held():
+            os.kill(os.getpid(), signal.SIGINT)
+            done.append("the rest of the block ran")
+    assert done == ["the rest of the block ran"]
+    with cli.interrupts_held():  # nothing pending: nothing raised
+        pass
+    assert signal.pthread_sigmask(signal.SIG_BLOCK, []) == set()

@@ -15,7 +15,7 @@ import pathlib
 import keras
 import numpy as np
 
-from recola_sta import io_utils
+from recola_sta import cli, io_utils
 from recola_sta.training import run_state
 
 
@@ -98,6 +98,13 @@ class EpochCheckpoint(keras.callbacks.Callback):
         self.best_model = best_model or (run_state.BEST_NAME if best_epoch else None)
 
     def on_epoch_end(self, epoch: int, logs: dict[str, float] | None = None) -> None:
+        # Ctrl-C waits for the epoch's files (`cli.interrupts_held`): they stay
+        # a consistent set, and h5py, which writes the .keras files' weights,
+        # would otherwise swallow the KeyboardInterrupt and the run go on.
+        with cli.interrupts_held():
+            self._checkpoint(epoch, logs)
+
+    def _checkpoint(self, epoch: int, logs: dict[str, float] | None) -> None:
         logs = logs or {}
         value = logs.get(self.monitor)
         best, best_epoch, best_model = self.best, self.best_epoch, self.best_model
