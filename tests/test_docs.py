@@ -110,16 +110,20 @@ def headings(path: Path) -> list[str]:
 
 
 def section_references(path: Path) -> list[tuple[str, str]]:
-    """(document, quoted section) pairs a source file points its reader to."""
-    return _SECTION_REFERENCE.findall(path.read_text(encoding="utf-8"))
+    """(document, quoted section) pairs a source file points its reader to;
+    a section quoted across lines (of a docstring or of `#` comments) is
+    joined with single spaces."""
+    return [(document, re.sub(r"\s*\n\s*#?\s*", " ", section))
+            for document, section in _SECTION_REFERENCE.findall(path.read_text(encoding="utf-8"))]
 
 
 def test_section_references_are_read(tmp_path):
     source = tmp_path / "a.py"
     source.write_text('# ranges (docs/training.md, "Main job time"); BUILD_NOTES.md,\n'
-                      '# "Layout", says; see README.md.\n')
+                      '# "Layout", says; see README.md (docs/faces.md, "Which\n# face").\n')
     assert section_references(source) == [("docs/training.md", "Main job time"),
-                                          ("BUILD_NOTES.md", "Layout")]
+                                          ("BUILD_NOTES.md", "Layout"),
+                                          ("docs/faces.md", "Which face")]
 
 
 def test_sections_that_code_and_flagfiles_name_exist():
