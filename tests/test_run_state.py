@@ -295,7 +295,21 @@ def test_an_archive_of_the_older_decoder_is_refused_in_one_line(tmp_path, monkey
     assert "train the model again" in message and "python -m recola_sta.train" in message
 
 
-def test_ctrl_c_during_a_checkpoint_waits_for_its_files(tmp_path, monkeypatch):
+@pytest.fixture
+def ctrl_c():
+    """Ctrl-C raising KeyboardInterrupt in this process, as in a terminal
+    (pytest-xdist's workers ignore SIGINT); restored afterwards."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        pytest.skip("signal handlers can only be set in the main thread")
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
+def test_ctrl_c_during_a_checkpoint_waits_for_its_files(tmp_path, monkeypatch, ctrl_c):
     """SIGINT while the epoch's .keras file is written (h5py would swallow
     its KeyboardInterrupt) is raised once the epoch's files are all written:
     last.keras whole, state.json naming that epoch."""
@@ -318,7 +332,7 @@ def test_ctrl_c_during_a_checkpoint_waits_for_its_files(tmp_path, monkeypatch):
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 
-def test_interrupts_held_raises_at_the_end_of_the_block():
+def test_interrupts_held_raises_at_the_end_of_the_block(ctrl_c):
     import os
     import signal
 
