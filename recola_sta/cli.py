@@ -104,15 +104,19 @@ def interrupts_held() -> Iterator[None]:
     """Ctrl-C held back for the block and raised (as KeyboardInterrupt) when
     it ends.
 
-    For code that would lose it or be left half-done by it: a process
-    started meanwhile inherits SIGINT blocked (through exec too) instead of
-    being interrupted halfway through its start (`pools`), and a Keras
-    model saved meanwhile is written whole; h5py, which writes the weights
-    through callbacks from the HDF5 library, swallows a KeyboardInterrupt
-    raised inside them, and the run then went on as if Ctrl-C had not been
-    pressed (docs/benchmarks.md, "2026-12-03, fourth session, at dfd10a3").
-    In a thread other than the main one, only that thread's SIGINT is
-    blocked (Python runs signal handlers in the main thread)."""
+    For code that would lose it or be left half-done by it:
+    - a process started meanwhile inherits SIGINT blocked (through exec
+      too) instead of being interrupted halfway through its start (`pools`);
+    - a Keras model saved meanwhile is written whole: h5py, which writes
+      the weights through callbacks from the HDF5 library, swallows a
+      KeyboardInterrupt raised inside them (train's checkpoints);
+    - an import of TensorFlow finishes: a KeyboardInterrupt raised while
+      a pybind11 extension initialises becomes an ImportError, which Keras
+      and TensorFlow take for a missing optional module (preprocess).
+    In the last two the run went on as if Ctrl-C had not been pressed
+    (docs/benchmarks.md, "2026-12-03, fourth session, at dfd10a3"). In a
+    thread other than the main one, only that thread's SIGINT is blocked
+    (Python runs signal handlers in the main thread)."""
     caught: list[tuple] = []
     handler = None
     if threading.current_thread() is threading.main_thread():

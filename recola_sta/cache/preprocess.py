@@ -189,7 +189,8 @@ class _ManifestWriter:
         """Writes a tracked recording's shard, then records it."""
         # TensorFlow loads with the first shard, not with the CLI: its flags
         # and start-up stay out of `--help`, argument errors and a finished cache.
-        with _tensorflow_import():
+        # Ctrl-C waits for that import (`cli.interrupts_held` says why).
+        with cli.interrupts_held():
             from recola_sta.cache import shards
 
         self.record(shards.write_recording(self.cache_dir, self.by_name[name], track))
@@ -355,19 +356,9 @@ def _check_settings(cache_dir: pathlib.Path, cached: Manifest, wanted: Manifest)
         )
 
 
-def _tensorflow_import() -> contextlib.AbstractContextManager:
-    """Around this module's late import of TensorFlow: Ctrl-C waits for the
-    import to finish (`cli.interrupts_held`). Inside it, a KeyboardInterrupt
-    raised while a pybind11 extension initialises becomes an ImportError,
-    which Keras and TensorFlow take for a missing optional module: the
-    interrupt was lost and the run went on (docs/benchmarks.md, "2026-12-03,
-    fourth session, at dfd10a3")."""
-    return cli.interrupts_held()
-
-
 def _count_records(path: pathlib.Path) -> int | None:
     """Number of records in a TFRecord file; None if missing or corrupt."""
-    with _tensorflow_import():
+    with cli.interrupts_held():  # see _ManifestWriter.save
         import tensorflow as tf
 
     if not path.is_file():
