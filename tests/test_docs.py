@@ -41,15 +41,18 @@ def _lines_outside_code(text: str) -> list[str]:
     return lines
 
 
+def headings(path: Path) -> list[str]:
+    """The text of every heading of a Markdown file, in order."""
+    return [m.group(2) for line in _lines_outside_code(path.read_text(encoding="utf-8"))
+            if (m := _HEADING.match(line))]
+
+
 def anchors(path: Path) -> set[str]:
     """Every heading anchor of a Markdown file; a repeated heading gets -1, -2, ... as on GitHub."""
     seen: dict[str, int] = {}
     result = set()
-    for line in _lines_outside_code(path.read_text(encoding="utf-8")):
-        match = _HEADING.match(line)
-        if not match:
-            continue
-        anchor = github_anchor(match.group(2))
+    for heading in headings(path):
+        anchor = github_anchor(heading)
         count = seen.get(anchor, 0)
         seen[anchor] = count + 1
         result.add(anchor if count == 0 else f"{anchor}-{count}")
@@ -102,11 +105,6 @@ def test_relative_links_resolve(document):
 _SECTION_REFERENCE = re.compile(r'((?:docs/)?[A-Za-z_]+\.md),\s*(?:#\s*)?"([^"]+)"')
 SOURCES = [*sorted((ROOT / "recola_sta").rglob("*.py")), *sorted((ROOT / "tools").glob("*.py")),
            *sorted((ROOT / "experiments").glob("*.cfg")), *sorted((ROOT / "tools").glob("*.sh"))]
-
-
-def headings(path: Path) -> list[str]:
-    return [m.group(2) for line in _lines_outside_code(path.read_text(encoding="utf-8"))
-            if (m := _HEADING.match(line))]
 
 
 def section_references(path: Path) -> list[tuple[str, str]]:
