@@ -42,6 +42,7 @@ from typing import Any, Callable, Iterator, Sequence
 
 from recola_sta import cli
 
+
 def _exit_with_parent() -> None:
     """In a worker: exits the process as soon as its parent process ends."""
     parent = multiprocessing.parent_process()
